@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Install libtorch 2.13.0 (the version tch 0.26 is built against) into an ignored
+# folder of the project, taken from PyPI's torch wheel.
+#
+#   scripts/setup-libtorch.sh            # flavour "auto": cuda when nvidia-smi sees a GPU, else cpu
+#   MPDR_TORCH=cpu  scripts/setup-libtorch.sh
+#   MPDR_TORCH=cuda scripts/setup-libtorch.sh
+#
+# Layout made (side by side, because libtorch_cpu.so's RPATH is $ORIGIN/../../nvidia/cu13/lib):
+#   .libtorch/torch/{lib,include,share,build-version}
+#   .libtorch/nvidia/cu13/lib/...
+#
+# cpu  = torch/ from the torch wheel plus libcudart.so.13 and libcupti.so.13 (libtorch_cpu
+#        needs them to load), about 1 GB unpacked instead of 5 GB of CUDA wheels.
+# cuda = the same plus every nvidia-* wheel torch depends on (cuBLAS, cuDNN, NCCL, ...).
+#
+# Idempotent: a stamp file records what was installed; a second run does nothing.
+# If LIBTORCH is already set to a libtorch 2.13.x folder, nothing is installed.
+set -euo pipefail
+
+TORCH_VERSION=2.13.0
+CUDART_VERSION=13.0.96
+CUPTI_VERSION=13.0.85
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dest=${MPDR_LIBTORCH_DIR:-$root/.libtorch}
+flavour=${MPDR_TORCH:-auto}
+
+if [ -n "${LIBTORCH:-}" ] && [ "${LIBTORCH}" != "$dest/torch" ]; then
+    if [ -f "$LIBTORCH/lib/libtorch_cpu.so" ]; then
+        echo "setup-libtorch: using LIBTORCH=$LIBTORCH"
+        exit 0
+    fi
+    echo "setup-libtorch: LIBTORCH=$LIBTORCH has no lib/libtorch_cpu.so; unset it or point it at a libtorch $TORCH_VERSION folder" >&2
+    exit 1
+fi
+
+if [ "$flavour" = auto ]; then
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; then
+        flavour=cuda
+    else
+        flavour=cpu
+    fi
+fi
+case "$flavour" in cpu|cuda) ;; *) echo "setup-libtorch: MPDR_TORCH must be auto, cpu or cuda, got '$flavour'" >&2; exit 1;; esac
+
+stamp="$dest/.installed-$TORCH_VERSION-$flavour"
+if [ -f "$stamp" ]; then
+    exit 0
+fi
+# A cuda install also serves cpu builds.
+if [ "$flavour" = cpu ] && [ -f "$dest/.installed-$TORCH_VERSION-cuda" ]; then
+    exit 0
+fi
+
+python=${PYTHON:-python3}
+command -v "$python" >/dev/null || { echo "setup-libtorch: python3 with pip is needed to fetch the torch wheel" >&2; exit 1; }
+
+wheels="$dest/wheels"
+mkdir -p "$wheels"
+pip_dl=("$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all:
+        --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64
+        --platform manylinux_2_27_x86_64 --platform manylinux_2_25_x86_64
+        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$wheels")
+
+echo "setup-libtorch: downloading torch==$TORCH_VERSION ($flavour) from PyPI into $wheels"
+if [ "$flavour" = cpu ]; then
+    "${pip_dl[@]}" --no-deps "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION"
+else
+    "${pip_dl[@]}" "torch==$TORCH_VERSION"
+fi
+
+echo "setup-libtorch: unpacking into $dest"
+"$python" - "$wheels" "$dest" "$flavour" <<'PY'
+import pathlib, sys, zipfile
+wheels, dest, flavour = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
+keep_torch = ("torch/lib/", "torch/include/", "torch/share/")
+cpu_libs = ("libcudart.so", "libcupti.so")
+for whl in sorted(wheels.glob("*.whl")):
+    name = whl.name.lower()
+    if not (name.startswith("torch-") or name.startswith("nvidia")):
+        continue
+    with zipfile.ZipFile(whl) as z:
+        for info in z.infolist():
+            n = info.filename
+            if name.startswith("torch-"):
+                ok = n.startswith(keep_torch)
+            elif flavour == "cpu":
+                ok = "/lib/" in n and pathlib.PurePosixPath(n).name.startswith(cpu_libs)
+            else:
+                ok = n.startswith("nvidia/")
+            if ok and not n.endswith("/"):
+                z.extract(info, dest)
+                mode = (info.external_attr >> 16) & 0o777
+                if mode:
+                    (dest / n).chmod(mode)
+PY
+echo "$TORCH_VERSION" > "$dest/torch/build-version"
+test -f "$dest/torch/lib/libtorch_cpu.so" || { echo "setup-libtorch: torch/lib/libtorch_cpu.so missing after unpacking" >&2; exit 1; }
+rm -rf "$wheels"
+touch "$stamp"
+echo "setup-libtorch: libtorch $TORCH_VERSION ($flavour) ready in $dest/torch"

@@ -1,0 +1,144 @@
+//! WAV decoding with hound: PCM 8/16/24/32-bit and IEEE float32, any channel count, scaled to
+//! [-1, 1) exactly as librosa/soundfile do (int16 / 32768, ...). Every failure names the file.
+
+use std::path::Path;
+
+use hound::{SampleFormat, WavReader, WavSpec, WavWriter};
+
+use super::{resample::resample, AudioOptions, ChannelSelect};
+use crate::error::InputError;
+
+/// A decoded file: mono samples and the rate they are at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+    /// Channels in the file (before selection or mixing).
+    pub channels: u16,
+}
+
+fn describe(e: hound::Error) -> String {
+    match e {
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "truncated or empty: the file ends inside the WAV header".into()
+        }
+        hound::Error::IoError(io) => format!("cannot read: {io}"),
+        hound::Error::FormatError(m) => format!("not a valid WAV file: {m}"),
+        hound::Error::Unsupported => "unsupported WAV encoding (PCM 8/16/24/32-bit or float32 expected)".into(),
+        hound::Error::InvalidSampleFormat => "unsupported WAV sample format (PCM or float32 expected)".into(),
+        hound::Error::TooWide => "sample width too large for its container".into(),
+        hound::Error::UnfinishedSample => "file ends in the middle of a sample".into(),
+    }
+}
+
+/// Decode a WAV file to mono f32 at its own rate, selecting or mixing channels.
+pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError> {
+    let fail = |m: String| InputError::new(path, m);
+    let mut reader = WavReader::open(path).map_err(|e| fail(describe(e)))?;
+    let spec: WavSpec = reader.spec();
+    let channels = spec.channels as usize;
+    if channels == 0 {
+        return Err(fail("header declares 0 channels".into()));
+    }
+    if spec.sample_rate == 0 {
+        return Err(fail("header declares a sample rate of 0 Hz".into()));
+    }
+    if let ChannelSelect::Index(c) = channel {
+        if c as usize >= channels {
+            return Err(fail(format!("channel {c} requested but the file has {channels} channel(s) (0-based)")));
+        }
+    }
+    let declared = reader.len() as usize;
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (SampleFormat::Float, 32) => collect(reader.samples::<f32>(), declared, 1.0, path)?,
+        (SampleFormat::Int, 8) => collect(reader.samples::<i8>(), declared, 1.0 / 128.0, path)?,
+        (SampleFormat::Int, 16) => collect(reader.samples::<i16>(), declared, 1.0 / 32768.0, path)?,
+        (SampleFormat::Int, 24) => collect(reader.samples::<i32>(), declared, 1.0 / 8388608.0, path)?,
+        (SampleFormat::Int, 32) => collect(reader.samples::<i32>(), declared, 1.0 / 2147483648.0, path)?,
+        (fmt, bits) => {
+            let kind = if fmt == SampleFormat::Float { "float" } else { "PCM" };
+            return Err(fail(format!(
+                "unsupported encoding: {bits}-bit {kind} (PCM 8/16/24/32-bit or float32 expected)"
+            )));
+        }
+    };
+    if let Some(i) = interleaved.iter().position(|s| !s.is_finite()) {
+        return Err(fail(format!("sample {} (frame {}) is {}: audio must be finite", i, i / channels, interleaved[i])));
+    }
+    let frames = interleaved.len() / channels;
+    let samples = match channel {
+        _ if channels == 1 => interleaved,
+        ChannelSelect::Index(c) => interleaved.iter().skip(c as usize).step_by(channels).copied().collect(),
+        ChannelSelect::Mix => interleaved
+            .chunks_exact(channels)
+            .map(|f| (f.iter().map(|&s| s as f64).sum::<f64>() / channels as f64) as f32)
+            .collect(),
+    };
+    debug_assert_eq!(samples.len(), frames);
+    Ok(Decoded { samples, sample_rate: spec.sample_rate, channels: spec.channels })
+}
+
+fn collect<T, I>(samples: I, declared: usize, scale: f32, path: &Path) -> Result<Vec<f32>, InputError>
+where
+    T: Into<f64>,
+    I: Iterator<Item = hound::Result<T>>,
+{
+    let mut out = Vec::with_capacity(declared);
+    for s in samples {
+        match s {
+            Ok(v) => out.push((v.into() as f32) * scale),
+            Err(hound::Error::IoError(io)) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(InputError::new(
+                    path,
+                    format!("truncated: header declares {declared} samples but the data ends after {}", out.len()),
+                ));
+            }
+            Err(e) => return Err(InputError::new(path, describe(e))),
+        }
+    }
+    Ok(out)
+}
+
+/// Decode and bring to `target_rate`: resample when `opts.resample`, else refuse a mismatch.
+pub fn read_mono(path: &Path, target_rate: u32, opts: &AudioOptions) -> Result<Vec<f32>, InputError> {
+    let d = decode(path, opts.channel)?;
+    if d.samples.is_empty() {
+        return Err(InputError::new(path, "contains no audio samples"));
+    }
+    if d.sample_rate == target_rate {
+        return Ok(d.samples);
+    }
+    if !opts.resample {
+        return Err(InputError::new(
+            path,
+            format!(
+                "sample rate is {} Hz but {} Hz is configured (enable audio.resample / --resample to convert)",
+                d.sample_rate, target_rate
+            ),
+        ));
+    }
+    tracing::info!(file = %path.display(), from = d.sample_rate, to = target_rate, "resampling");
+    resample(&d.samples, d.sample_rate, target_rate).map_err(|e| InputError::new(path, e.to_string()))
+}
+
+/// Write interleaved samples as 16-bit PCM (clipped to [-1, 1]).
+pub fn write_pcm16(path: &Path, sample_rate: u32, channels: u16, interleaved: &[f32]) -> Result<(), InputError> {
+    let spec = WavSpec { channels, sample_rate, bits_per_sample: 16, sample_format: SampleFormat::Int };
+    let fail = |e: hound::Error| InputError::new(path, format!("cannot write WAV: {e}"));
+    let mut w = WavWriter::create(path, spec).map_err(fail)?;
+    for &s in interleaved {
+        w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).map_err(fail)?;
+    }
+    w.finalize().map_err(fail)
+}
+
+/// Write interleaved samples as IEEE float32.
+pub fn write_f32(path: &Path, sample_rate: u32, channels: u16, interleaved: &[f32]) -> Result<(), InputError> {
+    let spec = WavSpec { channels, sample_rate, bits_per_sample: 32, sample_format: SampleFormat::Float };
+    let fail = |e: hound::Error| InputError::new(path, format!("cannot write WAV: {e}"));
+    let mut w = WavWriter::create(path, spec).map_err(fail)?;
+    for &s in interleaved {
+        w.write_sample(s).map_err(fail)?;
+    }
+    w.finalize().map_err(fail)
+}

@@ -1,0 +1,198 @@
+//! NumPy `.npy` (format 1.0–3.0) reading and writing for float arrays. Reading accepts
+//! little- or big-endian f4/f8, C or Fortran order, and returns C-order f32.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::InputError;
+
+/// A C-order f32 array.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Parse `.npy` bytes; errors are plain messages (the caller adds the file).
+pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file (missing the \\x93NUMPY magic)".into());
+    }
+    let major = bytes[6];
+    let (header_len, header_start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err("truncated .npy header".into());
+            }
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        }
+        v => return Err(format!("unsupported .npy format version {v}")),
+    };
+    let header = bytes
+        .get(header_start..header_start + header_len)
+        .ok_or("truncated .npy header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
+    let descr = dict_value(header, "descr").ok_or("the .npy header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let fortran = match dict_value(header, "fortran_order").ok_or("the .npy header has no 'fortran_order'")? {
+        "True" => true,
+        "False" => false,
+        other => return Err(format!("bad fortran_order {other}")),
+    };
+    let shape_text = dict_value(header, "shape").ok_or("the .npy header has no 'shape'")?;
+    let shape: Vec<usize> = shape_text
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
+        .collect::<Result<_, _>>()?;
+    let (width, big) = match descr {
+        "<f4" | "=f4" | "|f4" => (4, false),
+        ">f4" => (4, true),
+        "<f8" | "=f8" | "|f8" => (8, false),
+        ">f8" => (8, true),
+        other => return Err(format!("dtype {other} is not supported (float32 or float64 expected)")),
+    };
+    let n: usize = shape.iter().product();
+    let body = &bytes[header_start + header_len..];
+    if body.len() < n * width {
+        return Err(format!(
+            "truncated: shape {:?} needs {} bytes of data, the file has {}",
+            shape,
+            n * width,
+            body.len()
+        ));
+    }
+    let mut flat: Vec<f32> = body[..n * width]
+        .chunks_exact(width)
+        .map(|c| match (width, big) {
+            (4, false) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            (4, true) => f32::from_be_bytes([c[0], c[1], c[2], c[3]]),
+            (_, false) => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
+            (_, true) => f64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
+        })
+        .collect();
+    if fortran && shape.len() > 1 {
+        flat = fortran_to_c(&flat, &shape);
+    }
+    Ok(NpyArray { shape, data: flat })
+}
+
+/// The raw text of `'key': value` in a numpy header dict (value up to the next top-level comma).
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let k1 = format!("'{key}'");
+    let at = header.find(&k1)? + k1.len();
+    let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+    let mut depth = 0;
+    for (i, ch) in rest.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn fortran_to_c(data: &[f32], shape: &[usize]) -> Vec<f32> {
+    let n = data.len();
+    let mut out = vec![0.0; n];
+    let mut idx = vec![0usize; shape.len()];
+    for (c_pos, o) in out.iter_mut().enumerate() {
+        // C index -> multi-index -> Fortran offset.
+        let mut rem = c_pos;
+        for d in (0..shape.len()).rev() {
+            idx[d] = rem % shape[d];
+            rem /= shape[d];
+        }
+        let mut f_pos = 0;
+        let mut stride = 1;
+        for d in 0..shape.len() {
+            f_pos += idx[d] * stride;
+            stride *= shape[d];
+        }
+        *o = data[f_pos];
+    }
+    out
+}
+
+/// Read a `.npy` file.
+pub fn read(path: &Path) -> Result<NpyArray, InputError> {
+    let bytes = std::fs::read(path).map_err(|e| InputError::new(path, format!("cannot read: {e}")))?;
+    parse(&bytes).map_err(|m| InputError::new(path, m))
+}
+
+/// `.npy` bytes (format 1.0, little-endian float32, C order).
+pub fn to_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let shape_text = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Pad so that magic(6) + version(2) + len(2) + header + '\n' is a multiple of 64.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut out = Vec::with_capacity(10 + header.len() + 4 * data.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for v in data {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+/// Write a float32 `.npy` file.
+pub fn write(path: &Path, shape: &[usize], data: &[f32]) -> Result<(), InputError> {
+    debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+    let fail = |e: std::io::Error| InputError::new(path, format!("cannot write: {e}"));
+    let mut f = std::fs::File::create(path).map_err(fail)?;
+    f.write_all(&to_bytes(shape, data)).map_err(fail)?;
+    f.sync_all().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_header_alignment() {
+        let data: Vec<f32> = (0..6).map(|i| i as f32 * 0.5).collect();
+        let bytes = to_bytes(&[2, 3], &data);
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let a = parse(&bytes).unwrap();
+        assert_eq!(a.shape, vec![2, 3]);
+        assert_eq!(a.data, data);
+    }
+
+    #[test]
+    fn fortran_order_and_f8_are_converted() {
+        // np.array([[1,2,3],[4,5,6]], dtype='<f8', order='F') stores 1,4,2,5,3,6.
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let header = "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }          \n";
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        for v in [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let a = parse(&bytes).unwrap();
+        assert_eq!(a.data, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn bad_files_get_specific_messages() {
+        assert!(parse(b"RIFF0000WAVE").unwrap_err().contains("magic"));
+        let mut b = to_bytes(&[4, 4], &[0.0; 16]);
+        b.truncate(b.len() - 8);
+        assert!(parse(&b).unwrap_err().contains("truncated"));
+        let mut b = to_bytes(&[1], &[0.0]);
+        let at = b.windows(3).position(|w| w == b"<f4").unwrap();
+        b[at + 1] = b'i';
+        assert!(parse(&b).unwrap_err().contains("<i4"));
+    }
+}

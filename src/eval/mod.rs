@@ -1,0 +1,3 @@
+//! Evaluation: ranking metrics now; per-id DCASE reports and plots come with `mpdr eval`.
+
+pub mod metrics;

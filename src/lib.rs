@@ -1,0 +1,15 @@
+//! mpdr — acoustic anomaly detection for industrial machines.
+//!
+//! One library behind every front door (`mpdr features`, and later train / eval / monitor /
+//! bench): audio in ([`audio`]), DCASE log-mel features ([`features`]), dataset readers
+//! ([`data`]), metrics ([`eval`]), configuration ([`config`]) and tch devices ([`device`]).
+
+pub mod audio;
+pub mod cli;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod features;
+pub mod nn;

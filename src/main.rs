@@ -1,0 +1,76 @@
+//! The `mpdr` command line: parse arguments, set up logging, call one library entry point,
+//! print the error chain on one line and exit non-zero on failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mpdr::audio::ChannelSelect;
+use mpdr::cli::{self, FeatureOutput, FeaturesArgs};
+use mpdr::features::PadMode;
+
+#[derive(Parser)]
+#[command(name = "mpdr", version, about = "Acoustic anomaly detection for industrial machines (MPDR energy models)")]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compute DCASE log-mel features of one WAV (or log-mel .npy) and write a float32 .npy.
+    Features {
+        /// Input: a .wav file, or a precomputed log-mel .npy of shape (n_mels, frames).
+        input: PathBuf,
+        /// Output .npy path.
+        #[arg(long)]
+        out: PathBuf,
+        /// logmel: (n_mels, frames); vectors: (n_vectors, n_mels * frames).
+        #[arg(long, value_enum, default_value = "logmel")]
+        what: FeatureOutput,
+        /// Centre padding: constant (zeros, librosa >= 0.9; default) or reflect (DCASE 2020 baseline).
+        #[arg(long, value_enum)]
+        pad: Option<PadMode>,
+        /// TOML file with [features] and [audio] tables (see config/features.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Channel of a multi-channel file: "mix" (mean, default) or a 0-based index.
+        #[arg(long)]
+        channel: Option<ChannelSelect>,
+        /// Resample files whose rate differs from the configured one (default: refuse them).
+        #[arg(long)]
+        resample: bool,
+    },
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MPDR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    mpdr::device::init_threads();
+    let result = match cli.command {
+        Command::Features { input, out, what, pad, config, channel, resample } => {
+            cli::features(&FeaturesArgs { input, out, what, pad, config, channel, resample }).map(|_| ())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mpdr: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
