@@ -89,7 +89,12 @@ mod tests {
 
     #[test]
     fn device_choices_parse_and_print() {
-        for (text, want) in [("auto", DeviceChoice::Auto), ("cpu", DeviceChoice::Cpu), ("cuda", DeviceChoice::Cuda(0)), ("cuda:1", DeviceChoice::Cuda(1))] {
+        for (text, want) in [
+            ("auto", DeviceChoice::Auto),
+            ("cpu", DeviceChoice::Cpu),
+            ("cuda", DeviceChoice::Cuda(0)),
+            ("cuda:1", DeviceChoice::Cuda(1)),
+        ] {
             assert_eq!(text.parse::<DeviceChoice>().unwrap(), want);
         }
         assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("gpu"));

@@ -37,9 +37,9 @@ impl<'de> Deserialize<'de> for ChannelSelect {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Num(n) => u16::try_from(n)
-                .map(ChannelSelect::Index)
-                .map_err(|_| serde::de::Error::custom(format!("channel: expected \"mix\" or a channel number 0..65535, got {n}"))),
+            Raw::Num(n) => u16::try_from(n).map(ChannelSelect::Index).map_err(|_| {
+                serde::de::Error::custom(format!("channel: expected \"mix\" or a channel number 0..65535, got {n}"))
+            }),
             Raw::Text(t) => t.parse().map_err(|e: String| serde::de::Error::custom(format!("channel: {e}"))),
         }
     }

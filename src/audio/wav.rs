@@ -19,10 +19,12 @@ pub struct Decoded {
 
 fn describe(e: hound::Error) -> String {
     match e {
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "truncated or empty: the file ends inside the WAV header".into()
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => format!("cannot open: {io}"),
+        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::PermissionDenied => format!("cannot open: {io}"),
+        hound::Error::IoError(io) => format!("truncated or empty: the file ends inside the WAV header ({io})"),
+        hound::Error::FormatError(m) if m.contains("bits per sample") => {
+            format!("unsupported encoding: {m} (PCM 8/16/24/32-bit or float32 expected)")
         }
-        hound::Error::IoError(io) => format!("cannot read: {io}"),
         hound::Error::FormatError(m) => format!("not a valid WAV file: {m}"),
         hound::Error::Unsupported => "unsupported WAV encoding (PCM 8/16/24/32-bit or float32 expected)".into(),
         hound::Error::InvalidSampleFormat => "unsupported WAV sample format (PCM or float32 expected)".into(),

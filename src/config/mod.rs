@@ -124,7 +124,8 @@ mod tests {
             ParseOrInvalid::Parse(m) => assert!(m.contains("n_ffft"), "{m}"),
             ParseOrInvalid::Invalid(p) => panic!("expected a parse error, got {p}"),
         }
-        let e = FrontEndConfig::parse("[features]\nn_fft = 1000\nn_mels = 0\n[audio]\nchannel = \"left\"\n").unwrap_err();
+        let e =
+            FrontEndConfig::parse("[features]\nn_fft = 1000\nn_mels = 0\n[audio]\nchannel = \"left\"\n").unwrap_err();
         match e {
             ParseOrInvalid::Parse(m) => assert!(m.contains("channel"), "{m}"),
             ParseOrInvalid::Invalid(p) => panic!("expected a parse error, got {p}"),

@@ -41,7 +41,12 @@ pub fn read_logmel_npy(path: &Path, params: &FeatureParams) -> Result<LogMel, In
     if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
         return Err(InputError::new(
             path,
-            format!("value at (mel {}, frame {}) is {}: log-mel must be finite", i / a.shape[1], i % a.shape[1], a.data[i]),
+            format!(
+                "value at (mel {}, frame {}) is {}: log-mel must be finite",
+                i / a.shape[1],
+                i % a.shape[1],
+                a.data[i]
+            ),
         ));
     }
     Ok(LogMel::from_mel_major(a.shape[0], a.shape[1], &a.data))

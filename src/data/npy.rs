@@ -29,9 +29,7 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
         }
         v => return Err(format!("unsupported .npy format version {v}")),
     };
-    let header = bytes
-        .get(header_start..header_start + header_len)
-        .ok_or("truncated .npy header")?;
+    let header = bytes.get(header_start..header_start + header_len).ok_or("truncated .npy header")?;
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
     let descr = dict_value(header, "descr").ok_or("the .npy header has no 'descr'")?;
     let descr = descr.trim_matches(|c| c == '\'' || c == '"');

@@ -198,7 +198,10 @@ mod tests {
         assert_eq!(roc_auc(&[true, true], &[0.1, 0.2]), Err(MetricError::OneClass { positives: 2, negatives: 0 }));
         assert!(matches!(roc_auc(&[true, false], &[f64::NAN, 0.2]), Err(MetricError::NonFinite { index: 0, .. })));
         assert!(matches!(roc_auc(&[true], &[0.1, 0.2]), Err(MetricError::LengthMismatch { .. })));
-        assert!(matches!(partial_auc(&[true, false], &[0.1, 0.2], 0.0, PaucKind::McClish), Err(MetricError::BadMaxFpr(_))));
+        assert!(matches!(
+            partial_auc(&[true, false], &[0.1, 0.2], 0.0, PaucKind::McClish),
+            Err(MetricError::BadMaxFpr(_))
+        ));
         assert!(matches!(
             partial_auc(&[true, false], &[0.1, 0.2], 0.1, PaucKind::Raw),
             Err(MetricError::TooFewNegatives { .. })

@@ -45,9 +45,8 @@ impl MelFilterbank {
     pub fn slaney(sample_rate: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Self {
         let n_bins = n_fft / 2 + 1;
         let (mel_lo, mel_hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
-        let edges: Vec<f64> = (0..n_mels + 2)
-            .map(|i| mel_to_hz(mel_lo + (mel_hi - mel_lo) * i as f64 / (n_mels + 1) as f64))
-            .collect();
+        let edges: Vec<f64> =
+            (0..n_mels + 2).map(|i| mel_to_hz(mel_lo + (mel_hi - mel_lo) * i as f64 / (n_mels + 1) as f64)).collect();
         let bands = (0..n_mels)
             .map(|i| {
                 let (lo, mid, hi) = (edges[i], edges[i + 1], edges[i + 2]);

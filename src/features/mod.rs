@@ -120,7 +120,10 @@ impl FeatureParams {
         }
         if let Some(fmax) = self.fmax {
             if !(fmax.is_finite() && fmax > self.fmin && fmax <= nyquist) {
-                problems.push(key("fmax"), format!("must be in (fmin, sample_rate/2] = ({}, {nyquist}], got {fmax}", self.fmin));
+                problems.push(
+                    key("fmax"),
+                    format!("must be in (fmin, sample_rate/2] = ({}, {nyquist}], got {fmax}", self.fmin),
+                );
             }
         } else if self.fmin >= nyquist && self.sample_rate > 0 {
             problems.push(key("fmin"), format!("must be below sample_rate/2 = {nyquist}, got {}", self.fmin));
@@ -242,16 +245,10 @@ impl FrameKernel {
         let n_fft = params.n_fft;
         let fft = RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
         // Periodic Hann (scipy get_window('hann', fftbins=True)).
-        let window = (0..n_fft)
-            .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos())
-            .collect();
-        let bank = MelFilterbank::slaney(
-            params.sample_rate as f64,
-            n_fft,
-            params.n_mels,
-            params.fmin,
-            params.fmax_hz(),
-        );
+        let window =
+            (0..n_fft).map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos()).collect();
+        let bank =
+            MelFilterbank::slaney(params.sample_rate as f64, n_fft, params.n_mels, params.fmin, params.fmax_hz());
         FrameKernel {
             n_fft,
             frame: fft.make_input_vec(),
@@ -396,9 +393,8 @@ mod tests {
         let p = FeatureParams::default();
         let bank = MelFilterbank::slaney(16000.0, 1024, 128, 0.0, 8000.0);
         for freq in [250.0, 1000.0, 3000.0, 6000.0] {
-            let x: Vec<f32> = (0..16000)
-                .map(|n| (2.0 * std::f64::consts::PI * freq * n as f64 / 16000.0).sin() as f32)
-                .collect();
+            let x: Vec<f32> =
+                (0..16000).map(|n| (2.0 * std::f64::consts::PI * freq * n as f64 / 16000.0).sin() as f32).collect();
             let lm = logmel(&p, &x).unwrap();
             let t = lm.n_frames / 2;
             let best = (0..128).max_by(|&a, &b| lm.get(a, t).total_cmp(&lm.get(b, t))).unwrap();

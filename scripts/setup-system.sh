@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the Debian packages the build and the tests need, when missing.
+#   libasound2-dev, pkg-config: cpal (ALSA) for live capture
+#   python3-pip: fetching the torch wheel (scripts/setup-libtorch.sh)
+#   mosquitto: the real MQTT broker the alarm-delivery tests start
+set -euo pipefail
+packages=(libasound2-dev pkg-config mosquitto)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "setup-system: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,6 @@
+//! One integration-test binary: real files, the real `mpdr` binary, real libtorch.
+
+mod cli_features;
+mod golden;
+mod tch_link;
+mod util;

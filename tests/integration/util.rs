@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Run the real `mpdr` binary.
+pub fn mpdr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mpdr")).args(args).env("MPDR_LOG", "warn").output().expect("the mpdr binary runs")
+}
+
+/// A WAV file from raw parts: `declared_data_len` may lie about the data that follows.
+pub fn wav_bytes(format_tag: u16, channels: u16, rate: u32, bits: u16, declared_data_len: u32, data: &[u8]) -> Vec<u8> {
+    let block_align = channels as u32 * bits as u32 / 8;
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&format_tag.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * block_align).to_le_bytes());
+    b.extend_from_slice(&(block_align as u16).to_le_bytes());
+    b.extend_from_slice(&bits.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&declared_data_len.to_le_bytes());
+    b.extend_from_slice(data);
+    b
+}
+
+pub fn pcm16(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+pub fn f32le(samples: &[f32]) -> Vec<u8> {
+    samples.iter().flat_map(|s| s.to_le_bytes()).collect()
+}
+
+pub fn tone(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
+    (0..n).map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as f32).collect()
+}
