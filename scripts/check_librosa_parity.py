@@ -54,7 +54,11 @@ def main():
                     )
                     want = 10.0 * np.log10(S + sys.float_info.epsilon)
                     out = pathlib.Path(tmp) / "f.npy"
-                    subprocess.run([str(args.mpdr), "features", str(wav), "--out", str(out), "--pad", pad], check=True)
+                    subprocess.run(
+                        [str(args.mpdr), "features", str(wav), "--out", str(out), "--pad", pad],
+                        check=True,
+                        env={**os.environ, "MPDR_LOG": "warn"},
+                    )
                     got = np.load(out)
                     if got.shape != want.shape:
                         print(f"{wav} {pad}: shape {got.shape} vs librosa {want.shape}")
