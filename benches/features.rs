@@ -13,7 +13,8 @@ fn clip() -> Vec<f32> {
             s = s.wrapping_mul(1664525).wrapping_add(1013904223);
             let u = s as f64 / 4294967296.0;
             let t = n as f64 / 16000.0;
-            (0.2 * (u - 0.5) + 0.3 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
+            (0.2 * (u - 0.5)
+                + 0.3 * (2.0 * std::f64::consts::PI * 440.0 * t).sin()
                 + 0.1 * (2.0 * std::f64::consts::PI * 3150.0 * t).sin()) as f32
         })
         .collect()

@@ -12,4 +12,6 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod model;
+pub mod mpdr;
 pub mod nn;

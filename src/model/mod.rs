@@ -1,0 +1,346 @@
+//! Model bundles: a directory with `manifest.toml` (everything needed to rebuild and check the
+//! model: kind, network specs, feature parameters, scaler, threshold, provenance, checksums)
+//! and safetensors weights — `energy.safetensors` plus `manifold_<k>.safetensors` for the
+//! manifold autoencoders (kept for retraining). Loading verifies the schema, every checksum,
+//! and every tensor name and shape before any weight is used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::features::FeatureParams;
+use crate::nn::ae::{AeSpec, AutoEncoder};
+use crate::nn::{Energy, EnergyNet, EnergySpec};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What was trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    Ae,
+    Idnn,
+    MpdrR,
+    MpdrIdnn,
+    MpdrS,
+}
+
+/// Per-dimension standardisation fitted on training vectors, then an optional clamp (±3 for
+/// DCASE, MPDR-SPEC §1.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scaler {
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub clamp: Option<f32>,
+}
+
+impl Scaler {
+    /// Fit on row-major `data` of `dim` columns: mean and population std (ddof 0); a
+    /// constant column gets std 1, as scikit-learn's StandardScaler.
+    pub fn fit(data: &[f32], dim: usize, clamp: Option<f32>) -> Self {
+        let n = (data.len() / dim).max(1) as f64;
+        let mut mean = vec![0f64; dim];
+        for row in data.chunks_exact(dim) {
+            for (m, v) in mean.iter_mut().zip(row) {
+                *m += *v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= n);
+        let mut var = vec![0f64; dim];
+        for row in data.chunks_exact(dim) {
+            for ((s, v), m) in var.iter_mut().zip(row).zip(&mean) {
+                *s += (*v as f64 - m).powi(2);
+            }
+        }
+        let std = var.iter().map(|s| (s / n).sqrt()).map(|s| if s > 0.0 { s as f32 } else { 1.0 }).collect();
+        Scaler { mean: mean.iter().map(|&m| m as f32).collect(), std, clamp }
+    }
+
+    /// (x − mean) / std, then clamp.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let m = Tensor::from_slice(&self.mean).to_kind(x.kind()).to_device(x.device());
+        let s = Tensor::from_slice(&self.std).to_kind(x.kind()).to_device(x.device());
+        let z = (x - m) / s;
+        match self.clamp {
+            Some(c) => z.clamp(-c as f64, c as f64),
+            None => z,
+        }
+    }
+}
+
+/// The alarm threshold on the model's score, and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    pub value: f64,
+    /// e.g. "gamma-fit" or "empirical-quantile" or "manual".
+    pub method: String,
+    /// Free-form numbers of the fit (targets, parameters, counts).
+    #[serde(default)]
+    pub details: BTreeMap<String, f64>,
+}
+
+/// How the bundle came to be.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Provenance {
+    pub mpdr_version: String,
+    pub created_unix_s: u64,
+    pub seed: u64,
+    /// Epochs / steps per training stage ("manifold", "pretrain", "mpdr").
+    pub stages: BTreeMap<String, u64>,
+    pub data: String,
+    pub data_fingerprint: String,
+    pub wall_time_s: f64,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Size and SHA-256 of one weight file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileEntry {
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub schema_version: u32,
+    pub kind: ModelKind,
+    pub energy: EnergySpec,
+    #[serde(default)]
+    pub manifold: Vec<AeSpec>,
+    /// Front-end the vectors come from (absent for non-audio benchmark models).
+    pub features: Option<FeatureParams>,
+    pub scaler: Option<Scaler>,
+    pub threshold: Option<Threshold>,
+    #[serde(default)]
+    pub provenance: Provenance,
+    /// Weight files by name, filled in by `save`.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileEntry>,
+}
+
+impl Manifest {
+    pub fn new(kind: ModelKind, energy: EnergySpec, manifold: Vec<AeSpec>) -> Self {
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            kind,
+            energy,
+            manifold,
+            features: None,
+            scaler: None,
+            threshold: None,
+            provenance: Provenance { mpdr_version: env!("CARGO_PKG_VERSION").into(), ..Default::default() },
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{}: {message}", path.display())]
+    Io { path: PathBuf, message: String },
+    #[error("{}: invalid manifest: {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
+    #[error("{}: schema version {found}, this mpdr reads version {SCHEMA_VERSION}", path.display())]
+    Schema { path: PathBuf, found: u32 },
+    #[error("{}: checksum mismatch: manifest says sha256 {expected}, file has {actual} (corrupted or replaced)", path.display())]
+    Checksum { path: PathBuf, expected: String, actual: String },
+    #[error("{}: {detail}", path.display())]
+    Mismatch { path: PathBuf, detail: String },
+    #[error("{}: libtorch: {message}", path.display())]
+    Torch { path: PathBuf, message: String },
+}
+
+/// A loaded or freshly built model.
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub energy_vs: nn::VarStore,
+    pub energy: EnergyNet,
+    pub manifold_vs: Vec<nn::VarStore>,
+    pub manifold: Vec<AutoEncoder>,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle").field("manifest", &self.manifest).finish_non_exhaustive()
+    }
+}
+
+fn sha256_file(path: &Path) -> Result<(String, u64), BundleError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
+    let digest = Sha256::digest(&bytes);
+    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes.len() as u64))
+}
+
+/// Names and shapes in a safetensors file, from its JSON header.
+fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, BundleError> {
+    let bad = |m: String| BundleError::Mismatch { path: path.into(), detail: m };
+    let bytes =
+        std::fs::read(path).map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
+    let len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+        .ok_or_else(|| bad("not a safetensors file (too short)".into()))?;
+    let header = bytes.get(8..8 + len).ok_or_else(|| bad("not a safetensors file (header past end of file)".into()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let obj = json.as_object().ok_or_else(|| bad("safetensors header is not an object".into()))?;
+    let mut out = BTreeMap::new();
+    for (name, v) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let shape = v
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(|d| d.as_i64()).collect())
+            .ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
+        out.insert(name.clone(), shape);
+    }
+    Ok(out)
+}
+
+/// Check a file's tensors against a VarStore's variables, then load them.
+fn verify_and_load(vs: &mut nn::VarStore, path: &Path) -> Result<(), BundleError> {
+    let in_file = safetensors_shapes(path)?;
+    let wanted: BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+    for (name, shape) in &wanted {
+        match in_file.get(name) {
+            None => {
+                return Err(BundleError::Mismatch {
+                    path: path.into(),
+                    detail: format!("tensor {name} is missing (the manifest's network needs it)"),
+                })
+            }
+            Some(s) if s != shape => {
+                return Err(BundleError::Mismatch {
+                    path: path.into(),
+                    detail: format!("tensor {name} has shape {s:?}, the manifest's network needs {shape:?}"),
+                })
+            }
+            _ => {}
+        }
+    }
+    if let Some(extra) = in_file.keys().find(|k| !wanted.contains_key(*k)) {
+        return Err(BundleError::Mismatch {
+            path: path.into(),
+            detail: format!("unexpected tensor {extra} (not in the manifest's network)"),
+        });
+    }
+    vs.load(path).map_err(|e| BundleError::Torch { path: path.into(), message: e.to_string() })
+}
+
+impl Bundle {
+    /// Build the networks of `manifest` with fresh weights on `device` (float32).
+    pub fn build(manifest: Manifest, device: Device) -> Self {
+        let energy_vs = nn::VarStore::new(device);
+        let energy = manifest.energy.build(&energy_vs.root());
+        let mut manifold_vs = Vec::new();
+        let mut manifold = Vec::new();
+        for spec in &manifest.manifold {
+            let vs = nn::VarStore::new(device);
+            manifold.push(AutoEncoder::new(&vs.root(), spec));
+            manifold_vs.push(vs);
+        }
+        Bundle { manifest, energy_vs, energy, manifold_vs, manifold }
+    }
+
+    /// Write the bundle to `dir` (created if needed): weights first, then the manifest with
+    /// their checksums, written to a temporary name and renamed, so a crash never leaves a
+    /// manifest that points at missing weights.
+    pub fn save(&mut self, dir: &Path) -> Result<(), BundleError> {
+        let io = |p: &Path, e: std::io::Error| BundleError::Io { path: p.into(), message: e.to_string() };
+        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        let mut files = BTreeMap::new();
+        let mut write = |name: String, vs: &nn::VarStore| -> Result<(), BundleError> {
+            let path = dir.join(&name);
+            vs.save(&path).map_err(|e| BundleError::Torch { path: path.clone(), message: e.to_string() })?;
+            let (sha256, bytes) = sha256_file(&path)?;
+            files.insert(name, FileEntry { sha256, bytes });
+            Ok(())
+        };
+        write("energy.safetensors".into(), &self.energy_vs)?;
+        for (k, vs) in self.manifold_vs.iter().enumerate() {
+            write(format!("manifold_{k}.safetensors"), vs)?;
+        }
+        self.manifest.files = files;
+        let text = toml::to_string(&self.manifest)
+            .map_err(|e| BundleError::Manifest { path: dir.join("manifest.toml"), message: e.to_string() })?;
+        let tmp = dir.join("manifest.toml.tmp");
+        std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, dir.join("manifest.toml")).map_err(|e| io(dir, e))
+    }
+
+    /// Read and verify a bundle.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, BundleError> {
+        let mpath = dir.join("manifest.toml");
+        let text = std::fs::read_to_string(&mpath)
+            .map_err(|e| BundleError::Io { path: mpath.clone(), message: format!("cannot read: {e}") })?;
+        // Check the schema version before the full parse, so old/new bundles get that message.
+        if let Ok(v) = text.parse::<toml::Table>() {
+            if let Some(found) = v.get("schema_version").and_then(|s| s.as_integer()) {
+                if found != SCHEMA_VERSION as i64 {
+                    return Err(BundleError::Schema { path: mpath, found: found as u32 });
+                }
+            }
+        }
+        let manifest: Manifest = toml::from_str(&text).map_err(|e| BundleError::Manifest {
+            path: mpath.clone(),
+            message: crate::config::one_line_toml_error(&e),
+        })?;
+        let mut b = Bundle::build(manifest, device);
+        let mut expected: Vec<(String, usize)> = vec![("energy.safetensors".into(), usize::MAX)];
+        expected.extend((0..b.manifold.len()).map(|k| (format!("manifold_{k}.safetensors"), k)));
+        for (name, k) in expected {
+            let path = dir.join(&name);
+            let entry = b.manifest.files.get(&name).ok_or_else(|| BundleError::Manifest {
+                path: mpath.clone(),
+                message: format!("files.\"{name}\" is missing"),
+            })?;
+            let (actual, _) = sha256_file(&path)?;
+            if actual != entry.sha256 {
+                return Err(BundleError::Checksum { path, expected: entry.sha256.clone(), actual });
+            }
+            let vs = if k == usize::MAX { &mut b.energy_vs } else { &mut b.manifold_vs[k] };
+            verify_and_load(vs, &path)?;
+        }
+        for vs in &mut b.manifold_vs {
+            vs.freeze();
+        }
+        Ok(b)
+    }
+
+    /// Energies of raw (unscaled) vectors (N, D) -> (N,), under no-grad, in batches.
+    pub fn score(&self, vectors: &Tensor, batch: i64) -> Result<Tensor, tch::TchError> {
+        let device = self.energy_vs.device();
+        let kind = self.energy_vs.kind();
+        let n = vectors.size()[0];
+        let mut out = Vec::new();
+        tch::no_grad(|| -> Result<(), tch::TchError> {
+            let mut i = 0;
+            while i < n {
+                let len = batch.min(n - i);
+                let x = vectors.f_narrow(0, i, len)?.f_to_device(device)?.f_to_kind(kind)?;
+                let x = match &self.manifest.scaler {
+                    Some(s) => s.apply(&x),
+                    None => x,
+                };
+                out.push(self.energy.energy(&x, false).f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?);
+                i += len;
+            }
+            Ok(())
+        })?;
+        if out.is_empty() {
+            return Ok(Tensor::zeros([0], tch::kind::FLOAT_CPU));
+        }
+        Tensor::f_cat(&out, 0)
+    }
+}

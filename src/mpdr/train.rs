@@ -1,0 +1,260 @@
+//! One generic training loop for every objective (manifold AEs, energy pre-training, MPDR):
+//! seeded shuffling, minibatches (last partial batch kept), a progress bar with the step's
+//! statistics and the epoch ETA, per-epoch hooks (validation, checkpoints) and a stop flag.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tch::{nn, nn::OptimizerConfig, Kind, TchError, Tensor};
+
+use super::{mpdr_loss, sample_negatives, MpdrConfig, Noise};
+use crate::nn::ae::AutoEncoder;
+use crate::nn::Energy;
+
+/// Statistics of one optimisation step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    pub loss: f64,
+    /// Mean energy of the positive batch (MPDR).
+    pub e_pos: Option<f64>,
+    /// Mean energy of the negatives (MPDR).
+    pub e_neg: Option<f64>,
+}
+
+/// Something the loop can optimise one batch at a time.
+pub trait Objective {
+    fn step(&mut self, batch: &Tensor) -> Result<StepStats, TchError>;
+}
+
+/// Means over an epoch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochSummary {
+    pub epoch: usize,
+    pub steps: usize,
+    pub loss: f64,
+    pub e_pos: Option<f64>,
+    pub e_neg: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Called by the loop; all methods optional.
+pub trait Hooks {
+    /// After every epoch (validation, checkpoints, logging). An error stops training.
+    fn on_epoch_end(&mut self, _summary: &EpochSummary) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// Checked before every step (Ctrl-C).
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopConfig {
+    pub epochs: usize,
+    pub batch_size: i64,
+    /// Seeds libtorch's generator (shuffling and MPDR noise).
+    pub seed: u64,
+    /// Stop after this many steps in total (for short runs and tests).
+    pub max_steps: Option<usize>,
+    pub progress: bool,
+    /// Shown in the progress bar ("ae-32", "mpdr", ...).
+    pub label: String,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig { epochs: 1, batch_size: 512, seed: 1, max_steps: None, progress: false, label: "train".into() }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrainReport {
+    pub epochs: Vec<EpochSummary>,
+    pub steps: usize,
+    pub seconds: f64,
+    /// True when stopped by `stop_requested` or `max_steps` before the last epoch ended.
+    pub interrupted: bool,
+}
+
+/// Run `objective` over `data` (rows are samples).
+pub fn run(
+    objective: &mut dyn Objective,
+    data: &Tensor,
+    cfg: &LoopConfig,
+    hooks: &mut dyn Hooks,
+) -> anyhow::Result<TrainReport> {
+    tch::manual_seed(cfg.seed as i64);
+    let n = data.size()[0];
+    anyhow::ensure!(n > 0, "no training data");
+    let batches_per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as u64;
+    let start = Instant::now();
+    let mut report = TrainReport::default();
+    for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        let bar = if cfg.progress { ProgressBar::new(batches_per_epoch) } else { ProgressBar::hidden() };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} [{elapsed}<{eta}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("{} epoch {epoch}/{}", cfg.label, cfg.epochs));
+        let perm = Tensor::randperm(n, (Kind::Int64, data.device()));
+        let mut sum = EpochSummary { epoch, ..Default::default() };
+        let (mut pos_sum, mut neg_sum) = (0.0, 0.0);
+        let mut i = 0;
+        while i < n {
+            if hooks.stop_requested() || cfg.max_steps.is_some_and(|m| report.steps >= m) {
+                report.interrupted = true;
+                break;
+            }
+            let len = cfg.batch_size.min(n - i);
+            let batch = data.index_select(0, &perm.narrow(0, i, len));
+            let s = objective.step(&batch)?;
+            anyhow::ensure!(
+                s.loss.is_finite(),
+                "{}: loss became {} at epoch {epoch}, step {}",
+                cfg.label,
+                s.loss,
+                sum.steps + 1
+            );
+            sum.steps += 1;
+            report.steps += 1;
+            sum.loss += s.loss;
+            pos_sum += s.e_pos.unwrap_or(0.0);
+            neg_sum += s.e_neg.unwrap_or(0.0);
+            let msg = match (s.e_pos, s.e_neg) {
+                (Some(p), Some(q)) => format!("loss {:.4} E(x) {p:.4} E(x-) {q:.4}", s.loss),
+                _ => format!("loss {:.5}", s.loss),
+            };
+            bar.set_message(msg);
+            bar.inc(1);
+            if s.e_pos.is_some() {
+                sum.e_pos = Some(pos_sum / sum.steps as f64);
+                sum.e_neg = Some(neg_sum / sum.steps as f64);
+            }
+            i += len;
+        }
+        bar.finish_and_clear();
+        if sum.steps > 0 {
+            sum.loss /= sum.steps as f64;
+            sum.seconds = t0.elapsed().as_secs_f64();
+            tracing::info!(label = %cfg.label, epoch, steps = sum.steps, loss = sum.loss, e_pos = ?sum.e_pos, e_neg = ?sum.e_neg, seconds = sum.seconds, "epoch done");
+            hooks.on_epoch_end(&sum)?;
+            report.epochs.push(sum);
+        }
+        if report.interrupted {
+            break;
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Pre-training of a reconstruction energy (or a manifold AE) on its own loss.
+pub struct Pretrain<'a> {
+    pub energy: &'a dyn Energy,
+    pub opt: nn::Optimizer,
+}
+
+impl<'a> Pretrain<'a> {
+    /// Adam (PyTorch defaults) over all trainable variables of `vs`.
+    pub fn new(energy: &'a dyn Energy, vs: &nn::VarStore, lr: f64) -> Result<Self, TchError> {
+        Ok(Pretrain { energy, opt: nn::Adam::default().build(vs, lr)? })
+    }
+}
+
+impl Objective for Pretrain<'_> {
+    fn step(&mut self, batch: &Tensor) -> Result<StepStats, TchError> {
+        let loss = self
+            .energy
+            .pretrain_loss(batch)
+            .ok_or_else(|| TchError::Kind("a scalar energy has no pre-training loss".into()))?;
+        self.opt.zero_grad();
+        loss.backward();
+        self.opt.step();
+        Ok(StepStats { loss: loss.f_double_value(&[])?, e_pos: None, e_neg: None })
+    }
+}
+
+/// Divergence monitor of the official code, as logging only (MPDR-SPEC §5.21): warns when
+/// the mean E(x⁻) jumps above its rolling mean + 6·max(std, 0.1) after 2,000 steps.
+#[derive(Debug, Default)]
+pub struct DivergenceMonitor {
+    window: VecDeque<f64>,
+    steps: usize,
+    pub warnings: usize,
+}
+
+impl DivergenceMonitor {
+    pub fn observe(&mut self, e_neg: f64) {
+        self.steps += 1;
+        if self.steps > 2000 && self.window.len() >= 2 {
+            let n = self.window.len() as f64;
+            let mean = self.window.iter().sum::<f64>() / n;
+            let std = (self.window.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
+            if e_neg > mean + 6.0 * std.max(0.1) && e_neg > 0.2 {
+                self.warnings += 1;
+                tracing::warn!(step = self.steps, e_neg, mean, std, "MPDR may be diverging: E(x-) jumped");
+            }
+        }
+        self.window.push_back(e_neg);
+        if self.window.len() > 1000 {
+            self.window.pop_front();
+        }
+    }
+}
+
+/// The MPDR objective: negatives from the frozen ensemble, then one Adam step on the energy.
+pub struct MpdrObjective<'a> {
+    pub energy: &'a dyn Energy,
+    pub ensemble: &'a [AutoEncoder],
+    pub cfg: MpdrConfig,
+    pub opt: nn::Optimizer,
+    pub params: Vec<Tensor>,
+    pub noise: Box<dyn Noise + 'a>,
+    pub monitor: DivergenceMonitor,
+}
+
+impl<'a> MpdrObjective<'a> {
+    /// Adam over the trainable variables of `energy_vs` (the ensemble lives elsewhere, frozen).
+    pub fn new(
+        energy: &'a dyn Energy,
+        energy_vs: &nn::VarStore,
+        ensemble: &'a [AutoEncoder],
+        cfg: MpdrConfig,
+        noise: Box<dyn Noise + 'a>,
+    ) -> Result<Self, TchError> {
+        let opt = nn::Adam::default().build(energy_vs, cfg.lr)?;
+        Ok(MpdrObjective {
+            energy,
+            ensemble,
+            params: energy_vs.trainable_variables(),
+            cfg,
+            opt,
+            noise,
+            monitor: Default::default(),
+        })
+    }
+}
+
+impl Objective for MpdrObjective<'_> {
+    fn step(&mut self, batch: &Tensor) -> Result<StepStats, TchError> {
+        if batch.size()[0] < self.ensemble.len() as i64 {
+            // Too small to give every manifold a sample (a tiny last batch): skip it.
+            return Ok(StepStats { loss: 0.0, e_pos: None, e_neg: None });
+        }
+        let negs = sample_negatives(self.energy, self.ensemble, batch, &self.cfg, self.noise.as_mut());
+        let (loss, ep, en) = mpdr_loss(self.energy, batch, &negs.x_neg, &self.cfg, &self.params);
+        self.opt.zero_grad();
+        loss.backward();
+        self.opt.step();
+        let en = en.f_double_value(&[])?;
+        self.monitor.observe(en);
+        Ok(StepStats { loss: loss.f_double_value(&[])?, e_pos: Some(ep.f_double_value(&[])?), e_neg: Some(en) })
+    }
+}
