@@ -2,5 +2,6 @@
 
 mod cli_features;
 mod golden;
+mod mpdr_parity;
 mod tch_link;
 mod util;
