@@ -1,5 +1,6 @@
 //! One integration-test binary: real files, the real `mpdr` binary, real libtorch.
 
+mod bundle;
 mod cli_features;
 mod golden;
 mod mpdr_parity;
