@@ -76,7 +76,7 @@ impl Conv {
                 let mut h = u.shallow_clone();
                 h.copy_(&(&nu / (nu.norm() + 1e-12)));
             }
-            (u.detach(), v)
+            (u.copy(), v)
         });
         let sigma = u_now.dot(&self.w.reshape([rows, -1]).mv(&v));
         &self.w / sigma

@@ -130,7 +130,7 @@ impl Dense {
                         let mut h = u.shallow_clone();
                         h.copy_(&nu);
                     }
-                    (u.detach(), v)
+                    (u.copy(), v)
                 });
                 let sigma = u_now.dot(&self.lin.ws.mv(&v));
                 &self.lin.ws / sigma

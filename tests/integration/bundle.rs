@@ -11,7 +11,12 @@ use tch::{Device, Kind, Tensor};
 fn small_bundle() -> Bundle {
     mpdr::device::init_threads();
     tch::manual_seed(3);
-    let energy = EnergySpec::Idnn(IdnnSpec { context_hidden: vec![16], decoder_hidden: vec![16], latent: 4, ..IdnnSpec::dcase(8, 5) });
+    let energy = EnergySpec::Idnn(IdnnSpec {
+        context_hidden: vec![16],
+        decoder_hidden: vec![16],
+        latent: 4,
+        ..IdnnSpec::dcase(8, 5)
+    });
     let manifold = vec![
         AeSpec::mlp(40, &[16], 4, &[16], Activation::LeakyRelu, Activation::LeakyRelu),
         AeSpec::mlp(40, &[16], 6, &[16], Activation::LeakyRelu, Activation::LeakyRelu),
@@ -70,7 +75,8 @@ fn corrupted_and_mismatched_bundles_are_refused_with_the_reason() {
     assert!(e.contains("energy.safetensors") && e.contains("shape"), "{e}");
 
     // Unknown schema version, unknown key, missing weights.
-    std::fs::write(copy.path().join("manifest.toml"), m.replacen("schema_version = 1", "schema_version = 9", 1)).unwrap();
+    std::fs::write(copy.path().join("manifest.toml"), m.replacen("schema_version = 1", "schema_version = 9", 1))
+        .unwrap();
     assert!(err(copy.path()).contains("schema version 9"));
     std::fs::write(copy.path().join("manifest.toml"), format!("colour = \"red\"\n{m}")).unwrap();
     assert!(err(copy.path()).contains("colour"));

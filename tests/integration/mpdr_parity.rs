@@ -33,7 +33,8 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
 }
 
 fn draws(file: &BTreeMap<String, Tensor>) -> ReplayNoise {
-    let draws: VecDeque<Tensor> = file.iter().filter(|(k, _)| k.starts_with("draw.")).map(|(_, v)| v.shallow_clone()).collect();
+    let draws: VecDeque<Tensor> =
+        file.iter().filter(|(k, _)| k.starts_with("draw.")).map(|(_, v)| v.shallow_clone()).collect();
     ReplayNoise { draws }
 }
 
@@ -92,7 +93,11 @@ fn recon_energy_geodesic_step_matches_pytorch() {
 
 #[test]
 fn scalar_energy_euclidean_bounded_step_matches_pytorch() {
-    let spec = ScalarSpec { net: NetSpec::Mlp(MlpSpec::new(12, &[16, 16], 1, Activation::LeakyRelu)), out_scale: false, l2: 0.0 };
+    let spec = ScalarSpec {
+        net: NetSpec::Mlp(MlpSpec::new(12, &[16, 16], 1, Activation::LeakyRelu)),
+        out_scale: false,
+        l2: 0.0,
+    };
     let cfg = MpdrConfig {
         sigma_min: 0.1,
         sigma_max: 0.2,
