@@ -10,6 +10,7 @@
 //! Input gradients use `Tensor::run_backward`, so sampling never touches parameter gradients.
 //! All random draws go through [`Noise`], so a test can replay a reference's draws exactly.
 
+pub mod recipe;
 pub mod train;
 
 use std::collections::VecDeque;

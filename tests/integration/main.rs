@@ -5,5 +5,6 @@ mod cli_features;
 mod golden;
 mod mpdr_parity;
 mod mpdr_toy;
+mod recipe;
 mod tch_link;
 mod util;
