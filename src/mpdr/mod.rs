@@ -149,7 +149,7 @@ impl MpdrConfig {
             }
         }
         if let Some([lo, hi]) = self.visible.bound {
-            if !(lo < hi) {
+            if lo >= hi || lo.is_nan() || hi.is_nan() {
                 p.push(key("visible.bound"), format!("need lower < upper, got [{lo}, {hi}]"));
             }
         }
@@ -310,19 +310,21 @@ pub fn mpdr_loss(
     let e_pos = energy.energy(x, true);
     let e_neg = energy.energy(x_neg, true);
     let (mp, mn) = (e_pos.mean(e_pos.kind()), e_neg.mean(e_neg.kind()));
-    let mut loss = &mp - &mn;
+    // Terms are added out of place: `loss` is part of the autograd graph.
+    let mut terms = vec![&mp - &mn];
     match energy.kind() {
-        EnergyKind::Recon => loss = loss + e_neg.square().mean(e_neg.kind()) * cfg.gamma_neg_recon,
+        EnergyKind::Recon => terms.push(e_neg.square().mean(e_neg.kind()) * cfg.gamma_neg_recon),
         EnergyKind::Scalar => {
-            loss = loss + (e_pos.square().mean(e_pos.kind()) + e_neg.square().mean(e_neg.kind())) * cfg.gamma_vx
+            terms.push((e_pos.square().mean(e_pos.kind()) + e_neg.square().mean(e_neg.kind())) * cfg.gamma_vx)
         }
     }
     if cfg.energy_reg {
-        loss = loss + energy.reg().to_kind(mp.kind()).to_device(mp.device());
+        terms.push(energy.reg().to_kind(mp.kind()).to_device(mp.device()));
     }
     if cfg.l2_energy > 0.0 {
-        loss = loss + l2_of(params) * cfg.l2_energy;
+        terms.push(l2_of(params) * cfg.l2_energy);
     }
+    let loss = terms.into_iter().reduce(|a, b| a + b).unwrap_or_else(|| &mp - &mn);
     (loss, mp.detach(), mn.detach())
 }
 

@@ -253,19 +253,27 @@ impl Hooks for StageHooks<'_> {
     }
 }
 
-/// Train a model of `kind` on standardised vectors `data` (N, D). `heldout` (normal vectors
-/// not trained on) feeds the appendix-C validation. The returned bundle has the networks,
-/// kind, seed and stage lengths filled in; features, scaler and threshold are the caller's.
+/// What to train on: standardised vectors (N, D), optionally held-out normal vectors for the
+/// appendix-C validation, and the frame layout (IDNN needs `n_mels` x `frames` = D).
+#[derive(Debug)]
+pub struct TrainData<'a> {
+    pub train: &'a Tensor,
+    pub heldout: Option<&'a Tensor>,
+    pub n_mels: i64,
+    pub frames: i64,
+}
+
+/// Train a model of `kind`. The returned bundle has the networks, kind, seed, stage lengths,
+/// wall time and validation metrics filled in; features, scaler and threshold are the caller's.
 pub fn train(
     kind: ModelKind,
-    data: &Tensor,
-    heldout: Option<&Tensor>,
+    input: &TrainData<'_>,
     cfg: &TrainConfig,
-    n_mels: i64,
-    frames: i64,
     device: Device,
     hooks: &mut dyn TrainHooks,
 ) -> anyhow::Result<Bundle> {
+    let (data, heldout, n_mels, frames) = (input.train, input.heldout, input.n_mels, input.frames);
+    let started = std::time::Instant::now();
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "invalid training config: {problems}");
     let dim = data.size()[1];
@@ -314,7 +322,7 @@ pub fn train(
         };
         bundle.manifest.provenance.stages.insert(format!("manifold_{k}_steps"), r.steps as u64);
         if r.interrupted {
-            return Ok(finish(bundle, metrics));
+            return Ok(finish(bundle, metrics, started));
         }
     }
     for vs in &mut bundle.manifold_vs {
@@ -344,7 +352,7 @@ pub fn train(
         };
         bundle.manifest.provenance.stages.insert("pretrain_steps".into(), r.steps as u64);
         if r.interrupted || !uses_mpdr {
-            return Ok(finish(bundle, metrics));
+            return Ok(finish(bundle, metrics, started));
         }
     }
 
@@ -378,11 +386,14 @@ pub fn train(
     };
     bundle.manifest.provenance.stages.insert("mpdr_steps".into(), steps as u64);
     metrics.insert("mpdr_divergence_warnings".into(), warnings as f64);
-    Ok(finish(bundle, metrics))
+    Ok(finish(bundle, metrics, started))
 }
 
-fn finish(mut bundle: Bundle, metrics: BTreeMap<String, f64>) -> Bundle {
+fn finish(mut bundle: Bundle, metrics: BTreeMap<String, f64>, started: std::time::Instant) -> Bundle {
     bundle.manifest.provenance.metrics.extend(metrics);
+    bundle.manifest.provenance.wall_time_s = started.elapsed().as_secs_f64();
+    bundle.manifest.provenance.created_unix_s =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     bundle
 }
 
