@@ -1,6 +1,8 @@
 //! Dataset readers. For now: one input file -> log-mel, from a WAV (through the front-end) or
 //! from a precomputed `.npy` log-mel of shape (n_mels, frames) as DCASE ToyCar ships.
 
+pub mod dcase;
+pub mod extract;
 pub mod npy;
 
 use std::path::Path;
