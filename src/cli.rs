@@ -55,3 +55,122 @@ pub fn features(args: &FeaturesArgs) -> Result<Vec<usize>> {
     tracing::info!(input = %args.input.display(), out = %args.out.display(), ?shape, pad = %cfg.features.pad_mode, "features written");
     Ok(shape)
 }
+
+/// Options of `mpdr train`.
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    pub data: PathBuf,
+    pub model: crate::model::ModelKind,
+    pub out: PathBuf,
+    pub config: Option<PathBuf>,
+    pub seed: Option<u64>,
+    pub device: Option<crate::device::DeviceChoice>,
+    /// Epochs of the last stage (MPDR, or pre-training for ae / idnn).
+    pub epochs: Option<usize>,
+    pub max_steps: Option<usize>,
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+    pub on_bad_file: crate::data::extract::OnBadFile,
+}
+
+fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let cfg: crate::mpdr::recipe::TrainConfig = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::config::one_line_toml_error(&e)))?;
+    let problems = cfg.validate();
+    anyhow::ensure!(problems.is_empty(), "{}: {problems}", path.display());
+    Ok(cfg)
+}
+
+fn cache_dir(explicit: &Option<PathBuf>, off: bool) -> Option<PathBuf> {
+    if off {
+        None
+    } else {
+        explicit.clone().or_else(crate::data::extract::default_cache_dir)
+    }
+}
+
+/// `mpdr train`.
+pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
+    use crate::model::ModelKind;
+    let mut cfg = match &args.config {
+        Some(p) => load_train_config(p)?,
+        None => Default::default(),
+    };
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    if let Some(d) = args.device {
+        cfg.device = d;
+    }
+    let last_is_pretrain = matches!(args.model, ModelKind::Ae | ModelKind::Idnn);
+    if let Some(e) = args.epochs {
+        if last_is_pretrain {
+            cfg.pretrain.epochs = e;
+        } else {
+            cfg.mpdr_schedule.epochs = e;
+        }
+    }
+    if let Some(m) = args.max_steps {
+        if last_is_pretrain {
+            cfg.pretrain.max_steps = m;
+        } else {
+            cfg.mpdr_schedule.max_steps = m;
+        }
+    }
+    let opts = crate::pipeline::TrainOptions {
+        data: args.data.clone(),
+        model: args.model,
+        out: args.out.clone(),
+        config: cfg,
+        cache: cache_dir(&args.cache_dir, args.no_cache),
+        on_bad: args.on_bad_file,
+    };
+    let b = crate::pipeline::train(&opts, &mut crate::mpdr::recipe::Quiet)?;
+    tracing::info!(out = %args.out.display(), threshold = ?b.manifest.threshold.as_ref().map(|t| t.value), "bundle written");
+    Ok(b)
+}
+
+/// Options of `mpdr eval`.
+#[derive(Debug, Clone)]
+pub struct EvalArgs {
+    pub bundle: PathBuf,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub device: Option<crate::device::DeviceChoice>,
+    pub cache_dir: Option<PathBuf>,
+    pub no_cache: bool,
+    pub on_bad_file: crate::data::extract::OnBadFile,
+}
+
+/// `mpdr eval`: one report per machine folder (and a summary when there are several).
+pub fn eval(args: &EvalArgs) -> Result<Vec<crate::pipeline::Report>> {
+    let device = args.device.unwrap_or_default().resolve()?;
+    let bundle = crate::model::Bundle::load(&args.bundle, device)?;
+    let cache = cache_dir(&args.cache_dir, args.no_cache);
+    let machines = crate::data::dcase::machine_folders(&args.data)?;
+    let single = machines.len() == 1 && machines[0] == args.data;
+    let mut reports = Vec::new();
+    for m in &machines {
+        let out = if single { args.out.clone() } else { args.out.join(m.file_name().unwrap_or_default()) };
+        let r = crate::pipeline::evaluate(&bundle, m, &out, cache.as_deref(), args.on_bad_file)?;
+        println!(
+            "{}: mean AUC {:.4}, mean pAUC {:.4} ({} ids) -> {}",
+            r.machine,
+            r.mean_auc,
+            r.mean_pauc,
+            r.ids.len(),
+            out.display()
+        );
+        reports.push(r);
+    }
+    if !single {
+        let mut md = String::from("| machine | mean AUC | mean pAUC |\n|---|---|---|\n");
+        for r in &reports {
+            md.push_str(&format!("| {} | {:.4} | {:.4} |\n", r.machine, r.mean_auc, r.mean_pauc));
+        }
+        std::fs::create_dir_all(&args.out)?;
+        std::fs::write(args.out.join("summary.md"), md)?;
+    }
+    Ok(reports)
+}

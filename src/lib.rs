@@ -15,3 +15,4 @@ pub mod features;
 pub mod model;
 pub mod mpdr;
 pub mod nn;
+pub mod pipeline;

@@ -10,8 +10,11 @@ use tch::{Device, Tensor};
 
 use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Pretrain};
 use super::{manifold_uniform_auc, MpdrConfig, TorchNoise};
+use crate::audio::AudioOptions;
 use crate::config::Problems;
 use crate::device::DeviceChoice;
+use crate::eval::calibrate::CalibrationTarget;
+use crate::features::FeatureParams;
 use crate::model::{Bundle, Manifest, ModelKind};
 use crate::nn::ae::AeSpec;
 use crate::nn::idnn::IdnnSpec;
@@ -116,6 +119,14 @@ impl Default for MpdrSchedule {
 pub struct TrainConfig {
     pub seed: u64,
     pub device: DeviceChoice,
+    /// Share of each machine id's training files held out (by file) for threshold calibration
+    /// and the MPDR validation monitor.
+    pub holdout: f64,
+    pub features: FeatureParams,
+    pub audio: AudioOptions,
+    /// Standardised features are clamped to ±clamp (MPDR-SPEC §1.5); 0 = no clamp.
+    pub clamp: f64,
+    pub calibration: CalibrationTarget,
     pub manifold: ManifoldConfig,
     pub energy: EnergyConfig,
     pub pretrain: StageConfig,
@@ -128,6 +139,11 @@ impl Default for TrainConfig {
         TrainConfig {
             seed: 1,
             device: DeviceChoice::Auto,
+            holdout: 0.1,
+            features: FeatureParams::default(),
+            audio: AudioOptions::default(),
+            clamp: 3.0,
+            calibration: CalibrationTarget::default(),
             manifold: ManifoldConfig::default(),
             energy: EnergyConfig::default(),
             pretrain: StageConfig::default(),
@@ -140,6 +156,20 @@ impl Default for TrainConfig {
 impl TrainConfig {
     pub fn validate(&self) -> Problems {
         let mut p = Problems::default();
+        if !(0.0..0.9).contains(&self.holdout) {
+            p.push("holdout", format!("must be in [0, 0.9), got {}", self.holdout));
+        }
+        if !(self.clamp.is_finite() && self.clamp >= 0.0) {
+            p.push("clamp", format!("must be >= 0, got {}", self.clamp));
+        }
+        let c = &self.calibration;
+        if !(c.false_alarms_per_day.is_finite() && c.false_alarms_per_day > 0.0) {
+            p.push("calibration.false_alarms_per_day", format!("must be > 0, got {}", c.false_alarms_per_day));
+        }
+        if !(c.window_s.is_finite() && c.window_s > 0.0) {
+            p.push("calibration.window_s", format!("must be > 0, got {}", c.window_s));
+        }
+        self.features.validate("features", &mut p);
         if self.manifold.latent_dims.is_empty() || self.manifold.latent_dims.iter().any(|&d| d < 1) {
             p.push(
                 "manifold.latent_dims",

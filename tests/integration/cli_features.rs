@@ -188,8 +188,10 @@ fn help_lists_only_working_commands() {
     let o = mpdr(&["--help"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    assert!(text.contains("features"));
-    for later in ["monitor", "train", "eval", "bench", "demo"] {
+    for cmd in ["features", "train", "eval"] {
+        assert!(text.contains(cmd), "--help lacks '{cmd}'");
+    }
+    for later in ["monitor", "bench", "demo"] {
         assert!(!text.contains(later), "--help lists '{later}' which does not exist yet");
     }
 }

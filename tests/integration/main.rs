@@ -7,4 +7,5 @@ mod mpdr_parity;
 mod mpdr_toy;
 mod recipe;
 mod tch_link;
+mod train_eval;
 mod util;

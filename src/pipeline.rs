@@ -1,0 +1,330 @@
+//! `mpdr train` and `mpdr eval` on DCASE folders: files -> cached log-mel -> standardised
+//! vectors -> recipe -> calibrated bundle; bundle + test files -> per-file scores -> per-id
+//! AUC / pAUC -> report files.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tch::{Kind, Tensor};
+
+use crate::data::dcase::{self, DcaseFile, MachineDir};
+use crate::data::extract::{self, OnBadFile};
+use crate::eval::calibrate::{calibrate, CalibrationTarget};
+use crate::eval::metrics::{partial_auc, roc_auc, PaucKind};
+use crate::features::{FeatureParams, LogMel};
+use crate::model::{Bundle, ModelKind, Scaler};
+use crate::mpdr::recipe::{self, TrainConfig, TrainData, TrainHooks};
+
+/// Options of `mpdr train` besides the config file.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub data: PathBuf,
+    pub model: ModelKind,
+    pub out: PathBuf,
+    pub config: TrainConfig,
+    pub cache: Option<PathBuf>,
+    pub on_bad: OnBadFile,
+}
+
+/// Files of `files` held out for calibration: per machine id, every k-th file (k = 1/share),
+/// at least one per id when share > 0 and the id has two or more files.
+pub fn holdout_split(files: &[DcaseFile], share: f64) -> (Vec<DcaseFile>, Vec<DcaseFile>) {
+    let (mut keep, mut held) = (Vec::new(), Vec::new());
+    let mut by_id: BTreeMap<&str, Vec<&DcaseFile>> = BTreeMap::new();
+    for f in files {
+        by_id.entry(&f.id).or_default().push(f);
+    }
+    for group in by_id.values() {
+        let len = group.len();
+        let n_held =
+            if share > 0.0 && len >= 2 { ((len as f64 * share).round() as usize).clamp(1, len - 1) } else { 0 };
+        // Spread evenly: the last file of each of n_held equal slices.
+        let held_idx: Vec<usize> = (0..n_held).map(|j| (j + 1) * len / n_held - 1).collect();
+        for (i, f) in group.iter().enumerate() {
+            if held_idx.contains(&i) {
+                held.push((*f).clone());
+            } else {
+                keep.push((*f).clone());
+            }
+        }
+    }
+    (keep, held)
+}
+
+fn fingerprint(files: &[DcaseFile]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update(f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
+        h.update(std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0).to_le_bytes());
+    }
+    h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+fn load(
+    files: &[DcaseFile],
+    params: &FeatureParams,
+    cfg: &TrainConfig,
+    cache: Option<&Path>,
+    on_bad: OnBadFile,
+) -> Result<Vec<(DcaseFile, LogMel)>> {
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let lms = extract::logmels(&paths, params, &cfg.audio, cache, on_bad)?;
+    Ok(files.iter().cloned().zip(lms).filter_map(|(f, lm)| lm.map(|l| (f, l))).collect())
+}
+
+fn stack(items: &[(DcaseFile, LogMel)], frames: usize) -> (Vec<f32>, usize) {
+    let mut data = Vec::new();
+    let mut n = 0;
+    for (_, lm) in items {
+        let v = lm.vectors(frames);
+        n += v.n;
+        data.extend_from_slice(&v.data);
+    }
+    (data, n)
+}
+
+/// Window scores of one file: means of consecutive non-overlapping windows of vectors (a
+/// file shorter than a window is one window).
+pub fn window_scores(energies: &[f32], vectors_per_window: usize) -> Vec<f64> {
+    let w = vectors_per_window.max(1);
+    if energies.len() <= w {
+        return vec![energies.iter().map(|&e| e as f64).sum::<f64>() / energies.len().max(1) as f64];
+    }
+    energies.chunks_exact(w).map(|c| c.iter().map(|&e| e as f64).sum::<f64>() / w as f64).collect()
+}
+
+/// Train on one machine folder and write the bundle. Returns it.
+pub fn train(opts: &TrainOptions, hooks: &mut dyn TrainHooks) -> Result<Bundle> {
+    let started = std::time::Instant::now();
+    let cfg = &opts.config;
+    let problems = cfg.validate();
+    if !problems.is_empty() {
+        bail!("invalid training config: {problems}");
+    }
+    let md = dcase::scan(&opts.data)?;
+    let params = cfg.features.clone();
+    let (train_files, held_files) = holdout_split(&md.train, cfg.holdout);
+    tracing::info!(machine = %md.machine, train = train_files.len(), heldout = held_files.len(), "extracting features");
+    let train_items = load(&train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
+    let held_items = load(&held_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
+    let (raw, n) = stack(&train_items, params.frames);
+    if n == 0 {
+        bail!(
+            "{}: training files give no feature vectors (clips shorter than {} frames?)",
+            md.root.display(),
+            params.frames
+        );
+    }
+    let dim = params.vector_dim();
+    let clamp = (cfg.clamp > 0.0).then_some(cfg.clamp as f32);
+    let scaler = Scaler::fit(&raw, dim, clamp);
+    let to_tensor = |v: &[f32], rows: usize| scaler.apply(&Tensor::from_slice(v).reshape([rows as i64, dim as i64]));
+    let train_t = to_tensor(&raw, n);
+    let (held_raw, held_n) = stack(&held_items, params.frames);
+    let held_t = (held_n > 0).then(|| to_tensor(&held_raw, held_n));
+    let device = cfg.device.resolve()?;
+    let input = TrainData {
+        train: &train_t,
+        heldout: held_t.as_ref(),
+        n_mels: params.n_mels as i64,
+        frames: params.frames as i64,
+    };
+    let mut bundle = recipe::train(opts.model, &input, cfg, device, hooks)?;
+    bundle.manifest.features = Some(params.clone());
+    bundle.manifest.scaler = Some(scaler);
+    bundle.manifest.provenance.data = md.root.display().to_string();
+    bundle.manifest.provenance.data_fingerprint = fingerprint(&md.train);
+    bundle.manifest.provenance.metrics.insert("train_vectors".into(), n as f64);
+
+    // Threshold on held-out normal files.
+    let per_window = (cfg.calibration.window_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize;
+    let mut windows = Vec::new();
+    for (_, lm) in &held_items {
+        let v = lm.vectors(params.frames);
+        if v.n == 0 {
+            continue;
+        }
+        let e = bundle.score(&Tensor::from_slice(&v.data).reshape([v.n as i64, dim as i64]), 4096)?;
+        windows.extend(window_scores(&Vec::<f32>::try_from(&e)?, per_window));
+    }
+    match calibrate(&windows, &cfg.calibration) {
+        Ok(t) => {
+            tracing::info!(threshold = t.value, windows = windows.len(), "calibrated");
+            bundle.manifest.threshold = Some(t);
+        }
+        Err(e) => tracing::warn!(error = %e, "no calibrated threshold (set a threshold in the monitor config)"),
+    }
+    bundle.manifest.provenance.wall_time_s = started.elapsed().as_secs_f64();
+    bundle.save(&opts.out)?;
+    Ok(bundle)
+}
+
+/// Per-id results, as `report.json` writes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdReport {
+    pub id: String,
+    pub auc: f64,
+    pub pauc: f64,
+    pub n_normal: usize,
+    pub n_anomaly: usize,
+}
+
+/// `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub machine: String,
+    pub model: String,
+    pub ids: Vec<IdReport>,
+    pub mean_auc: f64,
+    pub mean_pauc: f64,
+    pub threshold: Option<f64>,
+    /// Share of test files above the threshold, normal and anomalous.
+    pub false_alarm_rate: Option<f64>,
+    pub detection_rate: Option<f64>,
+}
+
+/// Score every test file of `md` with `bundle` (mean energy over the file's vectors).
+pub fn score_files(
+    bundle: &Bundle,
+    md: &MachineDir,
+    cache: Option<&Path>,
+    on_bad: OnBadFile,
+) -> Result<Vec<(DcaseFile, f64)>> {
+    let params =
+        bundle.manifest.features.clone().context("the bundle has no feature parameters: not an audio model")?;
+    let audio = Default::default();
+    let paths: Vec<PathBuf> = md.test.iter().map(|f| f.path.clone()).collect();
+    let lms = extract::logmels(&paths, &params, &audio, cache, on_bad)?;
+    let mut out = Vec::new();
+    for (f, lm) in md.test.iter().zip(lms) {
+        let Some(lm) = lm else { continue };
+        let v = lm.vectors(params.frames);
+        if v.n == 0 {
+            tracing::warn!(file = %f.path.display(), "too short for one vector; skipped");
+            continue;
+        }
+        let e = bundle.score(&Tensor::from_slice(&v.data).reshape([v.n as i64, v.dim as i64]), 4096)?;
+        out.push((f.clone(), e.mean(Kind::Float).double_value(&[])));
+    }
+    Ok(out)
+}
+
+/// Evaluate one machine folder and write report.json, report.md and scores.csv to `out`.
+pub fn evaluate(
+    bundle: &Bundle,
+    machine_dir: &Path,
+    out: &Path,
+    cache: Option<&Path>,
+    on_bad: OnBadFile,
+) -> Result<Report> {
+    let md = dcase::scan(machine_dir)?;
+    if md.test.is_empty() {
+        bail!("{}: no test files", machine_dir.join("test").display());
+    }
+    let scores = score_files(bundle, &md, cache, on_bad)?;
+    let mut ids = Vec::new();
+    for id in md.test_ids() {
+        let (labels, s): (Vec<bool>, Vec<f64>) =
+            scores.iter().filter(|(f, _)| f.id == id).map(|(f, s)| (f.anomaly, *s)).unzip();
+        let auc = roc_auc(&labels, &s).with_context(|| format!("{}: machine id {id}", machine_dir.display()))?;
+        let pauc = partial_auc(&labels, &s, 0.1, PaucKind::McClish)?;
+        let n_anomaly = labels.iter().filter(|&&l| l).count();
+        ids.push(IdReport { id, auc, pauc, n_normal: labels.len() - n_anomaly, n_anomaly });
+    }
+    let mean = |f: fn(&IdReport) -> f64| ids.iter().map(f).sum::<f64>() / ids.len().max(1) as f64;
+    let threshold = bundle.manifest.threshold.as_ref().map(|t| t.value);
+    let rate = |anomaly: bool| {
+        let t = threshold?;
+        let group: Vec<f64> = scores.iter().filter(|(f, _)| f.anomaly == anomaly).map(|(_, s)| *s).collect();
+        (!group.is_empty()).then(|| group.iter().filter(|&&s| s > t).count() as f64 / group.len() as f64)
+    };
+    let report = Report {
+        machine: md.machine.clone(),
+        model: serde_json::to_value(bundle.manifest.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        mean_auc: mean(|r| r.auc),
+        mean_pauc: mean(|r| r.pauc),
+        ids,
+        threshold,
+        false_alarm_rate: rate(false),
+        detection_rate: rate(true),
+    };
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    let mut csv = String::from("file,id,label,score\n");
+    for (f, s) in &scores {
+        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let _ = writeln!(csv, "{name},{},{},{s}", f.id, if f.anomaly { "anomaly" } else { "normal" });
+    }
+    std::fs::write(out.join("scores.csv"), csv)?;
+    std::fs::write(out.join("report.md"), markdown(&report))?;
+    Ok(report)
+}
+
+fn markdown(r: &Report) -> String {
+    let mut s = format!(
+        "# {} — {}\n\n| id | AUC | pAUC (0.1, McClish) | normal | anomaly |\n|---|---|---|---|---|\n",
+        r.machine, r.model
+    );
+    for i in &r.ids {
+        let _ = writeln!(s, "| {} | {:.4} | {:.4} | {} | {} |", i.id, i.auc, i.pauc, i.n_normal, i.n_anomaly);
+    }
+    let _ = writeln!(s, "| **mean** | **{:.4}** | **{:.4}** | | |\n", r.mean_auc, r.mean_pauc);
+    match (r.threshold, r.false_alarm_rate, r.detection_rate) {
+        (Some(t), Some(fa), Some(d)) => {
+            let _ = writeln!(
+                s,
+                "Calibrated threshold {t:.6}: {:.1}% of normal test files above it, {:.1}% of anomalous.",
+                fa * 100.0,
+                d * 100.0
+            );
+        }
+        _ => s.push_str("No calibrated threshold in this bundle.\n"),
+    }
+    s
+}
+
+/// The calibration target of a bundle, if recorded.
+pub fn target_of(bundle: &Bundle) -> Option<CalibrationTarget> {
+    let d = &bundle.manifest.threshold.as_ref()?.details;
+    Some(CalibrationTarget {
+        false_alarms_per_day: *d.get("target_false_alarms_per_day")?,
+        window_s: *d.get("window_s")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holdout_takes_evenly_spread_files_of_every_id() {
+        let files: Vec<DcaseFile> = (0..20)
+            .map(|i| DcaseFile {
+                path: format!("normal_id_0{}_{i:08}.wav", i % 2).into(),
+                id: format!("0{}", i % 2),
+                anomaly: false,
+            })
+            .collect();
+        let (keep, held) = holdout_split(&files, 0.2);
+        assert_eq!((keep.len(), held.len()), (16, 4));
+        assert_eq!(held.iter().filter(|f| f.id == "00").count(), 2);
+        let (keep, held) = holdout_split(&files, 0.0);
+        assert_eq!((keep.len(), held.len()), (20, 0));
+        let two: Vec<DcaseFile> = files.iter().filter(|f| f.id == "00").take(2).cloned().collect();
+        let (_, held) = holdout_split(&two, 0.1);
+        assert_eq!(held.len(), 1, "at least one per id when possible");
+    }
+
+    #[test]
+    fn window_scores_average_non_overlapping_windows() {
+        assert_eq!(window_scores(&[1.0, 3.0, 5.0, 7.0, 9.0], 2), vec![2.0, 6.0]);
+        assert_eq!(window_scores(&[1.0, 3.0], 5), vec![2.0]);
+    }
+}
