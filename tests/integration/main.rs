@@ -4,7 +4,6 @@ mod bundle;
 mod cli_features;
 mod golden;
 mod mpdr_parity;
-mod mpdr_toy;
 mod recipe;
 mod tch_link;
 mod train_eval;

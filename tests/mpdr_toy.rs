@@ -1,4 +1,12 @@
 //! MPDR on toy problems where its effect is known (paper §4.2 and an off-manifold OOD task).
+//!
+//! Its own test binary, and the tests hold a lock while they run: libtorch's random generator
+//! is process-global, so concurrent tests would interleave draws and make results depend on
+//! scheduling. With the lock every run of these tests is bit-for-bit the same.
+
+use std::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::new(());
 
 use mpdr::eval::metrics::roc_auc;
 use mpdr::mpdr::train::{self, LoopConfig, MpdrObjective, NoHooks, Pretrain};
@@ -88,6 +96,7 @@ fn ring_density(grid: &Tensor) -> Tensor {
 /// MPDR-R must also beat its own pre-trained AE, which reconstructs the whole circle.
 #[test]
 fn mpdr_suppresses_off_mode_density_on_eight_gaussians() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     mpdr::device::init_threads();
     let seed = env_f("MPDR_TEST_SEED", 11.0) as i64;
     tch::manual_seed(seed);
@@ -172,6 +181,7 @@ fn auc_of(energy: &dyn Energy, inl: &Tensor, out: &Tensor) -> f64 {
 /// latents) land there and teach the energy to stay high.
 #[test]
 fn mpdr_r_beats_its_autoencoder_on_near_manifold_outliers() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     mpdr::device::init_threads();
     tch::manual_seed(env_f("MPDR_TEST_SEED", 21.0) as i64);
     let (q, _) = Tensor::randn([20, 5], (Kind::Float, Device::Cpu)).qr(true);
