@@ -56,21 +56,58 @@ pub fn features(args: &FeaturesArgs) -> Result<Vec<usize>> {
     Ok(shape)
 }
 
-/// Options of `mpdr train`.
-#[derive(Debug, Clone)]
-pub struct TrainArgs {
-    pub data: PathBuf,
-    pub model: crate::model::ModelKind,
-    pub out: PathBuf,
-    pub config: Option<PathBuf>,
-    pub seed: Option<u64>,
-    pub device: Option<crate::device::DeviceChoice>,
-    /// Epochs of the last stage (MPDR, or pre-training for ae / idnn).
-    pub epochs: Option<usize>,
-    pub max_steps: Option<usize>,
+/// Feature-cache and bad-file options shared by `train` and `eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataOptions {
+    /// Feature cache folder (default $MPDR_CACHE, $XDG_CACHE_HOME/mpdr or ~/.cache/mpdr).
+    #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Do not read or write the feature cache.
+    #[arg(long)]
     pub no_cache: bool,
+    /// Unreadable files: fail (default) or skip with a warning and a count.
+    #[arg(long, value_enum, default_value = "fail")]
     pub on_bad_file: crate::data::extract::OnBadFile,
+}
+
+impl DataOptions {
+    pub fn cache(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            None
+        } else {
+            self.cache_dir.clone().or_else(crate::data::extract::default_cache_dir)
+        }
+    }
+}
+
+/// Options of `mpdr train`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// Machine folder with train/ (normal_id_XX_*.wav|npy) and optionally test/.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// ae / idnn: the baselines; mpdr-r / mpdr-idnn: MPDR on those energies; mpdr-s: scalar energy.
+    #[arg(long, value_enum)]
+    pub model: crate::model::ModelKind,
+    /// Bundle folder to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Training recipe (see config/train.example.toml); default: the official DCASE MPDR-R recipe.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// auto | cpu | cuda | cuda:N
+    #[arg(long)]
+    pub device: Option<crate::device::DeviceChoice>,
+    /// Epochs of the last stage (MPDR; pre-training for ae / idnn).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop the last stage after this many steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    #[command(flatten)]
+    pub data_options: DataOptions,
 }
 
 fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
@@ -80,14 +117,6 @@ fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::Trai
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "{}: {problems}", path.display());
     Ok(cfg)
-}
-
-fn cache_dir(explicit: &Option<PathBuf>, off: bool) -> Option<PathBuf> {
-    if off {
-        None
-    } else {
-        explicit.clone().or_else(crate::data::extract::default_cache_dir)
-    }
 }
 
 /// `mpdr train`.
@@ -104,27 +133,24 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
         cfg.device = d;
     }
     let last_is_pretrain = matches!(args.model, ModelKind::Ae | ModelKind::Idnn);
+    let (epochs, steps) = if last_is_pretrain {
+        (&mut cfg.pretrain.epochs, &mut cfg.pretrain.max_steps)
+    } else {
+        (&mut cfg.mpdr_schedule.epochs, &mut cfg.mpdr_schedule.max_steps)
+    };
     if let Some(e) = args.epochs {
-        if last_is_pretrain {
-            cfg.pretrain.epochs = e;
-        } else {
-            cfg.mpdr_schedule.epochs = e;
-        }
+        *epochs = e;
     }
     if let Some(m) = args.max_steps {
-        if last_is_pretrain {
-            cfg.pretrain.max_steps = m;
-        } else {
-            cfg.mpdr_schedule.max_steps = m;
-        }
+        *steps = m;
     }
     let opts = crate::pipeline::TrainOptions {
         data: args.data.clone(),
         model: args.model,
         out: args.out.clone(),
         config: cfg,
-        cache: cache_dir(&args.cache_dir, args.no_cache),
-        on_bad: args.on_bad_file,
+        cache: args.data_options.cache(),
+        on_bad: args.data_options.on_bad_file,
     };
     let b = crate::pipeline::train(&opts, &mut crate::mpdr::recipe::Quiet)?;
     tracing::info!(out = %args.out.display(), threshold = ?b.manifest.threshold.as_ref().map(|t| t.value), "bundle written");
@@ -132,28 +158,34 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
 }
 
 /// Options of `mpdr eval`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
+    /// Bundle folder written by `mpdr train`.
+    #[arg(long)]
     pub bundle: PathBuf,
+    /// A machine folder, or a folder of machine folders.
+    #[arg(long)]
     pub data: PathBuf,
+    /// Report folder: report.json, report.md, scores.csv (one sub-folder per machine).
+    #[arg(long)]
     pub out: PathBuf,
+    #[arg(long)]
     pub device: Option<crate::device::DeviceChoice>,
-    pub cache_dir: Option<PathBuf>,
-    pub no_cache: bool,
-    pub on_bad_file: crate::data::extract::OnBadFile,
+    #[command(flatten)]
+    pub data_options: DataOptions,
 }
 
 /// `mpdr eval`: one report per machine folder (and a summary when there are several).
 pub fn eval(args: &EvalArgs) -> Result<Vec<crate::pipeline::Report>> {
     let device = args.device.unwrap_or_default().resolve()?;
     let bundle = crate::model::Bundle::load(&args.bundle, device)?;
-    let cache = cache_dir(&args.cache_dir, args.no_cache);
+    let cache = args.data_options.cache();
     let machines = crate::data::dcase::machine_folders(&args.data)?;
     let single = machines.len() == 1 && machines[0] == args.data;
     let mut reports = Vec::new();
     for m in &machines {
         let out = if single { args.out.clone() } else { args.out.join(m.file_name().unwrap_or_default()) };
-        let r = crate::pipeline::evaluate(&bundle, m, &out, cache.as_deref(), args.on_bad_file)?;
+        let r = crate::pipeline::evaluate(&bundle, m, &out, cache.as_deref(), args.data_options.on_bad_file)?;
         println!(
             "{}: mean AUC {:.4}, mean pAUC {:.4} ({} ids) -> {}",
             r.machine,

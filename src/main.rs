@@ -7,10 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mpdr::audio::ChannelSelect;
 use mpdr::cli::{self, EvalArgs, FeatureOutput, FeaturesArgs, TrainArgs};
-use mpdr::data::extract::OnBadFile;
-use mpdr::device::DeviceChoice;
 use mpdr::features::PadMode;
-use mpdr::model::ModelKind;
 
 #[derive(Parser)]
 #[command(name = "mpdr", version, about = "Acoustic anomaly detection for industrial machines (MPDR energy models)")]
@@ -48,57 +45,9 @@ enum Command {
         resample: bool,
     },
     /// Train a model bundle on the normal recordings of a DCASE machine folder.
-    Train {
-        /// Machine folder with train/ (normal_id_XX_*.wav|npy) and optionally test/.
-        #[arg(long)]
-        data: PathBuf,
-        /// ae / idnn: the baselines; mpdr-r / mpdr-idnn: MPDR on those energies; mpdr-s: scalar energy.
-        #[arg(long, value_enum)]
-        model: ModelKind,
-        /// Bundle folder to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// Training recipe (see config/train.example.toml); defaults: the official DCASE MPDR-R recipe.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        seed: Option<u64>,
-        /// auto | cpu | cuda | cuda:N
-        #[arg(long)]
-        device: Option<DeviceChoice>,
-        /// Epochs of the last stage (MPDR; pre-training for ae / idnn).
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Stop the last stage after this many steps.
-        #[arg(long)]
-        max_steps: Option<usize>,
-        /// Feature cache folder (default $MPDR_CACHE, $XDG_CACHE_HOME/mpdr or ~/.cache/mpdr).
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        #[arg(long)]
-        no_cache: bool,
-        /// Unreadable files: fail (default) or skip with a warning and a count.
-        #[arg(long, value_enum, default_value = "fail")]
-        on_bad_file: OnBadFile,
-    },
+    Train(TrainArgs),
     /// Evaluate a bundle on the test files of a machine folder (or a folder of machine folders).
-    Eval {
-        #[arg(long)]
-        bundle: PathBuf,
-        #[arg(long)]
-        data: PathBuf,
-        /// Report folder: report.json, report.md, scores.csv.
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long)]
-        device: Option<DeviceChoice>,
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        #[arg(long)]
-        no_cache: bool,
-        #[arg(long, value_enum, default_value = "fail")]
-        on_bad_file: OnBadFile,
-    },
+    Eval(EvalArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -120,37 +69,8 @@ fn main() -> ExitCode {
         Command::Features { input, out, what, pad, config, channel, resample } => {
             cli::features(&FeaturesArgs { input, out, what, pad, config, channel, resample }).map(|_| ())
         }
-        Command::Train {
-            data,
-            model,
-            out,
-            config,
-            seed,
-            device,
-            epochs,
-            max_steps,
-            cache_dir,
-            no_cache,
-            on_bad_file,
-        } => {
-            let a = TrainArgs {
-                data,
-                model,
-                out,
-                config,
-                seed,
-                device,
-                epochs,
-                max_steps,
-                cache_dir,
-                no_cache,
-                on_bad_file,
-            };
-            cli::train(&a).map(|_| ())
-        }
-        Command::Eval { bundle, data, out, device, cache_dir, no_cache, on_bad_file } => {
-            cli::eval(&EvalArgs { bundle, data, out, device, cache_dir, no_cache, on_bad_file }).map(|_| ())
-        }
+        Command::Train(a) => cli::train(&a).map(|_| ()),
+        Command::Eval(a) => cli::eval(&a).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Pretrain};
+use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Objective, Pretrain, TrainReport};
 use super::{manifold_uniform_auc, MpdrConfig, TorchNoise};
 use crate::audio::AudioOptions;
 use crate::config::Problems;
@@ -326,29 +326,15 @@ pub fn train(
     tch::manual_seed(cfg.seed as i64);
     let mut bundle = Bundle::build(manifest, device);
     let mut metrics = BTreeMap::new();
-    let limit = |m: usize| (m > 0).then_some(m);
 
     // 1. Manifold autoencoders, each independently.
     for k in 0..bundle.manifold.len() {
         let r = {
             let ae = &bundle.manifold[k];
             let mut obj = Pretrain::new(ae, &bundle.manifold_vs[k], cfg.manifold.lr)?;
-            let lc = LoopConfig {
-                epochs: cfg.manifold.epochs,
-                batch_size: cfg.manifold.batch_size,
-                seed: cfg.seed + 100 + k as u64,
-                max_steps: None,
-                progress: true,
-                label: format!("manifold-{k} (D_z {})", ae.spec.latent),
-            };
-            let mut h = StageHooks {
-                stage: format!("manifold-{k}"),
-                outer: &mut *hooks,
-                bundle: &bundle,
-                validation: None,
-                metrics: &mut metrics,
-            };
-            train::run(&mut obj, &data, &lc, &mut h)?
+            let m = &cfg.manifold;
+            let lc = stage_loop(format!("manifold-{k}"), m.epochs, m.batch_size, cfg.seed + 100 + k as u64, 0);
+            run_stage(&mut obj, &data, lc, &mut *hooks, &bundle, None, &mut metrics)?
         };
         bundle.manifest.provenance.stages.insert(format!("manifold_{k}_steps"), r.steps as u64);
         if r.interrupted {
@@ -363,22 +349,9 @@ pub fn train(
     if kind != ModelKind::MpdrS {
         let r = {
             let mut obj = Pretrain::new(&bundle.energy, &bundle.energy_vs, cfg.pretrain.lr)?;
-            let lc = LoopConfig {
-                epochs: cfg.pretrain.epochs,
-                batch_size: cfg.pretrain.batch_size,
-                seed: cfg.seed + 200,
-                max_steps: limit(cfg.pretrain.max_steps),
-                progress: true,
-                label: "pretrain".into(),
-            };
-            let mut h = StageHooks {
-                stage: "pretrain".into(),
-                outer: &mut *hooks,
-                bundle: &bundle,
-                validation: None,
-                metrics: &mut metrics,
-            };
-            train::run(&mut obj, &data, &lc, &mut h)?
+            let p = &cfg.pretrain;
+            let lc = stage_loop("pretrain".into(), p.epochs, p.batch_size, cfg.seed + 200, p.max_steps);
+            run_stage(&mut obj, &data, lc, &mut *hooks, &bundle, None, &mut metrics)?
         };
         bundle.manifest.provenance.stages.insert("pretrain_steps".into(), r.steps as u64);
         if r.interrupted || !uses_mpdr {
@@ -386,7 +359,7 @@ pub fn train(
         }
     }
 
-    // 3. MPDR.
+    // 3. MPDR, with the appendix-C validation after each epoch when held-out data exist.
     let (steps, warnings) = {
         let mut obj = MpdrObjective::new(
             &bundle.energy,
@@ -395,28 +368,39 @@ pub fn train(
             cfg.mpdr.clone(),
             Box::new(TorchNoise),
         )?;
-        let lc = LoopConfig {
-            epochs: cfg.mpdr_schedule.epochs,
-            batch_size: cfg.mpdr_schedule.batch_size,
-            seed: cfg.seed + 300,
-            max_steps: limit(cfg.mpdr_schedule.max_steps),
-            progress: true,
-            label: "mpdr".into(),
-        };
-        let per_ae = cfg.mpdr_schedule.validation_samples;
+        let s = &cfg.mpdr_schedule;
+        let lc = stage_loop("mpdr".into(), s.epochs, s.batch_size, cfg.seed + 300, s.max_steps);
+        let per_ae = s.validation_samples;
         let (energy, ens) = (&bundle.energy, &bundle.manifold);
         let validation: Option<Box<dyn FnMut() -> Option<f64>>> = match (&heldout, per_ae > 0) {
             (Some(h), true) => Some(Box::new(move || manifold_uniform_auc(energy, ens, h, per_ae, &mut TorchNoise))),
             _ => None,
         };
-        let mut h =
-            StageHooks { stage: "mpdr".into(), outer: hooks, bundle: &bundle, validation, metrics: &mut metrics };
-        let r = train::run(&mut obj, &data, &lc, &mut h)?;
+        let r = run_stage(&mut obj, &data, lc, hooks, &bundle, validation, &mut metrics)?;
         (r.steps, obj.monitor.warnings)
     };
     bundle.manifest.provenance.stages.insert("mpdr_steps".into(), steps as u64);
     metrics.insert("mpdr_divergence_warnings".into(), warnings as f64);
     Ok(finish(bundle, metrics, started))
+}
+
+/// The loop settings of one stage (`max_steps` 0 = no limit).
+fn stage_loop(label: String, epochs: usize, batch_size: i64, seed: u64, max_steps: usize) -> LoopConfig {
+    LoopConfig { epochs, batch_size, seed, max_steps: (max_steps > 0).then_some(max_steps), progress: true, label }
+}
+
+/// One stage through the generic loop, reporting each epoch to `hooks` under the loop's label.
+fn run_stage<'a>(
+    obj: &mut dyn Objective,
+    data: &Tensor,
+    lc: LoopConfig,
+    hooks: &mut dyn TrainHooks,
+    bundle: &'a Bundle,
+    validation: Option<Box<dyn FnMut() -> Option<f64> + 'a>>,
+    metrics: &mut BTreeMap<String, f64>,
+) -> anyhow::Result<TrainReport> {
+    let mut h = StageHooks { stage: lc.label.clone(), outer: hooks, bundle, validation, metrics };
+    train::run(obj, data, &lc, &mut h)
 }
 
 fn finish(mut bundle: Bundle, metrics: BTreeMap<String, f64>, started: std::time::Instant) -> Bundle {

@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-use super::{torch_default_init, Activation};
+use super::{torch_default_init, Activation, SpectralNorm};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ struct Conv {
     b: Tensor,
     padding: i64,
     transposed: bool,
-    sn_u: Option<Tensor>,
+    sn: Option<SpectralNorm>,
 }
 
 impl Conv {
@@ -52,34 +52,15 @@ impl Conv {
         let init = torch_default_init(fan_in);
         let w = p.var("weight", &shape, init);
         let b = p.var("bias", &[cout], init);
-        let sn_u = sn.then(|| {
-            let u = p.zeros_no_train("sn_u", &[shape[0]]);
-            let mut h = u.shallow_clone();
-            tch::no_grad(|| {
-                let r = Tensor::randn([shape[0]], (u.kind(), u.device()));
-                h.copy_(&(&r / (r.norm() + 1e-12)));
-            });
-            u
-        });
-        Conv { w, b, padding, transposed, sn_u }
+        let sn = sn.then(|| SpectralNorm::new(&p, shape[0]));
+        Conv { w, b, padding, transposed, sn }
     }
 
     fn weight(&self, train: bool) -> Tensor {
-        let Some(u) = &self.sn_u else { return self.w.shallow_clone() };
-        let rows = self.w.size()[0];
-        let (u_now, v) = tch::no_grad(|| {
-            let w = self.w.detach().reshape([rows, -1]);
-            let v = w.transpose(0, 1).mv(u);
-            let v = &v / (v.norm() + 1e-12);
-            if train {
-                let nu = w.mv(&v);
-                let mut h = u.shallow_clone();
-                h.copy_(&(&nu / (nu.norm() + 1e-12)));
-            }
-            (u.copy(), v)
-        });
-        let sigma = u_now.dot(&self.w.reshape([rows, -1]).mv(&v));
-        &self.w / sigma
+        match &self.sn {
+            None => self.w.shallow_clone(),
+            Some(sn) => sn.apply(&self.w, train),
+        }
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {

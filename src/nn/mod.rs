@@ -87,28 +87,58 @@ impl MlpSpec {
     }
 }
 
-/// One linear layer, optionally spectrally normalised (one power iteration per training
-/// forward, as `torch.nn.utils.spectral_norm`).
+/// Spectral normalisation state (`torch.nn.utils.spectral_norm`): the left singular vector
+/// estimate `u` (a non-trainable variable `sn_u`, saved with the weights), advanced by one
+/// power iteration per training forward. The weight is viewed as (rows, -1).
+#[derive(Debug)]
+pub(crate) struct SpectralNorm {
+    u: Tensor,
+}
+
+impl SpectralNorm {
+    pub(crate) fn new(p: &nn::Path, rows: i64) -> Self {
+        let u = p.zeros_no_train("sn_u", &[rows]);
+        let mut h = u.shallow_clone();
+        tch::no_grad(|| {
+            let r = Tensor::randn([rows], (u.kind(), u.device()));
+            h.copy_(&(&r / (r.norm() + 1e-12)));
+        });
+        SpectralNorm { u }
+    }
+
+    /// W / σ(W); σ = uᵀ W v with v = normalise(Wᵀ u). `u` is updated first when `train`, and
+    /// copied before use, so the graph never sees a tensor that a later forward modifies.
+    pub(crate) fn apply(&self, w: &Tensor, train: bool) -> Tensor {
+        let rows = w.size()[0];
+        let (u_now, v) = tch::no_grad(|| {
+            let wm = w.detach().reshape([rows, -1]);
+            let v = wm.transpose(0, 1).mv(&self.u);
+            let v = &v / (v.norm() + 1e-12);
+            if train {
+                let nu = wm.mv(&v);
+                let mut h = self.u.shallow_clone();
+                h.copy_(&(&nu / (nu.norm() + 1e-12)));
+            }
+            (self.u.copy(), v)
+        });
+        let sigma = u_now.dot(&w.reshape([rows, -1]).mv(&v));
+        w / sigma
+    }
+}
+
+/// One linear layer, optionally spectrally normalised.
 #[derive(Debug)]
 struct Dense {
     lin: nn::Linear,
-    sn_u: Option<Tensor>,
+    sn: Option<SpectralNorm>,
 }
 
 impl Dense {
     fn new(p: nn::Path, input: i64, output: i64, spectral_norm: bool) -> Self {
         let init = torch_default_init(input);
         let lin = nn::linear(&p, input, output, nn::LinearConfig { ws_init: init, bs_init: Some(init), bias: true });
-        let sn_u = spectral_norm.then(|| {
-            let u = p.zeros_no_train("sn_u", &[output]);
-            let mut h = u.shallow_clone();
-            tch::no_grad(|| {
-                let r = Tensor::randn([output], (u.kind(), u.device()));
-                h.copy_(&(&r / (r.norm() + 1e-12)));
-            });
-            u
-        });
-        Dense { lin, sn_u }
+        let sn = spectral_norm.then(|| SpectralNorm::new(&p, output));
+        Dense { lin, sn }
     }
 
     fn params(&self) -> Vec<Tensor> {
@@ -118,24 +148,9 @@ impl Dense {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let w = match &self.sn_u {
+        let w = match &self.sn {
             None => self.lin.ws.shallow_clone(),
-            Some(u) => {
-                let (u_now, v) = tch::no_grad(|| {
-                    let w = self.lin.ws.detach();
-                    let v = w.transpose(0, 1).mv(u);
-                    let v = &v / (v.norm() + 1e-12);
-                    if train {
-                        let nu = w.mv(&v);
-                        let nu = &nu / (nu.norm() + 1e-12);
-                        let mut h = u.shallow_clone();
-                        h.copy_(&nu);
-                    }
-                    (u.copy(), v)
-                });
-                let sigma = u_now.dot(&self.lin.ws.mv(&v));
-                &self.lin.ws / sigma
-            }
+            Some(sn) => sn.apply(&self.lin.ws, train),
         };
         x.linear(&w, self.lin.bs.as_ref())
     }
