@@ -106,6 +106,9 @@ pub struct TrainArgs {
     /// Stop the last stage after this many steps.
     #[arg(long)]
     pub max_steps: Option<usize>,
+    /// Continue an interrupted run from `<out>/checkpoint`.
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub data_options: DataOptions,
 }
@@ -144,6 +147,11 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     if let Some(m) = args.max_steps {
         *steps = m;
     }
+    // Ctrl-C / SIGTERM: finish the current step, keep the last epoch's checkpoint, exit non-zero.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
+    }
     let opts = crate::pipeline::TrainOptions {
         data: args.data.clone(),
         model: args.model,
@@ -151,8 +159,10 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
         config: cfg,
         cache: args.data_options.cache(),
         on_bad: args.data_options.on_bad_file,
+        resume: args.resume,
+        stop,
     };
-    let b = crate::pipeline::train(&opts, &mut crate::mpdr::recipe::Quiet)?;
+    let b = crate::pipeline::train(&opts)?;
     tracing::info!(out = %args.out.display(), threshold = ?b.manifest.threshold.as_ref().map(|t| t.value), "bundle written");
     Ok(b)
 }

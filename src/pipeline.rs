@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,6 +31,38 @@ pub struct TrainOptions {
     pub config: TrainConfig,
     pub cache: Option<PathBuf>,
     pub on_bad: OnBadFile,
+    /// Continue from `<out>/checkpoint` instead of starting afresh.
+    pub resume: bool,
+    /// Set (e.g. by SIGINT) to stop after the current step; the last checkpoint stays usable.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Where `train` keeps the per-epoch checkpoint of a run writing to `out`.
+pub fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+/// Writes a loadable bundle (with features, scaler and stage progress) after every epoch, and
+/// passes the stop flag to the loop.
+struct Checkpoints {
+    dir: PathBuf,
+    features: FeatureParams,
+    scaler: Scaler,
+    stop: Arc<AtomicBool>,
+}
+
+impl TrainHooks for Checkpoints {
+    fn on_epoch(&mut self, stage: &str, s: &crate::mpdr::train::EpochSummary, bundle: &Bundle) -> Result<()> {
+        let mut m = bundle.manifest.clone();
+        m.features = Some(self.features.clone());
+        m.scaler = Some(self.scaler.clone());
+        m.provenance.stages.insert(format!("{stage}_epochs"), s.epoch as u64);
+        bundle.save_as(&self.dir, &m)?;
+        Ok(())
+    }
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// Files of `files` held out for calibration: per machine id, every k-th file (k = 1/share),
@@ -97,8 +132,10 @@ pub fn window_scores(energies: &[f32], vectors_per_window: usize) -> Vec<f64> {
     energies.chunks_exact(w).map(|c| c.iter().map(|&e| e as f64).sum::<f64>() / w as f64).collect()
 }
 
-/// Train on one machine folder and write the bundle. Returns it.
-pub fn train(opts: &TrainOptions, hooks: &mut dyn TrainHooks) -> Result<Bundle> {
+/// Train on one machine folder and write the bundle. Returns it. A checkpoint is written to
+/// `<out>/checkpoint` after every epoch; a stop request ends with an error that says how to
+/// resume, and the checkpoint is removed once the final bundle is written.
+pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let started = std::time::Instant::now();
     let cfg = &opts.config;
     let problems = cfg.validate();
@@ -133,7 +170,24 @@ pub fn train(opts: &TrainOptions, hooks: &mut dyn TrainHooks) -> Result<Bundle> 
         n_mels: params.n_mels as i64,
         frames: params.frames as i64,
     };
-    let mut bundle = recipe::train(opts.model, &input, cfg, device, hooks)?;
+    let ckpt = checkpoint_dir(&opts.out);
+    let resume = if opts.resume {
+        let b = Bundle::load(&ckpt, device)
+            .with_context(|| format!("--resume: no usable checkpoint in {}", ckpt.display()))?;
+        tracing::info!(checkpoint = %ckpt.display(), stages = ?b.manifest.provenance.stages, "resuming");
+        Some(b)
+    } else {
+        None
+    };
+    let mut hooks =
+        Checkpoints { dir: ckpt.clone(), features: params.clone(), scaler: scaler.clone(), stop: opts.stop.clone() };
+    let mut bundle = recipe::train(opts.model, &input, cfg, device, &mut hooks, resume)?;
+    if opts.stop.load(Ordering::Relaxed) {
+        bail!(
+            "training interrupted; the last finished epoch is checkpointed in {} — run the same command with --resume to continue",
+            ckpt.display()
+        );
+    }
     bundle.manifest.features = Some(params.clone());
     bundle.manifest.scaler = Some(scaler);
     bundle.manifest.provenance.data = md.root.display().to_string();
@@ -160,6 +214,7 @@ pub fn train(opts: &TrainOptions, hooks: &mut dyn TrainHooks) -> Result<Bundle> 
     }
     bundle.manifest.provenance.wall_time_s = started.elapsed().as_secs_f64();
     bundle.save(&opts.out)?;
+    let _ = std::fs::remove_dir_all(&ckpt);
     Ok(bundle)
 }
 

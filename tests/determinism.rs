@@ -28,6 +28,7 @@ fn same_seed_gives_identical_models_and_another_seed_does_not() {
             &c,
             Device::Cpu,
             &mut Quiet,
+            None,
         )
         .unwrap();
         Vec::<f32>::try_from(b.score(&probe, 32).unwrap()).unwrap()

@@ -257,12 +257,22 @@ impl Bundle {
     /// their checksums, written to a temporary name and renamed, so a crash never leaves a
     /// manifest that points at missing weights.
     pub fn save(&mut self, dir: &Path) -> Result<(), BundleError> {
+        self.manifest.files = self.save_as(dir, &self.manifest)?;
+        Ok(())
+    }
+
+    /// Write this bundle's weights with `manifest` (e.g. a checkpoint's, with progress added)
+    /// to `dir`; returns the file entries written into the manifest.
+    pub fn save_as(&self, dir: &Path, manifest: &Manifest) -> Result<BTreeMap<String, FileEntry>, BundleError> {
         let io = |p: &Path, e: std::io::Error| BundleError::Io { path: p.into(), message: e.to_string() };
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let mut files = BTreeMap::new();
         let mut write = |name: String, vs: &nn::VarStore| -> Result<(), BundleError> {
             let path = dir.join(&name);
-            vs.save(&path).map_err(|e| BundleError::Torch { path: path.clone(), message: e.to_string() })?;
+            // Keep the .safetensors extension: tch picks the format from it.
+            let tmp = dir.join(format!("tmp-{name}"));
+            vs.save(&tmp).map_err(|e| BundleError::Torch { path: path.clone(), message: e.to_string() })?;
+            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
             let (sha256, bytes) = sha256_file(&path)?;
             files.insert(name, FileEntry { sha256, bytes });
             Ok(())
@@ -271,12 +281,14 @@ impl Bundle {
         for (k, vs) in self.manifold_vs.iter().enumerate() {
             write(format!("manifold_{k}.safetensors"), vs)?;
         }
-        self.manifest.files = files;
-        let text = toml::to_string(&self.manifest)
+        let mut m = manifest.clone();
+        m.files = files.clone();
+        let text = toml::to_string(&m)
             .map_err(|e| BundleError::Manifest { path: dir.join("manifest.toml"), message: e.to_string() })?;
         let tmp = dir.join("manifest.toml.tmp");
         std::fs::write(&tmp, text).map_err(|e| io(&tmp, e))?;
-        std::fs::rename(&tmp, dir.join("manifest.toml")).map_err(|e| io(dir, e))
+        std::fs::rename(&tmp, dir.join("manifest.toml")).map_err(|e| io(dir, e))?;
+        Ok(files)
     }
 
     /// Read and verify a bundle.

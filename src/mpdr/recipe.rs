@@ -262,6 +262,8 @@ impl TrainHooks for Quiet {}
 
 struct StageHooks<'a> {
     stage: String,
+    /// Epochs of this stage done before (a resumed run); added to reported epoch numbers.
+    offset: usize,
     outer: &'a mut dyn TrainHooks,
     bundle: &'a Bundle,
     validation: Option<Box<dyn FnMut() -> Option<f64> + 'a>>,
@@ -270,13 +272,14 @@ struct StageHooks<'a> {
 
 impl Hooks for StageHooks<'_> {
     fn on_epoch_end(&mut self, s: &EpochSummary) -> anyhow::Result<()> {
+        let s = EpochSummary { epoch: s.epoch + self.offset, ..s.clone() };
         if let Some(v) = self.validation.as_mut() {
             if let Some(auc) = v() {
                 tracing::info!(stage = %self.stage, epoch = s.epoch, manifold_uniform_auc = auc, "validation");
                 self.metrics.insert(format!("{}_epoch{}_manifold_uniform_auc", self.stage, s.epoch), auc);
             }
         }
-        self.outer.on_epoch(&self.stage, s, self.bundle)
+        self.outer.on_epoch(&self.stage, &s, self.bundle)
     }
     fn stop_requested(&self) -> bool {
         self.outer.stop_requested()
@@ -293,14 +296,22 @@ pub struct TrainData<'a> {
     pub frames: i64,
 }
 
+/// Epochs of `stage` already done in a (resumed) bundle.
+pub fn epochs_done(bundle: &Bundle, stage: &str) -> usize {
+    bundle.manifest.provenance.stages.get(&format!("{stage}_epochs")).copied().unwrap_or(0) as usize
+}
+
 /// Train a model of `kind`. The returned bundle has the networks, kind, seed, stage lengths,
 /// wall time and validation metrics filled in; features, scaler and threshold are the caller's.
+/// `resume`: a checkpoint of the same kind and networks; finished stages are skipped and an
+/// unfinished one continues with its remaining epochs (Adam's moments restart from zero).
 pub fn train(
     kind: ModelKind,
     input: &TrainData<'_>,
     cfg: &TrainConfig,
     device: Device,
     hooks: &mut dyn TrainHooks,
+    resume: Option<Bundle>,
 ) -> anyhow::Result<Bundle> {
     let (data, heldout, n_mels, frames) = (input.train, input.heldout, input.n_mels, input.frames);
     let started = std::time::Instant::now();
@@ -324,19 +335,34 @@ pub fn train(
     let mut manifest = Manifest::new(kind, energy_cfg.energy_spec(dim, n_mels, frames), manifold);
     manifest.provenance.seed = cfg.seed;
     tch::manual_seed(cfg.seed as i64);
-    let mut bundle = Bundle::build(manifest, device);
+    let mut bundle = match resume {
+        None => Bundle::build(manifest, device),
+        Some(b) => {
+            let same = b.manifest.kind == manifest.kind
+                && b.manifest.energy == manifest.energy
+                && b.manifest.manifold == manifest.manifold;
+            anyhow::ensure!(same, "the checkpoint was trained with another model kind or network config: it cannot be resumed with this one");
+            b
+        }
+    };
     let mut metrics = BTreeMap::new();
 
     // 1. Manifold autoencoders, each independently.
     for k in 0..bundle.manifold.len() {
+        let stage = format!("manifold-{k}");
+        let done = epochs_done(&bundle, &stage);
+        if done >= cfg.manifold.epochs {
+            continue;
+        }
         let r = {
             let ae = &bundle.manifold[k];
             let mut obj = Pretrain::new(ae, &bundle.manifold_vs[k], cfg.manifold.lr)?;
             let m = &cfg.manifold;
-            let lc = stage_loop(format!("manifold-{k}"), m.epochs, m.batch_size, cfg.seed + 100 + k as u64, 0);
-            run_stage(&mut obj, &data, lc, &mut *hooks, &bundle, None, &mut metrics)?
+            let lc =
+                stage_loop(stage.clone(), m.epochs - done, m.batch_size, cfg.seed + 100 + (k + 10 * done) as u64, 0);
+            run_stage(&mut obj, &data, lc, done, &mut *hooks, &bundle, None, &mut metrics)?
         };
-        bundle.manifest.provenance.stages.insert(format!("manifold_{k}_steps"), r.steps as u64);
+        record(&mut bundle, &stage, done, &r);
         if r.interrupted {
             return Ok(finish(bundle, metrics, started));
         }
@@ -346,21 +372,30 @@ pub fn train(
     }
 
     // 2. Energy pre-training (reconstruction / prediction energies).
-    if kind != ModelKind::MpdrS {
+    let done = epochs_done(&bundle, "pretrain");
+    if kind != ModelKind::MpdrS && done < cfg.pretrain.epochs {
         let r = {
             let mut obj = Pretrain::new(&bundle.energy, &bundle.energy_vs, cfg.pretrain.lr)?;
             let p = &cfg.pretrain;
-            let lc = stage_loop("pretrain".into(), p.epochs, p.batch_size, cfg.seed + 200, p.max_steps);
-            run_stage(&mut obj, &data, lc, &mut *hooks, &bundle, None, &mut metrics)?
+            let lc =
+                stage_loop("pretrain".into(), p.epochs - done, p.batch_size, cfg.seed + 200 + done as u64, p.max_steps);
+            run_stage(&mut obj, &data, lc, done, &mut *hooks, &bundle, None, &mut metrics)?
         };
-        bundle.manifest.provenance.stages.insert("pretrain_steps".into(), r.steps as u64);
-        if r.interrupted || !uses_mpdr {
+        record(&mut bundle, "pretrain", done, &r);
+        if r.interrupted {
             return Ok(finish(bundle, metrics, started));
         }
     }
+    if !uses_mpdr {
+        return Ok(finish(bundle, metrics, started));
+    }
 
     // 3. MPDR, with the appendix-C validation after each epoch when held-out data exist.
-    let (steps, warnings) = {
+    let done = epochs_done(&bundle, "mpdr");
+    if done >= cfg.mpdr_schedule.epochs {
+        return Ok(finish(bundle, metrics, started));
+    }
+    let (r, warnings) = {
         let mut obj = MpdrObjective::new(
             &bundle.energy,
             &bundle.energy_vs,
@@ -369,17 +404,18 @@ pub fn train(
             Box::new(TorchNoise),
         )?;
         let s = &cfg.mpdr_schedule;
-        let lc = stage_loop("mpdr".into(), s.epochs, s.batch_size, cfg.seed + 300, s.max_steps);
+        let lc = stage_loop("mpdr".into(), s.epochs - done, s.batch_size, cfg.seed + 300 + done as u64, s.max_steps);
         let per_ae = s.validation_samples;
         let (energy, ens) = (&bundle.energy, &bundle.manifold);
         let validation: Option<Box<dyn FnMut() -> Option<f64>>> = match (&heldout, per_ae > 0) {
             (Some(h), true) => Some(Box::new(move || manifold_uniform_auc(energy, ens, h, per_ae, &mut TorchNoise))),
             _ => None,
         };
-        let r = run_stage(&mut obj, &data, lc, hooks, &bundle, validation, &mut metrics)?;
-        (r.steps, obj.monitor.warnings)
+        let r = run_stage(&mut obj, &data, lc, done, hooks, &bundle, validation, &mut metrics)?;
+        let w = obj.monitor.warnings;
+        (r, w)
     };
-    bundle.manifest.provenance.stages.insert("mpdr_steps".into(), steps as u64);
+    record(&mut bundle, "mpdr", done, &r);
     metrics.insert("mpdr_divergence_warnings".into(), warnings as f64);
     Ok(finish(bundle, metrics, started))
 }
@@ -389,18 +425,28 @@ fn stage_loop(label: String, epochs: usize, batch_size: i64, seed: u64, max_step
     LoopConfig { epochs, batch_size, seed, max_steps: (max_steps > 0).then_some(max_steps), progress: true, label }
 }
 
-/// One stage through the generic loop, reporting each epoch to `hooks` under the loop's label.
+/// One stage through the generic loop, reporting each epoch (numbered after `offset` done
+/// before) to `hooks` under the loop's label.
+#[allow(clippy::too_many_arguments)]
 fn run_stage<'a>(
     obj: &mut dyn Objective,
     data: &Tensor,
     lc: LoopConfig,
+    offset: usize,
     hooks: &mut dyn TrainHooks,
     bundle: &'a Bundle,
     validation: Option<Box<dyn FnMut() -> Option<f64> + 'a>>,
     metrics: &mut BTreeMap<String, f64>,
 ) -> anyhow::Result<TrainReport> {
-    let mut h = StageHooks { stage: lc.label.clone(), outer: hooks, bundle, validation, metrics };
+    let mut h = StageHooks { stage: lc.label.clone(), offset, outer: hooks, bundle, validation, metrics };
     train::run(obj, data, &lc, &mut h)
+}
+
+/// Add a stage run's epochs and steps to the bundle's provenance (`<stage>_epochs`, `_steps`).
+fn record(bundle: &mut Bundle, stage: &str, done_before: usize, r: &TrainReport) {
+    let st = &mut bundle.manifest.provenance.stages;
+    st.insert(format!("{stage}_epochs"), (done_before + r.epochs.len()) as u64);
+    *st.entry(format!("{stage}_steps")).or_insert(0) += r.steps as u64;
 }
 
 fn finish(mut bundle: Bundle, metrics: BTreeMap<String, f64>, started: std::time::Instant) -> Bundle {

@@ -78,7 +78,8 @@ pub struct TrainReport {
     pub epochs: Vec<EpochSummary>,
     pub steps: usize,
     pub seconds: f64,
-    /// True when stopped by `stop_requested` or `max_steps` before the last epoch ended.
+    /// True when stopped by `stop_requested`; the unfinished epoch is not in `epochs` (its
+    /// steps are in `steps`). Reaching `max_steps` is not an interruption: that epoch counts.
     pub interrupted: bool,
 }
 
@@ -107,9 +108,14 @@ pub fn run(
         let mut sum = EpochSummary { epoch, ..Default::default() };
         let (mut pos_sum, mut neg_sum) = (0.0, 0.0);
         let mut i = 0;
+        let mut budget_reached = false;
         while i < n {
-            if hooks.stop_requested() || cfg.max_steps.is_some_and(|m| report.steps >= m) {
+            if hooks.stop_requested() {
                 report.interrupted = true;
+                break;
+            }
+            if cfg.max_steps.is_some_and(|m| report.steps >= m) {
+                budget_reached = true;
                 break;
             }
             let len = cfg.batch_size.min(n - i);
@@ -140,6 +146,9 @@ pub fn run(
             i += len;
         }
         bar.finish_and_clear();
+        if report.interrupted {
+            break;
+        }
         if sum.steps > 0 {
             sum.loss /= sum.steps as f64;
             sum.seconds = t0.elapsed().as_secs_f64();
@@ -147,7 +156,7 @@ pub fn run(
             hooks.on_epoch_end(&sum)?;
             report.epochs.push(sum);
         }
-        if report.interrupted {
+        if budget_reached {
             break;
         }
     }

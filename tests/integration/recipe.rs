@@ -65,6 +65,7 @@ fn mpdr_r_recipe_trains_every_stage_and_ships_a_loadable_bundle() {
         &small_config(),
         Device::Cpu,
         &mut rec,
+        None,
     )
     .unwrap();
     let want: Vec<String> =
@@ -76,7 +77,7 @@ fn mpdr_r_recipe_trains_every_stage_and_ships_a_loadable_bundle() {
             .collect();
     assert_eq!(rec.epochs, want);
     let st = &b.manifest.provenance.stages;
-    assert_eq!((st["manifold_0_steps"], st["pretrain_steps"], st["mpdr_steps"]), (30, 50, 20));
+    assert_eq!((st["manifold-0_steps"], st["pretrain_steps"], st["mpdr_steps"]), (30, 50, 20));
     let auc = b.manifest.provenance.metrics["mpdr_epoch2_manifold_uniform_auc"];
     assert!((0.0..=1.0).contains(&auc));
     // The energy learned the data: held-out normals score below isotropic noise of the same scale.
@@ -106,6 +107,7 @@ fn a_stop_request_ends_training_early_with_a_usable_bundle() {
         &small_config(),
         Device::Cpu,
         &mut rec,
+        None,
     )
     .unwrap();
     assert_eq!(rec.epochs.len(), 7, "stopped after the 7th epoch (first pre-training epoch)");

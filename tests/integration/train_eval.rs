@@ -157,3 +157,48 @@ fn bad_folders_give_errors_naming_the_path() {
     assert!(err.contains("bad.toml") && err.contains("mpdr.sigma_min"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    let machine = d.path().join("toy");
+    make_machine(&machine);
+    let cfg = d.path().join("train.toml");
+    std::fs::write(&cfg, "[energy]\npreset = \"paper-ae128\"\n[pretrain]\nepochs = 400\nbatch_size = 128\n").unwrap();
+    let out = d.path().join("bundle");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let args =
+        ["train", "--data", &s(&machine), "--model", "ae", "--out", &s(&out), "--config", &s(&cfg), "--no-cache"];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mpdr"))
+        .args(args)
+        .env("MPDR_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ckpt = out.join("checkpoint/manifest.toml");
+    let t0 = std::time::Instant::now();
+    while !ckpt.exists() && t0.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ckpt.exists(), "no checkpoint after the first epoch");
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "an interrupted run must exit non-zero");
+    assert!(err.contains("--resume") && !err.contains("panicked"), "{err}");
+    assert!(!out.join("manifest.toml").exists(), "no final bundle from an interrupted run");
+    // The checkpoint is a valid bundle, part-way through pre-training.
+    let b = mpdr::model::Bundle::load(&out.join("checkpoint"), tch::Device::Cpu).unwrap();
+    let done = b.manifest.provenance.stages["pretrain_epochs"];
+    assert!((1..400).contains(&done), "checkpoint at epoch {done}");
+    assert!(b.manifest.scaler.is_some() && b.manifest.features.is_some());
+
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let o = mpdr(&resume);
+    assert!(o.status.success(), "resume failed: {}", String::from_utf8_lossy(&o.stderr));
+    let m = std::fs::read_to_string(out.join("manifest.toml")).unwrap();
+    assert!(m.contains("pretrain_epochs = 400"), "{m}");
+    assert!(!out.join("checkpoint").exists(), "checkpoint removed after the final bundle");
+}
