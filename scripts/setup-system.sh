@@ -3,8 +3,9 @@
 #   libasound2-dev, pkg-config: cpal (ALSA) for live capture
 #   python3-pip: fetching the torch wheel (scripts/setup-libtorch.sh)
 #   mosquitto: the real MQTT broker the alarm-delivery tests start
+#   fonts-dejavu-core: the font report plots are labelled with
 set -euo pipefail
-packages=(libasound2-dev pkg-config mosquitto)
+packages=(libasound2-dev pkg-config mosquitto fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -319,12 +319,42 @@ pub fn evaluate(
     }
     std::fs::write(out.join("scores.csv"), csv)?;
     std::fs::write(out.join("report.md"), markdown(&report))?;
+    plots(&report, &scores, out)?;
     Ok(report)
+}
+
+/// `roc_<id>.png` and `hist_<id>.png` for every id (skipped, with a warning, without a font).
+fn plots(report: &Report, scores: &[(DcaseFile, f64)], out: &Path) -> Result<()> {
+    if !crate::eval::plot::font_available() {
+        tracing::warn!("no TrueType font found (install fonts-dejavu-core): report plots skipped");
+        return Ok(());
+    }
+    for id in &report.ids {
+        let (labels, s): (Vec<bool>, Vec<f64>) =
+            scores.iter().filter(|(f, _)| f.id == id.id).map(|(f, s)| (f.anomaly, *s)).unzip();
+        let roc = crate::eval::metrics::roc_curve(&labels, &s)?;
+        let title =
+            format!("{} id {} — {}: AUC {:.3}, pAUC {:.3}", report.machine, id.id, report.model, id.auc, id.pauc);
+        crate::eval::plot::roc_png(&out.join(format!("roc_{}.png", id.id)), &title, &roc.fpr, &roc.tpr)?;
+        let pick = |anomalous: bool| -> Vec<f64> {
+            labels.iter().zip(&s).filter(|(l, _)| **l == anomalous).map(|(_, v)| *v).collect()
+        };
+        let (normal, anomaly) = (pick(false), pick(true));
+        let title = format!("{} id {}: file scores and threshold", report.machine, id.id);
+        crate::eval::plot::histogram_png(
+            &out.join(format!("hist_{}.png", id.id)),
+            &title,
+            &normal,
+            &anomaly,
+            report.threshold,
+        )?;
+    }
+    Ok(())
 }
 
 fn markdown(r: &Report) -> String {
     let mut s = format!(
-        "# {} — {}\n\n| id | AUC | pAUC (0.1, McClish) | normal | anomaly |\n|---|---|---|---|---|\n",
+        "# {} — {}\n\nPlots: `roc_<id>.png` (ROC curve), `hist_<id>.png` (file-score histograms with the threshold).\n\n| id | AUC | pAUC (0.1, McClish) | normal | anomaly |\n|---|---|---|---|---|\n",
         r.machine, r.model
     );
     for i in &r.ids {

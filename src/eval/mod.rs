@@ -2,3 +2,4 @@
 
 pub mod calibrate;
 pub mod metrics;
+pub mod plot;

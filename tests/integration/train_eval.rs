@@ -131,6 +131,14 @@ fn train_then_eval_writes_a_calibrated_bundle_and_a_dcase_report() {
     assert_eq!(csv.lines().count(), 17);
     assert!(csv.starts_with("file,id,label,score\n"));
     assert!(std::fs::read_to_string(report.join("report.md")).unwrap().contains("| **mean** |"));
+    if mpdr::eval::plot::font_available() {
+        for png in ["roc_00.png", "roc_02.png", "hist_00.png", "hist_02.png"] {
+            let bytes = std::fs::read(report.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+            assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 2000, "{png} is not a drawn PNG");
+        }
+    } else {
+        eprintln!("no TrueType font installed: plot files not checked");
+    }
 }
 
 #[test]
