@@ -16,7 +16,7 @@ use tch::{Kind, Tensor};
 
 use crate::data::dcase::{self, DcaseFile, MachineDir};
 use crate::data::extract::{self, OnBadFile};
-use crate::eval::calibrate::{calibrate, CalibrationTarget};
+use crate::eval::calibrate::calibrate;
 use crate::eval::metrics::{partial_auc, roc_auc, PaucKind};
 use crate::features::{FeatureParams, LogMel};
 use crate::model::{Bundle, ModelKind, Scaler};
@@ -373,15 +373,6 @@ fn markdown(r: &Report) -> String {
         _ => s.push_str("No calibrated threshold in this bundle.\n"),
     }
     s
-}
-
-/// The calibration target of a bundle, if recorded.
-pub fn target_of(bundle: &Bundle) -> Option<CalibrationTarget> {
-    let d = &bundle.manifest.threshold.as_ref()?.details;
-    Some(CalibrationTarget {
-        false_alarms_per_day: *d.get("target_false_alarms_per_day")?,
-        window_s: *d.get("window_s")?,
-    })
 }
 
 #[cfg(test)]

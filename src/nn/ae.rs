@@ -85,16 +85,12 @@ impl AutoEncoder {
         AutoEncoder { spec: spec.clone(), enc, dec, enc_vars, out_scale }
     }
 
-    /// The code: encoder output, projected onto the sphere when spherical.
+    /// The code: encoder output, projected onto the sphere when spherical (eval mode).
     pub fn encode(&self, x: &Tensor) -> Tensor {
-        let z = self.enc.forward(x, false);
-        if self.spec.spherical {
-            project_sphere(&z)
-        } else {
-            z
-        }
+        self.encode_train(x, false)
     }
 
+    /// As [`encode`](Self::encode); `train` advances spectral-norm power iterations.
     pub fn encode_train(&self, x: &Tensor, train: bool) -> Tensor {
         let z = self.enc.forward(x, train);
         if self.spec.spherical {
