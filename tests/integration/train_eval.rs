@@ -60,6 +60,16 @@ fn make_machine(root: &Path) {
     }
 }
 
+/// A temp dir holding a generated machine folder `toy/` and `recipe` as `train.toml`.
+fn toy_with_recipe(recipe: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let machine = d.path().join("toy");
+    make_machine(&machine);
+    let cfg = d.path().join("train.toml");
+    std::fs::write(&cfg, recipe).unwrap();
+    (d, machine, cfg)
+}
+
 const CONFIG: &str = r#"
 seed = 3
 holdout = 0.2
@@ -75,11 +85,7 @@ false_alarms_per_day = 1.0
 
 #[test]
 fn train_then_eval_writes_a_calibrated_bundle_and_a_dcase_report() {
-    let d = tempfile::tempdir().unwrap();
-    let machine = d.path().join("toy");
-    make_machine(&machine);
-    let cfg = d.path().join("train.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    let (d, machine, cfg) = toy_with_recipe(CONFIG);
     let (bundle, report) = (d.path().join("bundle"), d.path().join("report"));
     let cache = d.path().join("cache");
     let s = |p: &Path| p.to_str().unwrap().to_string();
@@ -168,11 +174,8 @@ fn bad_folders_give_errors_naming_the_path() {
 
 #[test]
 fn ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_run() {
-    let d = tempfile::tempdir().unwrap();
-    let machine = d.path().join("toy");
-    make_machine(&machine);
-    let cfg = d.path().join("train.toml");
-    std::fs::write(&cfg, "[energy]\npreset = \"paper-ae128\"\n[pretrain]\nepochs = 400\nbatch_size = 128\n").unwrap();
+    let (d, machine, cfg) =
+        toy_with_recipe("[energy]\npreset = \"paper-ae128\"\n[pretrain]\nepochs = 400\nbatch_size = 128\n");
     let out = d.path().join("bundle");
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let args =
@@ -213,14 +216,10 @@ fn ctrl_c_keeps_a_checkpoint_and_resume_finishes_the_run() {
 
 #[test]
 fn mpdr_idnn_trains_and_evaluates_through_the_pipeline() {
-    let d = tempfile::tempdir().unwrap();
-    let machine = d.path().join("toy");
-    make_machine(&machine);
-    let cfg = d.path().join("train.toml");
     let recipe = "holdout = 0.2\n[manifold]\nlatent_dims = [8, 16]\nhidden = [64]\nepochs = 2\nbatch_size = 128\n\
                   [pretrain]\nepochs = 5\nbatch_size = 128\n[mpdr]\nlr = 1e-4\n[mpdr_schedule]\nepochs = 2\nbatch_size = 128\n\
                   validation_samples = 32\n[calibration]\nwindow_s = 2.0\n";
-    std::fs::write(&cfg, recipe).unwrap();
+    let (d, machine, cfg) = toy_with_recipe(recipe);
     let (bundle, report) = (d.path().join("bundle"), d.path().join("report"));
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let o = mpdr(&[
