@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::data::dcase::{self, DcaseFile, MachineDir};
 use crate::data::extract::{self, OnBadFile};
@@ -122,6 +122,17 @@ fn stack(items: &[(DcaseFile, LogMel)], frames: usize) -> (Vec<f32>, usize) {
     (data, n)
 }
 
+/// Energies of every stacked vector of `lm` under `bundle` (raw features in; the bundle
+/// scales them). `None` when the clip is too short for one vector.
+fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Result<Option<Vec<f32>>> {
+    let v = lm.vectors(frames);
+    if v.n == 0 {
+        return Ok(None);
+    }
+    let e = bundle.score(&Tensor::from_slice(&v.data).reshape([v.n as i64, v.dim as i64]), 4096)?;
+    Ok(Some(Vec::<f32>::try_from(&e)?))
+}
+
 /// Window scores of one file: means of consecutive non-overlapping windows of vectors (a
 /// file shorter than a window is one window).
 pub fn window_scores(energies: &[f32], vectors_per_window: usize) -> Vec<f64> {
@@ -198,12 +209,9 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let per_window = (cfg.calibration.window_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize;
     let mut windows = Vec::new();
     for (_, lm) in &held_items {
-        let v = lm.vectors(params.frames);
-        if v.n == 0 {
-            continue;
+        if let Some(e) = vector_energies(&bundle, lm, params.frames)? {
+            windows.extend(window_scores(&e, per_window));
         }
-        let e = bundle.score(&Tensor::from_slice(&v.data).reshape([v.n as i64, dim as i64]), 4096)?;
-        windows.extend(window_scores(&Vec::<f32>::try_from(&e)?, per_window));
     }
     match calibrate(&windows, &cfg.calibration) {
         Ok(t) => {
@@ -257,13 +265,10 @@ pub fn score_files(
     let mut out = Vec::new();
     for (f, lm) in md.test.iter().zip(lms) {
         let Some(lm) = lm else { continue };
-        let v = lm.vectors(params.frames);
-        if v.n == 0 {
-            tracing::warn!(file = %f.path.display(), "too short for one vector; skipped");
-            continue;
+        match vector_energies(bundle, &lm, params.frames)? {
+            Some(e) => out.push((f.clone(), e.iter().map(|&x| x as f64).sum::<f64>() / e.len() as f64)),
+            None => tracing::warn!(file = %f.path.display(), "too short for one vector; skipped"),
         }
-        let e = bundle.score(&Tensor::from_slice(&v.data).reshape([v.n as i64, v.dim as i64]), 4096)?;
-        out.push((f.clone(), e.mean(Kind::Float).double_value(&[])));
     }
     Ok(out)
 }
