@@ -1,6 +1,6 @@
 //! Entry points of the `mpdr` subcommands: `main.rs` parses arguments and calls one of these.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -92,7 +92,7 @@ pub struct TrainArgs {
     /// Bundle folder to write.
     #[arg(long)]
     pub out: PathBuf,
-    /// Training recipe (see config/train.example.toml); default: the official DCASE MPDR-R recipe.
+    /// Training recipe (see config/train.example.toml); default: the CPU-sized recipe of config/train.example.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
     #[arg(long)]
@@ -215,4 +215,51 @@ pub fn eval(args: &EvalArgs) -> Result<Vec<crate::pipeline::Report>> {
         std::fs::write(args.out.join("summary.md"), md)?;
     }
     Ok(reports)
+}
+
+/// `mpdr monitor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorArgs {
+    /// Monitor configuration (see config/monitor.example.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Exit once every stream's source has ended (finite file replays), after draining.
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+/// Run the daemon: SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration.
+pub fn monitor(args: &MonitorArgs) -> Result<()> {
+    let ctl = crate::daemon::RunControl { exit_when_done: args.exit_when_done, ..Default::default() };
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, ctl.stop.clone()).context("installing the signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
+        .context("installing the SIGHUP handler")?;
+    crate::daemon::run(&args.config, ctl)
+}
+
+/// `mpdr validate`: every problem of a monitor config (syntax, values, models, files) at once.
+pub fn validate(config: &Path) -> Result<()> {
+    let (cfg, p) = crate::daemon::config::MonitorConfig::read(config)?;
+    if p.is_empty() {
+        println!("{}: OK ({} stream(s), {} sink(s))", config.display(), cfg.streams.len(), cfg.sinks.len().max(1));
+        return Ok(());
+    }
+    for problem in &p.0 {
+        println!("{}: {}: {}", config.display(), problem.key, problem.message);
+    }
+    anyhow::bail!("{}: {} problem(s)", config.display(), p.0.len())
+}
+
+/// `mpdr devices`: the input devices cpal sees.
+pub fn devices() -> Result<()> {
+    let list = crate::audio::source::list_devices().map_err(|e| anyhow::anyhow!(e))?;
+    if list.is_empty() {
+        println!("no input devices found");
+    }
+    for (i, name, cfg) in list {
+        println!("{i:3}  {name}  ({cfg})");
+    }
+    Ok(())
 }

@@ -4,10 +4,13 @@
 //! bench): audio in ([`audio`]), DCASE log-mel features ([`features`]), dataset readers
 //! ([`data`]), metrics ([`eval`]), configuration ([`config`]) and tch devices ([`device`]).
 
+pub mod alarm;
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod data;
+pub mod detect;
 pub mod device;
 pub mod error;
 pub mod eval;

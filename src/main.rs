@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mpdr::audio::ChannelSelect;
-use mpdr::cli::{self, EvalArgs, FeatureOutput, FeaturesArgs, TrainArgs};
+use mpdr::cli::{self, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, TrainArgs};
 use mpdr::features::PadMode;
 
 #[derive(Parser)]
@@ -48,6 +48,15 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a bundle on the test files of a machine folder (or a folder of machine folders).
     Eval(EvalArgs),
+    /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
+    Monitor(MonitorArgs),
+    /// Check a monitor config and print every problem with its key; non-zero exit if any.
+    Validate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// List the audio input devices (names and indices for `source = { type = "device" }`).
+    Devices,
 }
 
 fn init_tracing(json: bool) {
@@ -71,6 +80,9 @@ fn main() -> ExitCode {
         }
         Command::Train(a) => cli::train(&a).map(|_| ()),
         Command::Eval(a) => cli::eval(&a).map(|_| ()),
+        Command::Monitor(a) => cli::monitor(&a),
+        Command::Validate { config } => cli::validate(&config),
+        Command::Devices => cli::devices(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,7 @@ pub fn checkpoint_dir(out: &Path) -> PathBuf {
 struct Checkpoints {
     dir: PathBuf,
     features: FeatureParams,
+    audio: crate::audio::AudioOptions,
     scaler: Scaler,
     stop: Arc<AtomicBool>,
 }
@@ -55,6 +56,7 @@ impl TrainHooks for Checkpoints {
     fn on_epoch(&mut self, stage: &str, s: &crate::mpdr::train::EpochSummary, bundle: &Bundle) -> Result<()> {
         let mut m = bundle.manifest.clone();
         m.features = Some(self.features.clone());
+        m.audio = Some(self.audio);
         m.scaler = Some(self.scaler.clone());
         m.provenance.stages.insert(format!("{stage}_epochs"), s.epoch as u64);
         bundle.save_as(&self.dir, &m)?;
@@ -190,8 +192,13 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     } else {
         None
     };
-    let mut hooks =
-        Checkpoints { dir: ckpt.clone(), features: params.clone(), scaler: scaler.clone(), stop: opts.stop.clone() };
+    let mut hooks = Checkpoints {
+        dir: ckpt.clone(),
+        features: params.clone(),
+        audio: cfg.audio,
+        scaler: scaler.clone(),
+        stop: opts.stop.clone(),
+    };
     let mut bundle = recipe::train(opts.model, &input, cfg, device, &mut hooks, resume)?;
     if opts.stop.load(Ordering::Relaxed) {
         bail!(
@@ -200,6 +207,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
         );
     }
     bundle.manifest.features = Some(params.clone());
+    bundle.manifest.audio = Some(cfg.audio);
     bundle.manifest.scaler = Some(scaler);
     bundle.manifest.provenance.data = md.root.display().to_string();
     bundle.manifest.provenance.data_fingerprint = fingerprint(&md.train);
@@ -259,7 +267,7 @@ pub fn score_files(
 ) -> Result<Vec<(DcaseFile, f64)>> {
     let params =
         bundle.manifest.features.clone().context("the bundle has no feature parameters: not an audio model")?;
-    let audio = Default::default();
+    let audio = bundle.manifest.audio.unwrap_or_default();
     let paths: Vec<PathBuf> = md.test.iter().map(|f| f.path.clone()).collect();
     let lms = extract::logmels(&paths, &params, &audio, cache, on_bad)?;
     let mut out = Vec::new();

@@ -28,6 +28,18 @@ pub enum ModelKind {
     MpdrS,
 }
 
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ModelKind::Ae => "ae",
+            ModelKind::Idnn => "idnn",
+            ModelKind::MpdrR => "mpdr-r",
+            ModelKind::MpdrIdnn => "mpdr-idnn",
+            ModelKind::MpdrS => "mpdr-s",
+        })
+    }
+}
+
 /// Per-dimension standardisation fitted on training vectors, then an optional clamp (±3 for
 /// DCASE, MPDR-SPEC §1.5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +129,10 @@ pub struct Manifest {
     pub manifold: Vec<AeSpec>,
     /// Front-end the vectors come from (absent for non-audio benchmark models).
     pub features: Option<FeatureParams>,
+    /// How recordings were turned into mono at the model's rate (channel, resampling); eval
+    /// and the monitor decode files the same way. Absent in bundles from before it was kept.
+    #[serde(default)]
+    pub audio: Option<crate::audio::AudioOptions>,
     pub scaler: Option<Scaler>,
     pub threshold: Option<Threshold>,
     #[serde(default)]
@@ -134,6 +150,7 @@ impl Manifest {
             energy,
             manifold,
             features: None,
+            audio: None,
             scaler: None,
             threshold: None,
             provenance: Provenance { mpdr_version: env!("CARGO_PKG_VERSION").into(), ..Default::default() },
@@ -293,21 +310,8 @@ impl Bundle {
 
     /// Read and verify a bundle.
     pub fn load(dir: &Path, device: Device) -> Result<Self, BundleError> {
+        let manifest = Self::read_manifest(dir)?;
         let mpath = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&mpath)
-            .map_err(|e| BundleError::Io { path: mpath.clone(), message: format!("cannot read: {e}") })?;
-        // Check the schema version before the full parse, so old/new bundles get that message.
-        if let Ok(v) = text.parse::<toml::Table>() {
-            if let Some(found) = v.get("schema_version").and_then(|s| s.as_integer()) {
-                if found != SCHEMA_VERSION as i64 {
-                    return Err(BundleError::Schema { path: mpath, found: found as u32 });
-                }
-            }
-        }
-        let manifest: Manifest = toml::from_str(&text).map_err(|e| BundleError::Manifest {
-            path: mpath.clone(),
-            message: crate::config::one_line_toml_error(&e),
-        })?;
         let mut b = Bundle::build(manifest, device);
         let mut expected: Vec<(String, usize)> = vec![("energy.safetensors".into(), usize::MAX)];
         expected.extend((0..b.manifold.len()).map(|k| (format!("manifold_{k}.safetensors"), k)));
@@ -328,6 +332,53 @@ impl Bundle {
             vs.freeze();
         }
         Ok(b)
+    }
+
+    /// Read and parse a bundle's `manifest.toml` only (no weights): for config checks.
+    pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
+        let mpath = dir.join("manifest.toml");
+        let text = std::fs::read_to_string(&mpath)
+            .map_err(|e| BundleError::Io { path: mpath.clone(), message: format!("cannot read: {e}") })?;
+        // Check the schema version before the full parse, so old/new bundles get that message.
+        if let Ok(v) = text.parse::<toml::Table>() {
+            if let Some(found) = v.get("schema_version").and_then(|s| s.as_integer()) {
+                if found != SCHEMA_VERSION as i64 {
+                    return Err(BundleError::Schema { path: mpath, found: found as u32 });
+                }
+            }
+        }
+        toml::from_str(&text)
+            .map_err(|e| BundleError::Manifest { path: mpath, message: crate::config::one_line_toml_error(&e) })
+    }
+
+    /// Energies (N,) and per-mel-band errors (N, n_mels) of raw vectors (N, D), on the CPU,
+    /// in one forward pass under no-grad. Bands: the per-dimension error summed over the
+    /// stacked frames (IDNN predicts one frame: its error is per band already); `None` for
+    /// energies without a per-dimension error.
+    pub fn score_explained(&self, vectors: &Tensor, n_mels: i64) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
+        let device = self.energy_vs.device();
+        let kind = self.energy_vs.kind();
+        tch::no_grad(|| {
+            let x = vectors.f_to_device(device)?.f_to_kind(kind)?;
+            let x = match &self.manifest.scaler {
+                Some(s) => s.apply(&x),
+                None => x,
+            };
+            let (e, dims) = self.energy.energy_explained(&x);
+            let bands = match dims {
+                Some(d) if n_mels > 0 && d.size().len() == 2 && d.size()[1] % n_mels == 0 => {
+                    let (n, width) = (d.size()[0], d.size()[1]);
+                    let b = d.f_view([n, width / n_mels, n_mels])?.f_sum_dim_intlist(
+                        [1i64].as_slice(),
+                        false,
+                        Kind::Float,
+                    )?;
+                    Some(b.f_to_device(Device::Cpu)?)
+                }
+                _ => None,
+            };
+            Ok((e.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?, bands))
+        })
     }
 
     /// Energies of raw (unscaled) vectors (N, D) -> (N,), under no-grad, in batches.

@@ -11,6 +11,7 @@
 //! All random draws go through [`Noise`], so a test can replay a reference's draws exactly.
 
 pub mod recipe;
+pub mod select;
 pub mod train;
 
 use std::collections::VecDeque;

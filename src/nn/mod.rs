@@ -271,6 +271,11 @@ pub trait Energy {
     fn per_dim_error(&self, _x: &Tensor) -> Option<Tensor> {
         None
     }
+    /// Energy (B,) and per-dimension error (B, D_out) from one forward pass (eval mode): what
+    /// the daemon scores, so explanations cost nothing extra.
+    fn energy_explained(&self, x: &Tensor) -> (Tensor, Option<Tensor>) {
+        (self.energy(x, false), None)
+    }
 }
 
 /// Sum of squares of the given variables (a 0 scalar when there are none).
@@ -346,6 +351,13 @@ impl Energy for EnergyNet {
             EnergyNet::Ae(m) => m.per_dim_error(x),
             EnergyNet::Idnn(m) => m.per_dim_error(x),
             EnergyNet::Scalar(_) => None,
+        }
+    }
+    fn energy_explained(&self, x: &Tensor) -> (Tensor, Option<Tensor>) {
+        match self {
+            EnergyNet::Ae(m) => m.energy_explained(x),
+            EnergyNet::Idnn(m) => m.energy_explained(x),
+            EnergyNet::Scalar(m) => m.energy_explained(x),
         }
     }
 }

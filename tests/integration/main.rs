@@ -3,6 +3,7 @@
 mod bundle;
 mod cli_features;
 mod golden;
+mod monitor;
 mod mpdr_parity;
 mod recipe;
 mod tch_link;

@@ -1,0 +1,395 @@
+//! The monitor's configuration (`config/monitor.example.toml`): raw serde types, a pure
+//! `validate()` that reports every problem with its key path, and `check_files()`, the step
+//! that looks at the disk (model bundles, WAV headers). Relative paths resolve against the
+//! config file's folder, so the same file works from any directory and under systemd.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::ChannelSelect;
+use crate::config::{one_line_toml_error, Problems};
+use crate::detect::DetectConfig;
+use crate::device::DeviceChoice;
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    pub server: ServerConfig,
+    pub scoring: ScoringConfig,
+    pub pipeline: PipelineConfig,
+    #[serde(rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+    #[serde(rename = "sink")]
+    pub sinks: Vec<SinkConfig>,
+}
+
+/// `/metrics`, `/healthz`, `/readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; `""` turns the HTTP server off. Port 0 picks a free port (logged).
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:9464".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    pub device: DeviceChoice,
+    /// Most vectors scored in one batch (all streams of one model together).
+    pub max_batch: usize,
+    /// Longest a vector waits for its batch to fill.
+    pub max_wait_ms: u64,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        ScoringConfig { device: DeviceChoice::Auto, max_batch: 4096, max_wait_ms: 20 }
+    }
+}
+
+/// Queue sizes of the pipeline's bounded channels (see `daemon` for the overflow policies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Per device stream: audio blocks between the capture callback and the stream thread.
+    pub audio_queue_blocks: usize,
+    /// All streams: feature messages (one per audio block) waiting for the scorer.
+    pub vector_queue: usize,
+    /// Longest wait before a failed source is retried (backoff doubles from 0.5 s up to this).
+    pub retry_max_s: f64,
+    /// Seconds SIGTERM waits for the pipeline to drain before giving up on it.
+    pub shutdown_timeout_s: f64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig { audio_queue_blocks: 64, vector_queue: 4096, retry_max_s: 30.0, shutdown_timeout_s: 10.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    /// Model bundle folder.
+    pub model: PathBuf,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub detect: DetectConfig,
+}
+
+/// Where a stream's audio comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A sound card input through cpal (ALSA on Linux).
+    Device {
+        /// Device name as `mpdr devices` lists it, `"default"`, or its index in that list.
+        #[serde(default = "default_device")]
+        device: String,
+        /// `"mix"` or a 0-based channel of the device.
+        #[serde(default)]
+        channel: ChannelSelect,
+        /// Samples per callback block asked of the device (0 = the device's choice).
+        #[serde(default)]
+        block: u32,
+    },
+    /// Replay of a WAV file or of every WAV in a folder (sorted by name).
+    File {
+        path: PathBuf,
+        /// Paced like a live source (`speed` x real time); false = as fast as the pipeline goes.
+        #[serde(default = "yes")]
+        realtime: bool,
+        #[serde(default = "one")]
+        speed: f64,
+        #[serde(default, rename = "loop")]
+        looped: bool,
+        #[serde(default)]
+        channel: ChannelSelect,
+        /// Resample files whose rate is not the model's.
+        #[serde(default)]
+        resample: bool,
+    },
+}
+
+fn default_device() -> String {
+    "default".into()
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// Where events go (`[[sink]]`, tagged by `type`). Issue 6 adds webhook, MQTT, Modbus, exec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SinkConfig {
+    Log {
+        /// Only these streams (empty = all).
+        #[serde(default)]
+        streams: Vec<String>,
+    },
+}
+
+impl MonitorConfig {
+    /// Parse TOML text; errors are one line with the line number.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let msg = one_line_toml_error(&e);
+            match line {
+                Some(l) => format!("line {l}: {msg}"),
+                None => msg,
+            }
+        })
+    }
+
+    /// Read and parse `path`, make its relative paths absolute against its folder, and
+    /// validate; every problem is reported, prefixed with the file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let (cfg, p) = Self::read(path)?;
+        if !p.is_empty() {
+            anyhow::bail!("{}: {} problem(s): {p}", path.display(), p.0.len());
+        }
+        Ok(cfg)
+    }
+
+    /// Read and parse `path` (an error only when it cannot be parsed), resolve its paths and
+    /// collect every validation and file problem.
+    pub fn read(path: &Path) -> anyhow::Result<(Self, Problems)> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
+        let mut cfg = Self::parse(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+        cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        let mut p = cfg.validate();
+        cfg.check_files(&mut p);
+        Ok((cfg, p))
+    }
+
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for s in &mut self.streams {
+            abs(&mut s.model);
+            if let SourceConfig::File { path, .. } = &mut s.source {
+                abs(path);
+            }
+        }
+    }
+
+    /// Every problem that needs no disk access.
+    pub fn validate(&self) -> Problems {
+        let mut p = Problems::default();
+        if !self.server.listen.is_empty() && self.server.listen.parse::<SocketAddr>().is_err() {
+            p.push("server.listen", format!("expected host:port like 127.0.0.1:9464, got \"{}\"", self.server.listen));
+        }
+        if self.scoring.max_batch == 0 {
+            p.push("scoring.max_batch", "must be >= 1");
+        }
+        let pl = &self.pipeline;
+        if pl.audio_queue_blocks == 0 {
+            p.push("pipeline.audio_queue_blocks", "must be >= 1");
+        }
+        if pl.vector_queue == 0 {
+            p.push("pipeline.vector_queue", "must be >= 1");
+        }
+        for (k, v) in [("retry_max_s", pl.retry_max_s), ("shutdown_timeout_s", pl.shutdown_timeout_s)] {
+            if !(v.is_finite() && v > 0.0) {
+                p.push(format!("pipeline.{k}"), format!("must be > 0, got {v}"));
+            }
+        }
+        if self.streams.is_empty() {
+            p.push("stream", "no [[stream]] configured: nothing to monitor");
+        }
+        let mut names = BTreeSet::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            let key = format!("stream[{i}]");
+            if s.name.trim().is_empty() {
+                p.push(format!("{key}.name"), "must not be empty");
+            } else if !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                p.push(format!("{key}.name"), format!("use letters, digits, '-', '_' or '.', got \"{}\"", s.name));
+            } else if !names.insert(s.name.as_str()) {
+                p.push(format!("{key}.name"), format!("\"{}\" is used by another stream", s.name));
+            }
+            s.detect.validate(&format!("{key}.detect"), &mut p);
+            if let SourceConfig::File { speed, .. } = &s.source {
+                if !(speed.is_finite() && *speed > 0.0) {
+                    p.push(format!("{key}.source.speed"), format!("must be > 0, got {speed}"));
+                }
+            }
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            match s {
+                SinkConfig::Log { streams } => {
+                    for name in streams {
+                        if !names.contains(name.as_str()) {
+                            p.push(format!("sink[{i}].streams"), format!("no stream is named \"{name}\""));
+                        }
+                    }
+                }
+            }
+        }
+        p
+    }
+
+    /// Problems found on disk: bundles that do not load, WAV files the model cannot take.
+    /// A missing source file is not a problem here: the stream starts `down` and retries.
+    pub fn check_files(&self, p: &mut Problems) {
+        for (i, s) in self.streams.iter().enumerate() {
+            let key = format!("stream[{i}]");
+            let manifest = match crate::model::Bundle::read_manifest(&s.model) {
+                Ok(m) => m,
+                Err(e) => {
+                    p.push(format!("{key}.model"), e.to_string());
+                    continue;
+                }
+            };
+            let Some(features) = &manifest.features else {
+                p.push(format!("{key}.model"), format!("{}: not an audio model (no [features])", s.model.display()));
+                continue;
+            };
+            if matches!(s.detect.threshold, crate::detect::ThresholdSetting::Model) && manifest.threshold.is_none() {
+                p.push(
+                    format!("{key}.detect.threshold"),
+                    format!("\"model\", but {} has no calibrated threshold: give a number", s.model.display()),
+                );
+            }
+            if let SourceConfig::File { path, resample, channel, .. } = &s.source {
+                for f in wav_files(path).unwrap_or_default() {
+                    match hound::WavReader::open(&f) {
+                        Ok(r) => {
+                            let spec = r.spec();
+                            if spec.sample_rate != features.sample_rate && !resample {
+                                p.push(
+                                    format!("{key}.source.path"),
+                                    format!(
+                                        "{}: {} Hz, the model expects {} Hz (set resample = true to convert)",
+                                        f.display(),
+                                        spec.sample_rate,
+                                        features.sample_rate
+                                    ),
+                                );
+                            }
+                            if let ChannelSelect::Index(c) = channel {
+                                if *c >= spec.channels {
+                                    p.push(
+                                        format!("{key}.source.channel"),
+                                        format!(
+                                            "{}: has {} channel(s), asked for channel {c}",
+                                            f.display(),
+                                            spec.channels
+                                        ),
+                                    );
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            p.push(format!("{key}.source.path"), format!("{}: not a readable WAV: {e}", f.display()))
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The WAV files a file source plays: the file itself, or a folder's `*.wav` sorted by name.
+pub fn wav_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no .wav files in the folder"));
+        }
+        Ok(v)
+    } else if path.exists() {
+        Ok(vec![path.to_path_buf()])
+    } else {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_validates() {
+        let text = include_str!("../../config/monitor.example.toml");
+        let cfg = MonitorConfig::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.validate().is_empty(), "{}", cfg.validate());
+        assert_eq!(cfg.streams.len(), 3);
+        assert!(matches!(cfg.streams[0].source, SourceConfig::Device { .. }));
+        assert_eq!(cfg.scoring, ScoringConfig::default());
+        assert_eq!(cfg.pipeline, PipelineConfig::default());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let text = r#"
+[server]
+listen = "nowhere"
+[[stream]]
+name = "a"
+model = "m"
+source = { type = "file", path = "x.wav", speed = 0 }
+detect = { window_s = 0, on_delay_s = -1 }
+[[stream]]
+name = "a"
+model = "m"
+source = { type = "device" }
+[[sink]]
+type = "log"
+streams = ["b"]
+"#;
+        let cfg = MonitorConfig::parse(text).unwrap();
+        let keys: Vec<String> = cfg.validate().0.into_iter().map(|p| p.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "server.listen",
+                "stream[0].detect.window_s",
+                "stream[0].detect.on_delay_s",
+                "stream[0].source.speed",
+                "stream[1].name",
+                "sink[0].streams"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_types_are_one_line_errors_with_the_line() {
+        let e = MonitorConfig::parse("[scoring]\nmax_bach = 3\n").unwrap_err();
+        assert!(e.starts_with("line 2:") && e.contains("max_bach") && !e.contains('\n'), "{e}");
+        let e = MonitorConfig::parse("[[sink]]\ntype = \"pager\"\n").unwrap_err();
+        assert!(e.contains("pager"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder() {
+        let mut cfg = MonitorConfig::parse(
+            "[[stream]]\nname = \"a\"\nmodel = \"models/a\"\nsource = { type = \"file\", path = \"/abs/a.wav\" }\n",
+        )
+        .unwrap();
+        cfg.resolve_paths(Path::new("/etc/mpdr"));
+        assert_eq!(cfg.streams[0].model, Path::new("/etc/mpdr/models/a"));
+        assert!(matches!(&cfg.streams[0].source, SourceConfig::File { path, .. } if path == Path::new("/abs/a.wav")));
+    }
+}

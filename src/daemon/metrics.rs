@@ -1,0 +1,298 @@
+//! The daemon's counters and gauges, shared lock-free between threads (atomics only) and
+//! rendered in the Prometheus text format for `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+/// An f64 gauge stored as bits.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed)
+    }
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+}
+
+/// A histogram with fixed buckets (upper bounds in seconds).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+pub const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+    pub fn observe(&self, seconds: f64) {
+        if let Some(i) = self.bounds.iter().position(|&b| seconds <= b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+    /// Upper bound of the bucket holding quantile `q` (an estimate, as Prometheus would).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let want = (q * n as f64).ceil() as u64;
+        let mut acc = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            acc += c.load(Ordering::Relaxed);
+            if acc >= want {
+                return Some(self.bounds[i]);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut acc = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            acc += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {acc}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count());
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count());
+    }
+}
+
+/// Stream states in `mpdr_stream_up`: down 0, up 1; `mpdr_stream_ended` marks finished replays.
+#[derive(Debug)]
+pub struct StreamMetrics {
+    pub name: String,
+    pub model: String,
+    pub samples_in: AtomicU64,
+    pub samples_dropped: AtomicU64,
+    pub vectors_scored: AtomicU64,
+    pub decisions: AtomicU64,
+    pub window_score: Gauge,
+    pub threshold: Gauge,
+    /// 0 normal, 1 pending, 2 alarm, 3 clearing.
+    pub alarm_state: AtomicU64,
+    pub alarms_raised: AtomicU64,
+    pub up: AtomicBool,
+    pub ended: AtomicBool,
+    pub outages: AtomicU64,
+}
+
+impl StreamMetrics {
+    pub fn new(name: &str, model: &str) -> Self {
+        StreamMetrics {
+            name: name.into(),
+            model: model.into(),
+            samples_in: AtomicU64::new(0),
+            samples_dropped: AtomicU64::new(0),
+            vectors_scored: AtomicU64::new(0),
+            decisions: AtomicU64::new(0),
+            window_score: Gauge::default(),
+            threshold: Gauge::default(),
+            alarm_state: AtomicU64::new(0),
+            alarms_raised: AtomicU64::new(0),
+            up: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            outages: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A loaded model, for `mpdr_model_info`.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub id: String,
+    pub kind: String,
+    pub path: String,
+    pub device: String,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub streams: Vec<StreamMetrics>,
+    pub models: Vec<ModelInfo>,
+    /// From a hop's last sample arriving to its window decision.
+    pub latency: Histogram,
+    pub batches: AtomicU64,
+    pub batch_vectors: AtomicU64,
+    pub scoring_errors: AtomicU64,
+    /// raised, cleared, stream-down, stream-up.
+    pub events: [AtomicU64; 4],
+    pub sink_failures: AtomicU64,
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
+    pub ready: AtomicBool,
+    started: Instant,
+    /// Milliseconds since `started` of the scorer's last loop (the watchdog's pulse).
+    pub scorer_pulse_ms: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(streams: Vec<StreamMetrics>, models: Vec<ModelInfo>) -> Self {
+        Metrics {
+            streams,
+            models,
+            latency: Histogram::new(LATENCY_BUCKETS),
+            batches: AtomicU64::new(0),
+            batch_vectors: AtomicU64::new(0),
+            scoring_errors: AtomicU64::new(0),
+            events: Default::default(),
+            sink_failures: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            started: Instant::now(),
+            scorer_pulse_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn pulse(&self) {
+        self.scorer_pulse_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Seconds since the scorer last went round its loop.
+    pub fn scorer_silence_s(&self) -> f64 {
+        let now = self.started.elapsed().as_millis() as u64;
+        now.saturating_sub(self.scorer_pulse_ms.load(Ordering::Relaxed)) as f64 / 1000.0
+    }
+
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096 + 1024 * self.streams.len());
+        let r = Ordering::Relaxed;
+        type Field = fn(&StreamMetrics) -> f64;
+        let per_stream: [(&str, &str, &str, Field); 11] = [
+            ("mpdr_audio_samples_total", "counter", "Audio samples received", |s| {
+                s.samples_in.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_audio_dropped_samples_total", "counter", "Audio samples dropped because a queue was full", |s| {
+                s.samples_dropped.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_vectors_scored_total", "counter", "Feature vectors scored", |s| {
+                s.vectors_scored.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_window_decisions_total", "counter", "Window decisions made", |s| {
+                s.decisions.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_window_score", "gauge", "Latest window score (mean energy)", |s| s.window_score.get()),
+            ("mpdr_threshold", "gauge", "Alarm threshold in force", |s| s.threshold.get()),
+            ("mpdr_alarm_state", "gauge", "0 normal, 1 pending, 2 alarm, 3 clearing", |s| {
+                s.alarm_state.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_alarms_raised_total", "counter", "Alarms raised (re-alarms included)", |s| {
+                s.alarms_raised.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_stream_up", "gauge", "1 while the source delivers audio", |s| {
+                s.up.load(Ordering::Relaxed) as u8 as f64
+            }),
+            ("mpdr_stream_ended", "gauge", "1 once a finite replay has ended", |s| {
+                s.ended.load(Ordering::Relaxed) as u8 as f64
+            }),
+            ("mpdr_stream_outages_total", "counter", "Times the source went down", |s| {
+                s.outages.load(Ordering::Relaxed) as f64
+            }),
+        ];
+        for (name, kind, help, f) in per_stream {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &self.streams {
+                let _ = writeln!(o, "{name}{{stream=\"{}\"}} {}", s.name, fmt_f(f(s)));
+            }
+        }
+        let _ = writeln!(o, "# HELP mpdr_model_info Loaded models\n# TYPE mpdr_model_info gauge");
+        for m in &self.models {
+            let _ = writeln!(
+                o,
+                "mpdr_model_info{{model=\"{}\",kind=\"{}\",path=\"{}\",device=\"{}\"}} 1",
+                m.id,
+                m.kind,
+                m.path.replace('\\', "\\\\").replace('"', "\\\""),
+                m.device
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP mpdr_decision_latency_seconds From a hop's last sample arriving to its window decision\n# TYPE mpdr_decision_latency_seconds histogram"
+        );
+        self.latency.render(&mut o, "mpdr_decision_latency_seconds", "");
+        let globals: [(&str, &str, &str, u64); 6] = [
+            ("mpdr_scoring_batches_total", "counter", "Batches scored", self.batches.load(r)),
+            ("mpdr_scoring_batch_vectors_total", "counter", "Vectors in all batches", self.batch_vectors.load(r)),
+            ("mpdr_scoring_errors_total", "counter", "Batches that failed to score", self.scoring_errors.load(r)),
+            ("mpdr_sink_failures_total", "counter", "Failed event deliveries", self.sink_failures.load(r)),
+            ("mpdr_config_reloads_total", "counter", "Successful SIGHUP reloads", self.reloads.load(r)),
+            ("mpdr_config_reload_failures_total", "counter", "Rejected SIGHUP reloads", self.reload_failures.load(r)),
+        ];
+        for (name, kind, help, v) in globals {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        }
+        let _ = writeln!(o, "# HELP mpdr_events_total Alarm events by kind\n# TYPE mpdr_events_total counter");
+        for (k, c) in ["raised", "cleared", "stream-down", "stream-up"].iter().zip(&self.events) {
+            let _ = writeln!(o, "mpdr_events_total{{kind=\"{k}\"}} {}", c.load(r));
+        }
+        let _ = writeln!(o, "# HELP mpdr_ready 1 once sources, models and sinks are up\n# TYPE mpdr_ready gauge");
+        let _ = writeln!(o, "mpdr_ready {}", self.ready.load(r) as u8);
+        o
+    }
+}
+
+fn fmt_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_quantiles_pick_the_bucket() {
+        let h = Histogram::new(LATENCY_BUCKETS);
+        for v in [0.0005, 0.002, 0.002, 0.03, 10.0] {
+            h.observe(v);
+        }
+        let mut s = String::new();
+        h.render(&mut s, "x", "");
+        assert!(s.contains("x_bucket{le=\"0.001\"} 1\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"0.0025\"} 3\n"), "{s}");
+        assert!(s.contains("x_bucket{le=\"5\"} 4\n") && s.contains("x_bucket{le=\"+Inf\"} 5\n"), "{s}");
+        assert_eq!(h.quantile(0.5), Some(0.0025));
+        assert_eq!(h.quantile(0.99), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn render_has_one_line_per_stream_and_metric() {
+        let m = Metrics::new(vec![StreamMetrics::new("a", "m1"), StreamMetrics::new("b", "m1")], vec![]);
+        m.streams[1].samples_in.fetch_add(16000, Ordering::Relaxed);
+        m.streams[0].window_score.set(1.5);
+        let text = m.render();
+        assert!(text.contains("mpdr_audio_samples_total{stream=\"b\"} 16000\n"));
+        assert!(text.contains("mpdr_window_score{stream=\"a\"} 1.5\n"));
+        assert!(text.contains("mpdr_ready 0\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok() || value == "NaN", "{line}");
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! `mpdr monitor`: the streaming daemon.
+//!
+//! ```text
+//! stream threads (one per [[stream]])        scorer thread              event thread
+//! source -> StreamingExtractor -> vectors ==> batch across streams ==> sinks (log; issue 6: outbox)
+//!   cpal callback --(audio queue)--> |         models, detectors
+//! ```
+//!
+//! Edges and their overflow policies:
+//! - cpal callback -> stream thread: bounded (`pipeline.audio_queue_blocks`), recycled
+//!   buffers; when full the callback drops the block and counts its samples. Never blocks.
+//! - stream thread -> scorer: one bounded queue for all streams (`pipeline.vector_queue`
+//!   messages, one per audio block). Live sources (devices, paced replays) `try_send` and
+//!   count dropped samples when it is full; as-fast-as-possible replays block (back-pressure:
+//!   nothing is live, so nothing is lost). Up/down/end messages always block (rare, ordered).
+//! - scorer -> event thread: bounded; the scorer blocks (events are rare and must not be lost).
+//!
+//! Shutdown is in-band: stream threads stop their sources and send `End`; the supervisor
+//! drops its own sender so the queue closes when the last stream is done; the scorer drains
+//! and exits, dropping the event sender; the event thread drains and exits. Every thread is
+//! joined, within `pipeline.shutdown_timeout_s`.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod notify;
+pub mod scorer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+
+use crate::alarm::{band_ranges, AlarmEvent, EventKind, LogSink, Sink};
+use crate::audio::source::{sleep_unless, DeviceSource, FileSource, Next, Source};
+use crate::audio::AudioOptions;
+use crate::detect::{DetectConfig, Detector, ThresholdSetting};
+use crate::features::stream::StreamingExtractor;
+use crate::features::FeatureParams;
+use crate::model::{Bundle, Manifest};
+use config::{MonitorConfig, SinkConfig, SourceConfig, StreamConfig};
+use metrics::{Metrics, ModelInfo, StreamMetrics};
+use scorer::{LoadedModel, ScoredStream, Scorer};
+
+/// From the stream threads to the scorer.
+#[derive(Debug)]
+pub enum StreamMsg {
+    /// `data` holds whole vectors of the stream's model, frame-major.
+    Vectors {
+        stream: usize,
+        data: Vec<f32>,
+        dim: usize,
+        arrived: Instant,
+    },
+    Up {
+        stream: usize,
+    },
+    Down {
+        stream: usize,
+        reason: String,
+    },
+    End {
+        stream: usize,
+    },
+}
+
+impl StreamMsg {
+    pub fn vector_count(&self) -> usize {
+        match self {
+            StreamMsg::Vectors { data, dim, .. } => data.len() / dim.max(&1),
+            _ => 0,
+        }
+    }
+}
+
+/// Live changes for the scorer (SIGHUP).
+#[derive(Debug)]
+pub enum Control {
+    /// (stream index, detection settings, threshold).
+    Reconfigure(Vec<(usize, DetectConfig, f64)>),
+}
+
+/// To the event thread.
+pub type EventMsg = Box<AlarmEvent>;
+
+/// A sink and the streams it wants (empty = all).
+pub struct SinkSlot {
+    pub sink: Box<dyn Sink>,
+    pub streams: Vec<String>,
+}
+
+/// What the caller controls: stop (SIGTERM/SIGINT) and reload (SIGHUP) flags, and whether to
+/// exit once every finite replay has ended.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    pub stop: Arc<AtomicBool>,
+    pub reload: Arc<AtomicBool>,
+    pub exit_when_done: bool,
+}
+
+/// Model id for events and metrics: bundle folder name @ energy weights' sha256 prefix.
+pub fn model_id(path: &Path, m: &Manifest) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    match m.files.get("energy.safetensors") {
+        Some(f) => format!("{name}@{}", &f.sha256[..12.min(f.sha256.len())]),
+        None => name,
+    }
+}
+
+fn threshold_of(setting: ThresholdSetting, m: &Manifest) -> f64 {
+    match setting {
+        ThresholdSetting::Value(v) => v,
+        ThresholdSetting::Model => m.threshold.as_ref().map(|t| t.value).unwrap_or(f64::INFINITY),
+    }
+}
+
+fn build_sinks(cfg: &MonitorConfig) -> Vec<SinkSlot> {
+    if cfg.sinks.is_empty() {
+        return vec![SinkSlot { sink: Box::new(LogSink), streams: Vec::new() }];
+    }
+    cfg.sinks
+        .iter()
+        .map(|s| match s {
+            SinkConfig::Log { streams } => SinkSlot { sink: Box::new(LogSink), streams: streams.clone() },
+        })
+        .collect()
+}
+
+/// Run the monitor until `ctl.stop` (or, with `exit_when_done`, until every replay ended).
+pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
+    crate::device::init_threads();
+    let cfg = MonitorConfig::load(config_path)?;
+    let device = cfg.scoring.device.resolve().context("scoring.device")?;
+
+    // Models: one per distinct bundle folder, loaded on the scorer thread (tch stays there).
+    let mut model_paths: Vec<PathBuf> = Vec::new();
+    for s in &cfg.streams {
+        if !model_paths.contains(&s.model) {
+            model_paths.push(s.model.clone());
+        }
+    }
+    let manifests: Vec<Manifest> = model_paths.iter().map(|p| Bundle::read_manifest(p)).collect::<Result<_, _>>()?;
+    let stream_model: Vec<usize> =
+        cfg.streams.iter().map(|s| model_paths.iter().position(|p| p == &s.model).unwrap_or(0)).collect();
+    let infos: Vec<ModelInfo> = model_paths
+        .iter()
+        .zip(&manifests)
+        .map(|(p, m)| ModelInfo {
+            id: model_id(p, m),
+            kind: m.kind.to_string(),
+            path: p.display().to_string(),
+            device: format!("{device:?}"),
+        })
+        .collect();
+    let metrics = Arc::new(Metrics::new(
+        cfg.streams.iter().zip(&stream_model).map(|(s, &m)| StreamMetrics::new(&s.name, &infos[m].id)).collect(),
+        infos.clone(),
+    ));
+    for (i, s) in cfg.streams.iter().enumerate() {
+        metrics.streams[i].threshold.set(threshold_of(s.detect.threshold, &manifests[stream_model[i]]));
+    }
+
+    let http_stop = Arc::new(AtomicBool::new(false));
+    let http = if cfg.server.listen.is_empty() {
+        None
+    } else {
+        let h = http::HttpServer::start(&cfg.server.listen, metrics.clone(), http_stop.clone())?;
+        tracing::info!(address = %h.addr, "serving /metrics, /healthz, /readyz");
+        Some(h)
+    };
+
+    // Event thread.
+    let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
+    let (sinks_tx, sinks_rx) = bounded::<Vec<SinkSlot>>(4);
+    let events = {
+        let (sinks, metrics) = (build_sinks(&cfg), metrics.clone());
+        let handle = std::thread::Builder::new()
+            .name("mpdr-events".into())
+            .spawn(move || event_loop(&ev_rx, &sinks_rx, sinks, &metrics))?;
+        Events { handle, sinks: sinks_tx }
+    };
+
+    // Scorer thread: load the models there, report back, then run.
+    let (tx, rx) = bounded::<StreamMsg>(cfg.pipeline.vector_queue);
+    let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
+    let (loaded_tx, loaded_rx) = bounded::<Result<()>>(1);
+    let scorer = {
+        let (cfg, metrics, ev_tx, infos, model_paths) =
+            (cfg.clone(), metrics.clone(), ev_tx.clone(), infos, model_paths);
+        let (manifests, stream_model) = (manifests.clone(), stream_model.clone());
+        std::thread::Builder::new().name("mpdr-scorer".into()).spawn(move || {
+            crate::device::init_threads();
+            let mut models = Vec::new();
+            for ((p, info), m) in model_paths.iter().zip(&infos).zip(&manifests) {
+                match Bundle::load(p, device) {
+                    Ok(bundle) => {
+                        let f = m.features.clone().unwrap_or_default();
+                        models.push(LoadedModel {
+                            bundle,
+                            id: info.id.clone(),
+                            dim: f.vector_dim(),
+                            n_mels: f.n_mels,
+                            band_hz: band_ranges(&f),
+                        });
+                    }
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(anyhow::anyhow!("{e}")));
+                        return;
+                    }
+                }
+            }
+            let streams = cfg
+                .streams
+                .iter()
+                .zip(&stream_model)
+                .map(|(s, &m)| {
+                    let f = manifests[m].features.clone().unwrap_or_default();
+                    let vector_s = f.hop_length as f64 / f.sample_rate as f64;
+                    ScoredStream {
+                        name: s.name.clone(),
+                        model: m,
+                        detector: Detector::new(
+                            s.detect.clone(),
+                            threshold_of(s.detect.threshold, &manifests[m]),
+                            vector_s,
+                            f.n_mels,
+                        ),
+                        vector_s,
+                        vectors: 0,
+                        ended: false,
+                    }
+                })
+                .collect();
+            let _ = loaded_tx.send(Ok(()));
+            Scorer {
+                models,
+                streams,
+                metrics,
+                events: ev_tx,
+                max_batch: cfg.scoring.max_batch,
+                max_wait: Duration::from_millis(cfg.scoring.max_wait_ms),
+            }
+            .run(rx, ctrl_rx)
+        })?
+    };
+    drop(ev_tx);
+    match loaded_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => anyhow::bail!("the scorer thread died while loading the models"),
+    }
+    tracing::info!(models = manifests.len(), device = ?device, "models loaded");
+
+    // Stream threads.
+    let stream_stop = Arc::new(AtomicBool::new(false));
+    let mut stream_threads: Vec<JoinHandle<()>> = Vec::new();
+    for (i, s) in cfg.streams.iter().enumerate() {
+        let features = manifests[stream_model[i]].features.clone().unwrap_or_default();
+        let (s, tx, metrics, stop, pl) =
+            (s.clone(), tx.clone(), metrics.clone(), stream_stop.clone(), cfg.pipeline.clone());
+        stream_threads.push(
+            std::thread::Builder::new()
+                .name(format!("mpdr-stream-{i}"))
+                .spawn(move || stream_loop(i, &s, &features, &tx, &metrics, &stop, &pl))?,
+        );
+    }
+    let mut keep_tx = Some(tx);
+
+    metrics.ready.store(true, Ordering::Relaxed);
+    notify::notify(&format!("READY=1\nSTATUS={}", status_line(&metrics)));
+    tracing::info!(streams = cfg.streams.len(), "monitoring");
+
+    // Supervisor loop: signals, reload, watchdog, status.
+    let watchdog = notify::watchdog_interval();
+    let mut last_pet = Instant::now();
+    let mut last_status = Instant::now();
+    let mut current = cfg;
+    let scorer_alive = || !scorer.is_finished();
+    loop {
+        if ctl.stop.load(Ordering::Relaxed) {
+            tracing::info!("stop requested: draining");
+            break;
+        }
+        if ctl.exit_when_done && metrics.streams.iter().all(|s| s.ended.load(Ordering::Relaxed)) {
+            tracing::info!("every stream has ended");
+            break;
+        }
+        if ctl.reload.swap(false, Ordering::Relaxed) {
+            notify::notify("RELOADING=1");
+            match reload(config_path, &current, &ctrl_tx) {
+                Ok((new, sinks)) => {
+                    if events.sinks.send(sinks).is_err() {
+                        tracing::warn!("sinks not replaced: the event thread has stopped");
+                    }
+                    current = new;
+                    metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("configuration reloaded");
+                }
+                Err(e) => {
+                    metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("reload rejected, the running configuration stays: {e:#}");
+                }
+            }
+            notify::notify(&format!("READY=1\nSTATUS={}", status_line(&metrics)));
+        }
+        if let Some(w) = watchdog {
+            // Pet only while the pipeline is alive: a stalled scorer gets us restarted.
+            if last_pet.elapsed() >= w / 2 && scorer_alive() && metrics.scorer_silence_s() < w.as_secs_f64() / 2.0 {
+                notify::notify("WATCHDOG=1");
+                last_pet = Instant::now();
+            }
+        }
+        if last_status.elapsed() >= Duration::from_secs(5) {
+            notify::notify(&format!("STATUS={}", status_line(&metrics)));
+            last_status = Instant::now();
+        }
+        if !scorer_alive() {
+            anyhow::bail!("the scorer thread stopped unexpectedly");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Shutdown: streams end in-band, then the queue closes and the scorer and events drain.
+    notify::notify("STOPPING=1");
+    metrics.ready.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs_f64(current.pipeline.shutdown_timeout_s);
+    stream_stop.store(true, Ordering::Relaxed);
+    keep_tx.take();
+    drop(ctrl_tx);
+    let mut clean = join_until(stream_threads, deadline, "stream");
+    clean &= join_until(vec![scorer], deadline, "scorer");
+    // The event thread may still be delivering; it ends when the scorer's sender is gone.
+    clean &= join_until(vec![events.handle], deadline, "events");
+    http_stop.store(true, Ordering::Relaxed);
+    if let Some(h) = http {
+        h.join();
+    }
+    if !clean {
+        anyhow::bail!("shutdown took longer than pipeline.shutdown_timeout_s; some threads were abandoned");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn status_line(m: &Metrics) -> String {
+    let up = m.streams.iter().filter(|s| s.up.load(Ordering::Relaxed)).count();
+    let alarms = m.streams.iter().filter(|s| s.alarm_state.load(Ordering::Relaxed) >= 2).count();
+    format!("{} streams, {up} up, {alarms} in alarm", m.streams.len())
+}
+
+/// Join threads, giving up at `deadline`; false when some did not finish.
+fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant, what: &str) -> bool {
+    let mut ok = true;
+    for h in handles {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if h.is_finished() {
+            if h.join().is_err() {
+                tracing::error!(thread = what, "thread panicked");
+                ok = false;
+            }
+        } else {
+            tracing::error!(thread = what, "did not stop in time");
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// The event thread's handle plus its sink-replacement channel.
+struct Events {
+    handle: JoinHandle<()>,
+    sinks: Sender<Vec<SinkSlot>>,
+}
+
+/// Deliver each event to every sink that wants its stream, until the scorer is gone. A
+/// failing sink is logged and counted (issue 6 puts the durable outbox and retries here).
+fn event_loop(
+    rx: &Receiver<EventMsg>,
+    sinks_rx: &Receiver<Vec<SinkSlot>>,
+    mut sinks: Vec<SinkSlot>,
+    metrics: &Metrics,
+) {
+    for ev in rx.iter() {
+        while let Ok(s) = sinks_rx.try_recv() {
+            sinks = s;
+        }
+        let k = match ev.kind {
+            EventKind::Raised => 0,
+            EventKind::Cleared => 1,
+            EventKind::StreamDown => 2,
+            EventKind::StreamUp => 3,
+        };
+        metrics.events[k].fetch_add(1, Ordering::Relaxed);
+        for slot in &mut sinks {
+            if !slot.streams.is_empty() && !slot.streams.contains(&ev.stream) {
+                continue;
+            }
+            if let Err(e) = slot.sink.deliver(&ev) {
+                metrics.sink_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(sink = slot.sink.name(), event = %ev.id, error = %e, "delivery failed");
+            }
+        }
+    }
+}
+
+/// Validate the new file and push what may change live; stream or model changes need a restart.
+fn reload(path: &Path, current: &MonitorConfig, ctrl: &Sender<Control>) -> Result<(MonitorConfig, Vec<SinkSlot>)> {
+    let new = MonitorConfig::load(path)?;
+    let mut changes = Vec::new();
+    for (i, old) in current.streams.iter().enumerate() {
+        let Some(n) = new.streams.iter().find(|s| s.name == old.name) else {
+            tracing::warn!(stream = %old.name, "removed from the config: keeps running until restart");
+            continue;
+        };
+        if n.model != old.model || n.source != old.source {
+            tracing::warn!(stream = %old.name, "model or source changed: takes effect after a restart");
+        }
+        let manifest = Bundle::read_manifest(&old.model)?;
+        changes.push((i, n.detect.clone(), threshold_of(n.detect.threshold, &manifest)));
+    }
+    for n in &new.streams {
+        if !current.streams.iter().any(|s| s.name == n.name) {
+            tracing::warn!(stream = %n.name, "new stream: starts after a restart");
+        }
+    }
+    ctrl.send(Control::Reconfigure(changes)).map_err(|_| anyhow::anyhow!("the scorer has stopped"))?;
+    let sinks = build_sinks(&new);
+    Ok((new, sinks))
+}
+
+/// A stream thread: source -> features -> the scorer's queue, with reopen-and-backoff.
+fn stream_loop(
+    idx: usize,
+    cfg: &StreamConfig,
+    features: &FeatureParams,
+    tx: &Sender<StreamMsg>,
+    metrics: &Metrics,
+    stop: &AtomicBool,
+    pl: &config::PipelineConfig,
+) {
+    let mut source: Box<dyn Source> = match &cfg.source {
+        SourceConfig::Device { device, channel, block } => {
+            Box::new(DeviceSource::new(device.clone(), *channel, *block, features.sample_rate, pl.audio_queue_blocks))
+        }
+        SourceConfig::File { path, realtime, speed, looped, channel, resample } => Box::new(FileSource::new(
+            path.clone(),
+            features.sample_rate,
+            AudioOptions { channel: *channel, resample: *resample },
+            *realtime,
+            *speed,
+            *looped,
+        )),
+    };
+    let sm = &metrics.streams[idx];
+    let dim = features.vector_dim();
+    let mut extractor = StreamingExtractor::new(features);
+    let mut block = Vec::with_capacity(features.sample_rate as usize);
+    let mut open = false;
+    let mut down_reported = false;
+    let mut backoff = 0.5f64;
+    let mut capture_dropped = 0u64;
+    let control = |m: StreamMsg| {
+        let _ = tx.send_timeout(m, Duration::from_secs_f64(pl.shutdown_timeout_s));
+    };
+    while !stop.load(Ordering::Relaxed) {
+        if !open {
+            match source.open() {
+                Ok(()) => {
+                    open = true;
+                    backoff = 0.5;
+                    down_reported = false;
+                    control(StreamMsg::Up { stream: idx });
+                }
+                Err(e) => {
+                    if !down_reported {
+                        tracing::warn!(stream = %cfg.name, source = %source.describe(), error = %e, "source unavailable; retrying with backoff");
+                        control(StreamMsg::Down { stream: idx, reason: e });
+                        down_reported = true;
+                    }
+                    sleep_unless(stop, Duration::from_secs_f64(backoff));
+                    backoff = (backoff * 2.0).min(pl.retry_max_s);
+                    continue;
+                }
+            }
+        }
+        match source.next(&mut block) {
+            Ok(Next::Data(arrived)) => {
+                sm.samples_in.fetch_add(block.len() as u64, Ordering::Relaxed);
+                let d = source.dropped();
+                if d > capture_dropped {
+                    sm.samples_dropped.fetch_add(d - capture_dropped, Ordering::Relaxed);
+                    capture_dropped = d;
+                }
+                let mut data = Vec::new();
+                extractor.push(&block, |v| data.extend_from_slice(v));
+                if data.is_empty() {
+                    continue;
+                }
+                let msg = StreamMsg::Vectors { stream: idx, data, dim, arrived };
+                if source.realtime() {
+                    match tx.try_send(msg) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            sm.samples_dropped.fetch_add(block.len() as u64, Ordering::Relaxed);
+                        }
+                        Err(TrySendError::Disconnected(_)) => break,
+                    }
+                } else if tx.send(msg).is_err() {
+                    break;
+                }
+            }
+            Ok(Next::Idle) => {}
+            Ok(Next::End) => {
+                tracing::info!(stream = %cfg.name, "source ended");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(stream = %cfg.name, source = %source.describe(), error = %e, "source failed; reopening");
+                open = false;
+                control(StreamMsg::Down { stream: idx, reason: e });
+                down_reported = true;
+            }
+        }
+    }
+    control(StreamMsg::End { stream: idx });
+}

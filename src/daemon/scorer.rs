@@ -1,0 +1,273 @@
+//! The scorer thread: owns every model (tch tensors stay on this thread), batches vectors
+//! across all streams — up to `max_batch` vectors or `max_wait_ms`, whichever comes first —,
+//! scores each model's share in one forward pass on the GPU when there is one, and runs each
+//! stream's [`Detector`]. Decisions update the metrics; transitions and source changes
+//! become [`AlarmEvent`]s for the event thread.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tch::Tensor;
+
+use super::metrics::Metrics;
+use super::{Control, EventMsg, StreamMsg};
+use crate::alarm::{format_range, AlarmEvent, BandShare, EventKind};
+use crate::detect::{top_bands, AlarmState, Decision, DetectConfig, Detector, Transition};
+use crate::model::Bundle;
+
+/// A loaded model and what explanations need.
+pub struct LoadedModel {
+    pub bundle: Bundle,
+    pub id: String,
+    pub dim: usize,
+    pub n_mels: usize,
+    pub band_hz: Vec<(f64, f64)>,
+}
+
+/// Per-stream state on the scorer thread.
+pub struct ScoredStream {
+    pub name: String,
+    pub model: usize,
+    pub detector: Detector,
+    /// Seconds of audio per vector (hop / rate).
+    pub vector_s: f64,
+    pub vectors: u64,
+    pub ended: bool,
+}
+
+pub struct Scorer {
+    pub models: Vec<LoadedModel>,
+    pub streams: Vec<ScoredStream>,
+    pub metrics: Arc<Metrics>,
+    pub events: Sender<EventMsg>,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+}
+
+/// One message of a batch, with its energies once scored.
+struct Item {
+    msg: StreamMsg,
+    energies: Vec<f32>,
+    bands: Vec<f32>,
+}
+
+impl Scorer {
+    /// Runs until the stream channel is closed (every sender dropped).
+    pub fn run(mut self, rx: Receiver<StreamMsg>, ctrl: Receiver<Control>) {
+        let mut batch: Vec<Item> = Vec::new();
+        loop {
+            self.metrics.pulse();
+            while let Ok(c) = ctrl.try_recv() {
+                self.apply(c);
+            }
+            let first = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let deadline = Instant::now() + self.max_wait;
+            let mut n = first.vector_count();
+            batch.push(Item { msg: first, energies: Vec::new(), bands: Vec::new() });
+            while n < self.max_batch {
+                match rx.recv_deadline(deadline) {
+                    Ok(m) => {
+                        n += m.vector_count();
+                        batch.push(Item { msg: m, energies: Vec::new(), bands: Vec::new() });
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.score(&mut batch);
+            for item in batch.drain(..) {
+                self.dispatch(item);
+            }
+        }
+        tracing::debug!("scorer stopped");
+    }
+
+    fn apply(&mut self, c: Control) {
+        match c {
+            Control::Reconfigure(list) => {
+                for (i, cfg, threshold) in list {
+                    if let Some(s) = self.streams.get_mut(i) {
+                        s.detector.reconfigure(cfg, threshold);
+                        self.metrics.streams[i].threshold.set(threshold);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Score every vector message of the batch: one forward pass per model.
+    fn score(&mut self, batch: &mut [Item]) {
+        for (m, model) in self.models.iter().enumerate() {
+            let idx: Vec<usize> = batch
+                .iter()
+                .enumerate()
+                .filter(
+                    |(_, it)| matches!(&it.msg, StreamMsg::Vectors { stream, .. } if self.streams[*stream].model == m),
+                )
+                .map(|(i, _)| i)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let mut flat = Vec::new();
+            for &i in &idx {
+                if let StreamMsg::Vectors { data, .. } = &batch[i].msg {
+                    flat.extend_from_slice(data);
+                }
+            }
+            let n = flat.len() / model.dim;
+            let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_, tch::TchError> {
+                let x = Tensor::f_from_slice(&flat)?.f_view([n as i64, model.dim as i64])?;
+                let (e, bands) = model.bundle.score_explained(&x, model.n_mels as i64)?;
+                let e: Vec<f32> = Vec::<f32>::try_from(e.f_contiguous()?)?;
+                let b: Vec<f32> = match bands {
+                    Some(b) => Vec::<f32>::try_from(b.f_contiguous()?.f_view([-1])?)?,
+                    None => Vec::new(),
+                };
+                Ok((e, b))
+            }));
+            let (energies, bands) = match scored {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    self.fail(&model.id, &e.to_string());
+                    continue;
+                }
+                Err(_) => {
+                    self.fail(&model.id, "libtorch panicked");
+                    continue;
+                }
+            };
+            self.metrics.batches.fetch_add(1, Ordering::Relaxed);
+            self.metrics.batch_vectors.fetch_add(n as u64, Ordering::Relaxed);
+            let has_bands = bands.len() == n * model.n_mels;
+            let mut at = 0;
+            for &i in &idx {
+                let k = batch[i].msg.vector_count();
+                batch[i].energies = energies[at..at + k].to_vec();
+                if has_bands {
+                    batch[i].bands = bands[at * model.n_mels..(at + k) * model.n_mels].to_vec();
+                }
+                at += k;
+            }
+        }
+    }
+
+    fn fail(&self, model: &str, e: &str) {
+        let c = self.metrics.scoring_errors.fetch_add(1, Ordering::Relaxed);
+        // One line per power of two, so a persistent fault does not flood the log.
+        if c.is_power_of_two() || c == 0 {
+            tracing::error!(model, error = e, failures = c + 1, "scoring failed; the batch is dropped");
+        }
+    }
+
+    fn dispatch(&mut self, item: Item) {
+        match item.msg {
+            StreamMsg::Vectors { stream, arrived, .. } => {
+                if item.energies.is_empty() {
+                    return;
+                }
+                let nb = self.models[self.streams[stream].model].n_mels;
+                let sm = &self.metrics.streams[stream];
+                sm.vectors_scored.fetch_add(item.energies.len() as u64, Ordering::Relaxed);
+                for (k, &e) in item.energies.iter().enumerate() {
+                    let bands = (!item.bands.is_empty()).then(|| &item.bands[k * nb..(k + 1) * nb]);
+                    let s = &mut self.streams[stream];
+                    s.vectors += 1;
+                    if let Some(d) = s.detector.push(e as f64, bands) {
+                        self.metrics.latency.observe(arrived.elapsed().as_secs_f64());
+                        self.decided(stream, d);
+                    }
+                }
+            }
+            StreamMsg::Up { stream } => {
+                self.metrics.streams[stream].up.store(true, Ordering::Relaxed);
+                self.status_event(stream, EventKind::StreamUp, "stream up: audio is flowing".into());
+            }
+            StreamMsg::Down { stream, reason } => {
+                let sm = &self.metrics.streams[stream];
+                sm.up.store(false, Ordering::Relaxed);
+                sm.outages.fetch_add(1, Ordering::Relaxed);
+                self.status_event(stream, EventKind::StreamDown, format!("stream down: {reason}"));
+            }
+            StreamMsg::End { stream } => {
+                self.streams[stream].ended = true;
+                let sm = &self.metrics.streams[stream];
+                sm.up.store(false, Ordering::Relaxed);
+                sm.ended.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn status_event(&self, stream: usize, kind: EventKind, message: String) {
+        let s = &self.streams[stream];
+        let mut ev = AlarmEvent::new(kind, &s.name, s.vectors as f64 * s.vector_s);
+        ev.model_id = Some(self.models[s.model].id.clone());
+        ev.message = format!("{}: {message}", s.name);
+        let _ = self.events.send(Box::new(ev));
+    }
+
+    fn decided(&mut self, stream: usize, d: Decision) {
+        let sm = &self.metrics.streams[stream];
+        sm.decisions.fetch_add(1, Ordering::Relaxed);
+        sm.window_score.set(d.score);
+        sm.threshold.set(d.threshold);
+        sm.alarm_state.store(
+            match d.state {
+                AlarmState::Normal => 0,
+                AlarmState::Pending => 1,
+                AlarmState::Alarm => 2,
+                AlarmState::Clearing => 3,
+            },
+            Ordering::Relaxed,
+        );
+        let Some(t) = d.transition else { return };
+        let s = &self.streams[stream];
+        let model = &self.models[s.model];
+        let cfg: &DetectConfig = s.detector.config();
+        let kind = match t {
+            Transition::Raised { .. } => EventKind::Raised,
+            Transition::Cleared => EventKind::Cleared,
+        };
+        let mut ev = AlarmEvent::new(kind, &s.name, d.t_s);
+        ev.score = Some(d.score);
+        ev.threshold = Some(d.threshold);
+        ev.model_id = Some(model.id.clone());
+        if let Some(b) = &d.bands {
+            ev.top_bands = top_bands(b, cfg.top_bands)
+                .into_iter()
+                .map(|(band, share)| {
+                    let (lo, hi) = model.band_hz.get(band).copied().unwrap_or((0.0, 0.0));
+                    BandShare { band, lo_hz: lo, hi_hz: hi, share }
+                })
+                .collect();
+        }
+        let where_ = ev
+            .top_bands
+            .first()
+            .map(|b| {
+                format!("; strongest in {} ({:.0}% of the error)", format_range(b.lo_hz, b.hi_hz), 100.0 * b.share)
+            })
+            .unwrap_or_default();
+        ev.message = match t {
+            Transition::Raised { repeat } => {
+                sm.alarms_raised.fetch_add(1, Ordering::Relaxed);
+                ev.repeat = repeat;
+                let again = if repeat > 0 { format!(" (still, reminder {repeat})") } else { String::new() };
+                format!(
+                    "{}: ANOMALY{again} — window score {:.4} above threshold {:.4} for {} s{where_}",
+                    s.name, d.score, d.threshold, cfg.on_delay_s
+                )
+            }
+            Transition::Cleared => format!(
+                "{}: back to normal — window score {:.4} below threshold {:.4} for {} s",
+                s.name, d.score, d.threshold, cfg.off_delay_s
+            ),
+        };
+        let _ = self.events.send(Box::new(ev));
+    }
+}

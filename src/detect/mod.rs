@@ -1,0 +1,416 @@
+//! Per-stream detection: window scores from vector energies, and the alarm state machine.
+//!
+//! Time here is *stream time* (seconds of audio since the stream started), so accelerated
+//! replays and real-time capture behave the same and tests are deterministic. One
+//! [`Detector`] per stream, owned by the scorer thread; nothing here allocates per vector.
+
+use serde::{Deserialize, Serialize};
+
+/// Detection settings of one stream (`[stream.detect]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectConfig {
+    /// Window score = mean vector energy over this many seconds.
+    pub window_s: f64,
+    /// A window decision every this many seconds.
+    pub hop_s: f64,
+    /// `"model"`: the bundle's calibrated threshold; or a number.
+    pub threshold: ThresholdSetting,
+    /// The score must stay above the threshold this long before an alarm is raised.
+    pub on_delay_s: f64,
+    /// ... and below it this long before the alarm clears (hysteresis).
+    pub off_delay_s: f64,
+    /// While an alarm stays raised, raise it again every this many seconds (0 = never).
+    pub re_alarm_s: f64,
+    /// Mel bands named in an event's explanation.
+    pub top_bands: usize,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            window_s: 10.0,
+            hop_s: 1.0,
+            threshold: ThresholdSetting::Model,
+            on_delay_s: 30.0,
+            off_delay_s: 60.0,
+            re_alarm_s: 0.0,
+            top_bands: 3,
+        }
+    }
+}
+
+/// Where a stream's threshold comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ThresholdSetting {
+    Value(f64),
+    #[serde(with = "model_literal")]
+    Model,
+}
+
+mod model_literal {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("model")
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "model" {
+            Ok(())
+        } else {
+            Err(D::Error::custom(format!("expected \"model\" or a number, got \"{s}\"")))
+        }
+    }
+}
+
+impl DetectConfig {
+    pub fn validate(&self, prefix: &str, p: &mut crate::config::Problems) {
+        let pos = |v: f64| v.is_finite() && v > 0.0;
+        let nonneg = |v: f64| v.is_finite() && v >= 0.0;
+        if !pos(self.window_s) {
+            p.push(format!("{prefix}.window_s"), format!("must be > 0, got {}", self.window_s));
+        }
+        if !pos(self.hop_s) {
+            p.push(format!("{prefix}.hop_s"), format!("must be > 0, got {}", self.hop_s));
+        }
+        for (k, v) in
+            [("on_delay_s", self.on_delay_s), ("off_delay_s", self.off_delay_s), ("re_alarm_s", self.re_alarm_s)]
+        {
+            if !nonneg(v) {
+                p.push(format!("{prefix}.{k}"), format!("must be >= 0, got {v}"));
+            }
+        }
+        if let ThresholdSetting::Value(t) = self.threshold {
+            if !t.is_finite() {
+                p.push(format!("{prefix}.threshold"), format!("must be \"model\" or a finite number, got {t}"));
+            }
+        }
+    }
+}
+
+/// What a window decision changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Raised { repeat: u32 },
+    Cleared,
+}
+
+/// Alarm state of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlarmState {
+    Normal,
+    /// Above the threshold, waiting out the on-delay.
+    Pending,
+    Alarm,
+    /// Below the threshold while alarmed, waiting out the off-delay.
+    Clearing,
+}
+
+/// One window decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Stream time at the end of the window, seconds.
+    pub t_s: f64,
+    pub score: f64,
+    pub threshold: f64,
+    pub state: AlarmState,
+    pub transition: Option<Transition>,
+    /// Mean per-mel-band error share over the window (sums to 1), when the energy has one.
+    pub bands: Option<Vec<f64>>,
+}
+
+/// Window aggregation plus the alarm state machine of one stream.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    cfg: DetectConfig,
+    threshold: f64,
+    /// Vector period in seconds (hop_length / sample_rate).
+    vector_s: f64,
+    /// Ring of the last `window` vector energies and their band contributions.
+    energies: Vec<f64>,
+    bands: Vec<f64>,
+    n_bands: usize,
+    head: usize,
+    filled: usize,
+    window: usize,
+    hop: usize,
+    since_decision: usize,
+    vectors_seen: u64,
+    state: AlarmState,
+    /// Stream time when the current Pending/Clearing/Alarm phase began.
+    phase_since: f64,
+    last_raise: f64,
+    repeats: u32,
+}
+
+impl Detector {
+    /// `vector_s`: seconds between vectors; `n_bands`: mel bands per explanation (0 = none).
+    pub fn new(cfg: DetectConfig, threshold: f64, vector_s: f64, n_bands: usize) -> Self {
+        let window = ((cfg.window_s / vector_s).round() as usize).max(1);
+        let hop = ((cfg.hop_s / vector_s).round() as usize).max(1);
+        Detector {
+            threshold,
+            vector_s,
+            energies: vec![0.0; window],
+            bands: vec![0.0; window * n_bands],
+            n_bands,
+            head: 0,
+            filled: 0,
+            window,
+            hop,
+            since_decision: 0,
+            vectors_seen: 0,
+            state: AlarmState::Normal,
+            phase_since: 0.0,
+            last_raise: 0.0,
+            repeats: 0,
+            cfg,
+        }
+    }
+
+    pub fn state(&self) -> AlarmState {
+        self.state
+    }
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// New settings (a reload). The window ring is kept when its length is unchanged; the
+    /// alarm state is kept either way, so a reload neither raises nor clears by itself.
+    pub fn reconfigure(&mut self, cfg: DetectConfig, threshold: f64) {
+        let keep = Detector::new(cfg.clone(), threshold, self.vector_s, self.n_bands);
+        if keep.window != self.window {
+            self.energies = keep.energies;
+            self.bands = keep.bands;
+            self.window = keep.window;
+            self.head = 0;
+            self.filled = 0;
+        }
+        self.hop = keep.hop;
+        self.threshold = threshold;
+        self.cfg = cfg;
+    }
+
+    /// Add one vector's energy (and its per-band errors, `n_bands` long, when available);
+    /// returns a decision when a hop completes over a full window.
+    pub fn push(&mut self, energy: f64, bands: Option<&[f32]>) -> Option<Decision> {
+        self.energies[self.head] = energy;
+        if self.n_bands > 0 {
+            let slot = &mut self.bands[self.head * self.n_bands..(self.head + 1) * self.n_bands];
+            match bands {
+                Some(b) if b.len() == self.n_bands => {
+                    let total: f64 = b.iter().map(|&v| v.max(0.0) as f64).sum();
+                    for (s, &v) in slot.iter_mut().zip(b) {
+                        *s = if total > 0.0 { v.max(0.0) as f64 / total } else { 0.0 };
+                    }
+                }
+                _ => slot.fill(0.0),
+            }
+        }
+        self.head = (self.head + 1) % self.window;
+        self.filled = (self.filled + 1).min(self.window);
+        self.vectors_seen += 1;
+        self.since_decision += 1;
+        if self.filled < self.window || self.since_decision < self.hop {
+            return None;
+        }
+        self.since_decision = 0;
+        let score = self.energies.iter().sum::<f64>() / self.window as f64;
+        let t_s = self.vectors_seen as f64 * self.vector_s;
+        let transition = self.step(score, t_s);
+        let bands = (self.n_bands > 0).then(|| {
+            let mut mean = vec![0.0; self.n_bands];
+            for row in self.bands.chunks_exact(self.n_bands) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += v / self.window as f64;
+                }
+            }
+            mean
+        });
+        Some(Decision { t_s, score, threshold: self.threshold, state: self.state, transition, bands })
+    }
+
+    /// The state machine: on-delay to raise, off-delay to clear, optional re-alarm.
+    fn step(&mut self, score: f64, t: f64) -> Option<Transition> {
+        let above = score > self.threshold;
+        let c = &self.cfg;
+        match (self.state, above) {
+            (AlarmState::Normal, true) => {
+                self.state = AlarmState::Pending;
+                self.phase_since = t;
+                self.maybe_raise(t, c.on_delay_s)
+            }
+            (AlarmState::Pending, true) => self.maybe_raise(t, c.on_delay_s),
+            (AlarmState::Pending, false) => {
+                self.state = AlarmState::Normal;
+                None
+            }
+            (AlarmState::Alarm, false) => {
+                self.state = AlarmState::Clearing;
+                self.phase_since = t;
+                self.maybe_clear(t)
+            }
+            (AlarmState::Clearing, false) => self.maybe_clear(t),
+            (AlarmState::Clearing, true) => {
+                self.state = AlarmState::Alarm;
+                self.maybe_re_alarm(t)
+            }
+            (AlarmState::Alarm, true) => self.maybe_re_alarm(t),
+            (AlarmState::Normal, false) => None,
+        }
+    }
+
+    // A delay of d seconds is met once the condition has held for d seconds of windows; the
+    // first window above the threshold counts as the start (so on_delay 0 raises at once).
+    fn maybe_raise(&mut self, t: f64, delay: f64) -> Option<Transition> {
+        if t - self.phase_since + 1e-9 >= delay {
+            self.state = AlarmState::Alarm;
+            self.last_raise = t;
+            self.repeats = 0;
+            Some(Transition::Raised { repeat: 0 })
+        } else {
+            None
+        }
+    }
+
+    fn maybe_clear(&mut self, t: f64) -> Option<Transition> {
+        if t - self.phase_since + 1e-9 >= self.cfg.off_delay_s {
+            self.state = AlarmState::Normal;
+            Some(Transition::Cleared)
+        } else {
+            None
+        }
+    }
+
+    fn maybe_re_alarm(&mut self, t: f64) -> Option<Transition> {
+        let every = self.cfg.re_alarm_s;
+        if every > 0.0 && t - self.last_raise + 1e-9 >= every {
+            self.last_raise = t;
+            self.repeats += 1;
+            Some(Transition::Raised { repeat: self.repeats })
+        } else {
+            None
+        }
+    }
+}
+
+/// The `k` largest entries of `shares` as (band index, share), largest first.
+pub fn top_bands(shares: &[f64], k: usize) -> Vec<(usize, f64)> {
+    let mut idx: Vec<(usize, f64)> = shares.iter().copied().enumerate().collect();
+    idx.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    idx.truncate(k);
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(window_s: f64, hop_s: f64, on: f64, off: f64) -> DetectConfig {
+        DetectConfig {
+            window_s,
+            hop_s,
+            threshold: ThresholdSetting::Value(1.0),
+            on_delay_s: on,
+            off_delay_s: off,
+            re_alarm_s: 0.0,
+            top_bands: 2,
+        }
+    }
+
+    /// Feed `energies` one per 0.1 s and return (time, transition) of every transition.
+    fn run(d: &mut Detector, energies: &[f64]) -> Vec<(f64, Transition)> {
+        energies
+            .iter()
+            .filter_map(|&e| d.push(e, None))
+            .filter_map(|dec| dec.transition.map(|t| ((dec.t_s * 10.0).round() / 10.0, t)))
+            .collect()
+    }
+
+    #[test]
+    fn raises_after_the_on_delay_and_clears_after_the_off_delay() {
+        let mut d = Detector::new(cfg(1.0, 0.5, 2.0, 3.0), 1.0, 0.1, 0);
+        // 5 s normal, 6 s anomalous, 10 s normal.
+        let e: Vec<f64> = (0..210).map(|i| if (50..110).contains(&i) { 2.0 } else { 0.5 }).collect();
+        let tr = run(&mut d, &e);
+        // The 1-s window mean exceeds 1.0 once half of it is anomalous: first at the decision
+        // at t = 5.5, raised 2 s later; all normal again at t = 12.0, cleared 3 s later.
+        assert_eq!(tr, vec![(7.5, Transition::Raised { repeat: 0 }), (15.0, Transition::Cleared)]);
+    }
+
+    #[test]
+    fn a_blip_shorter_than_the_on_delay_raises_nothing() {
+        let mut d = Detector::new(cfg(0.5, 0.5, 2.0, 1.0), 1.0, 0.1, 0);
+        let e: Vec<f64> = (0..100).map(|i| if (30..45).contains(&i) { 5.0 } else { 0.0 }).collect();
+        assert!(run(&mut d, &e).is_empty());
+        assert_eq!(d.state(), AlarmState::Normal);
+    }
+
+    #[test]
+    fn dips_shorter_than_the_off_delay_keep_the_alarm_and_re_alarm_repeats() {
+        let mut c = cfg(0.5, 0.5, 0.0, 2.0);
+        c.re_alarm_s = 3.0;
+        let mut d = Detector::new(c, 1.0, 0.1, 0);
+        // Anomalous 10 s with a 1-s dip in the middle, then normal.
+        let e: Vec<f64> =
+            (0..200).map(|i| if (0..100).contains(&i) && !(50..60).contains(&i) { 3.0 } else { 0.0 }).collect();
+        let tr = run(&mut d, &e);
+        assert_eq!(
+            tr,
+            vec![
+                (0.5, Transition::Raised { repeat: 0 }),
+                (3.5, Transition::Raised { repeat: 1 }),
+                (6.5, Transition::Raised { repeat: 2 }),
+                (9.5, Transition::Raised { repeat: 3 }),
+                (12.5, Transition::Cleared),
+            ]
+        );
+    }
+
+    #[test]
+    fn window_score_is_the_mean_energy_and_bands_are_mean_shares() {
+        let mut d = Detector::new(cfg(0.4, 0.2, 0.0, 0.0), 10.0, 0.1, 3);
+        let mut last = None;
+        for (e, b) in
+            [(1.0, [1.0f32, 0.0, 0.0]), (2.0, [0.0, 2.0, 2.0]), (3.0, [0.0, 0.0, 5.0]), (6.0, [1.0, 1.0, 2.0])]
+        {
+            if let Some(dec) = d.push(e, Some(&b)) {
+                last = Some(dec);
+            }
+        }
+        let dec = last.expect("a decision after a full window");
+        assert_eq!(dec.score, 3.0);
+        let bands = dec.bands.unwrap();
+        let want = [(1.0 + 0.0 + 0.0 + 0.25) / 4.0, (0.0 + 0.5 + 0.0 + 0.25) / 4.0, (0.0 + 0.5 + 1.0 + 0.5) / 4.0];
+        for (b, w) in bands.iter().zip(want) {
+            assert!((b - w).abs() < 1e-12, "{bands:?}");
+        }
+        assert_eq!(top_bands(&bands, 2), vec![(2, want[2]), (0, want[0])]);
+    }
+
+    #[test]
+    fn reload_changes_the_threshold_without_touching_the_state() {
+        let mut d = Detector::new(cfg(0.2, 0.1, 0.0, 0.0), 1.0, 0.1, 0);
+        let tr = run(&mut d, &[2.0; 5]);
+        assert_eq!(tr[0].1, Transition::Raised { repeat: 0 });
+        d.reconfigure(cfg(0.2, 0.1, 0.0, 0.0), 5.0);
+        assert_eq!(d.state(), AlarmState::Alarm);
+        assert_eq!(run(&mut d, &[2.0]), vec![(0.6, Transition::Cleared)], "2.0 is under the new threshold");
+    }
+
+    #[test]
+    fn threshold_setting_parses_model_or_a_number() {
+        #[derive(Deserialize)]
+        struct W {
+            t: ThresholdSetting,
+        }
+        assert_eq!(toml::from_str::<W>("t = \"model\"").unwrap().t, ThresholdSetting::Model);
+        assert_eq!(toml::from_str::<W>("t = 2.5").unwrap().t, ThresholdSetting::Value(2.5));
+        assert!(toml::from_str::<W>("t = \"modle\"").is_err());
+    }
+}
