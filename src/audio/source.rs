@@ -56,6 +56,9 @@ pub struct FileSource {
     realtime: bool,
     speed: f64,
     looped: bool,
+    files: Vec<PathBuf>,
+    /// Index in `files` of the file in `samples`: one file is decoded at a time.
+    current: usize,
     samples: Vec<f32>,
     pos: usize,
     /// Samples emitted since open (pacing reference).
@@ -72,6 +75,8 @@ impl FileSource {
             realtime,
             speed,
             looped,
+            files: Vec::new(),
+            current: 0,
             samples: Vec::new(),
             pos: 0,
             emitted: 0,
@@ -89,20 +94,26 @@ impl FileSource {
     }
 }
 
+impl FileSource {
+    /// Decode file `index` of the list (one file in memory at a time).
+    fn load(&mut self, index: usize) -> Result<(), String> {
+        let f = self.files.get(index).ok_or_else(|| format!("{}: no files", self.path.display()))?;
+        self.samples = wav::read_mono(f, self.rate, &self.opts).map_err(|e| e.to_string())?;
+        self.current = index;
+        self.pos = 0;
+        Ok(())
+    }
+}
+
 impl Source for FileSource {
     fn describe(&self) -> String {
         format!("file {}", self.path.display())
     }
 
     fn open(&mut self) -> Result<(), String> {
-        let files =
+        self.files =
             crate::daemon::config::wav_files(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        let mut all = Vec::new();
-        for f in files {
-            all.extend(wav::read_mono(&f, self.rate, &self.opts).map_err(|e| e.to_string())?);
-        }
-        self.samples = all;
-        self.pos = 0;
+        self.load(0)?;
         self.emitted = 0;
         self.t0 = Instant::now();
         Ok(())
@@ -111,10 +122,14 @@ impl Source for FileSource {
     fn next(&mut self, out: &mut Vec<f32>) -> Result<Next, String> {
         out.clear();
         if self.pos >= self.samples.len() {
-            if !self.looped || self.samples.is_empty() {
+            let next = self.current + 1;
+            if next < self.files.len() {
+                self.load(next)?;
+            } else if self.looped {
+                self.load(0)?;
+            } else {
                 return Ok(Next::End);
             }
-            self.pos = 0;
         }
         let end = (self.pos + self.block_len()).min(self.samples.len());
         if self.realtime {

@@ -100,6 +100,8 @@ pub struct RunControl {
     pub stop: Arc<AtomicBool>,
     pub reload: Arc<AtomicBool>,
     pub exit_when_done: bool,
+    /// Filled with the run's metrics once the pipeline is up (benchmarks, embedding).
+    pub metrics: Arc<std::sync::OnceLock<Arc<Metrics>>>,
 }
 
 /// Model id for events and metrics: bundle folder name @ energy weights' sha256 prefix.
@@ -270,6 +272,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     }
     let mut keep_tx = Some(tx);
 
+    let _ = ctl.metrics.set(metrics.clone());
     metrics.ready.store(true, Ordering::Relaxed);
     notify::notify(&format!("READY=1\nSTATUS={}", status_line(&metrics)));
     tracing::info!(streams = cfg.streams.len(), "monitoring");

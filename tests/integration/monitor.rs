@@ -384,3 +384,25 @@ fn the_cpal_path_captures_from_alsas_null_device() {
     let (status, log) = m.stop(15);
     assert!(status.success(), "{log:#?}");
 }
+
+#[test]
+fn the_systemd_unit_verifies_with_the_built_binary() {
+    let Ok(v) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIP: systemd-analyze is not installed");
+        return;
+    };
+    assert!(v.status.success());
+    let unit =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/mpdr-monitor.service")).unwrap();
+    for needed in
+        ["Type=notify", "WatchdogSec=", "ExecStartPre=/usr/local/bin/mpdr validate", "ExecReload=/bin/kill -HUP"]
+    {
+        assert!(unit.contains(needed), "{needed}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("mpdr-monitor.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/mpdr", env!("CARGO_BIN_EXE_mpdr"))).unwrap();
+    let o = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("mpdr-monitor.service:"), "{err}");
+}
