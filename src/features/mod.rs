@@ -99,7 +99,7 @@ impl FeatureParams {
         if self.sample_rate == 0 {
             problems.push(key("sample_rate"), "must be > 0");
         }
-        if self.n_fft < 2 || self.n_fft % 2 != 0 {
+        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
             problems.push(key("n_fft"), format!("must be an even number >= 2, got {}", self.n_fft));
         }
         if self.hop_length == 0 {
