@@ -241,7 +241,7 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
 
 /// `mpdr validate`: every problem of a monitor config (syntax, values, models, files) at once.
 pub fn validate(config: &Path) -> Result<()> {
-    let (cfg, p) = crate::daemon::config::MonitorConfig::read(config)?;
+    let (cfg, p) = crate::daemon::config::MonitorConfig::read(config, true)?;
     if p.is_empty() {
         println!("{}: OK ({} stream(s), {} sink(s))", config.display(), cfg.streams.len(), cfg.sinks.len().max(1));
         return Ok(());
@@ -260,6 +260,86 @@ pub fn devices() -> Result<()> {
     }
     for (i, name, cfg) in list {
         println!("{i:3}  {name}  ({cfg})");
+    }
+    Ok(())
+}
+
+/// `mpdr alarms`: inspect the outbox and re-drive dead letters.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlarmsArgs {
+    /// The daemon's state folder (`[state] dir`; under systemd /var/lib/mpdr).
+    #[arg(long, global = true, default_value = "state")]
+    pub state_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: AlarmsCommand,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum AlarmsCommand {
+    /// Events, newest first, with their delivery counts.
+    List {
+        /// Only events with pending deliveries, or with dead letters.
+        #[arg(long, value_parser = ["pending", "dead"])]
+        state: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One event (JSON) and the state of each of its deliveries.
+    Show { id: String },
+    /// Put dead letters back to pending: one event's, or all with --all.
+    Retry {
+        id: Option<String>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+pub fn alarms(args: &AlarmsArgs) -> Result<()> {
+    use crate::alarm::outbox::{Outbox, DB_FILE};
+    let db = args.state_dir.join(DB_FILE);
+    anyhow::ensure!(db.exists(), "{}: no outbox here (is --state-dir the daemon's [state] dir?)", db.display());
+    let mut o = Outbox::open(&args.state_dir)?;
+    match &args.command {
+        AlarmsCommand::List { state, limit, json } => {
+            let rows = o.list(state.as_deref(), *limit)?;
+            for r in rows {
+                if *json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!(
+                        "{}  {}  {:<12} {:<24} pending {} delivered {} dead {}",
+                        r.id,
+                        crate::alarm::rfc3339_utc(r.created_ms),
+                        r.kind,
+                        r.stream,
+                        r.pending,
+                        r.delivered,
+                        r.dead
+                    );
+                }
+            }
+        }
+        AlarmsCommand::Show { id } => {
+            let (ev, rows) = o.show(id)?.with_context(|| format!("{}: no event {id}", db.display()))?;
+            println!("{}", serde_json::to_string_pretty(&ev)?);
+            for r in rows {
+                println!(
+                    "{:<16} {:<10} attempts {:<3} {}",
+                    r.sink,
+                    r.state,
+                    r.attempts,
+                    r.error.map(|e| format!("last error: {e}")).unwrap_or_default()
+                );
+            }
+        }
+        AlarmsCommand::Retry { id, all } => {
+            anyhow::ensure!(id.is_some() || *all, "give an event id, or --all for every dead letter");
+            let n = o.redrive(id.as_deref(), crate::alarm::deliver::now_ms())?;
+            println!("{n} delivery(ies) re-queued; a running daemon picks them up within a second");
+        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mpdr::audio::ChannelSelect;
-use mpdr::cli::{self, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, TrainArgs};
+use mpdr::cli::{self, AlarmsArgs, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, TrainArgs};
 use mpdr::features::PadMode;
 
 #[derive(Parser)]
@@ -57,6 +57,8 @@ enum Command {
     },
     /// List the audio input devices (names and indices for `source = { type = "device" }`).
     Devices,
+    /// Inspect the alarm outbox: list, show, retry dead letters.
+    Alarms(AlarmsArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Command::Monitor(a) => cli::monitor(&a),
         Command::Validate { config } => cli::validate(&config),
         Command::Devices => cli::devices(),
+        Command::Alarms(a) => cli::alarms(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

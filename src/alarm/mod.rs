@@ -5,6 +5,14 @@
 //! [`Sink`]; they run on the daemon's event thread, never on the audio or scoring path. A sink
 //! that fails is logged and counted and never stops the daemon.
 
+pub mod deliver;
+pub mod exec;
+pub mod hmac;
+pub mod modbus;
+pub mod mqtt;
+pub mod outbox;
+pub mod webhook;
+
 use serde::{Deserialize, Serialize};
 
 use crate::features::mel::{hz_to_mel, mel_to_hz};
@@ -126,11 +134,26 @@ pub fn rfc3339_utc(unix_ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, (rem / 60) % 60, rem % 60, unix_ms % 1000)
 }
 
-/// Where events go. Implementations live in their own modules (issue 6 adds the durable
-/// outbox in front of them); `deliver` returns an error to have the event retried or counted.
+/// Why a delivery failed: try again later, or never (dead letter).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkError {
+    Retry(String),
+    Permanent(String),
+}
+
+impl std::fmt::Display for SinkError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkError::Retry(m) => write!(f, "{m} (will retry)"),
+            SinkError::Permanent(m) => write!(f, "{m} (permanent)"),
+        }
+    }
+}
+
+/// Where events go. Each sink runs on its own delivery worker thread, fed from the outbox;
+/// `deliver` may block up to the sink's timeout. The event id is the idempotency key.
 pub trait Sink: Send {
-    fn name(&self) -> &str;
-    fn deliver(&mut self, event: &AlarmEvent) -> anyhow::Result<()>;
+    fn deliver(&mut self, event: &AlarmEvent) -> Result<(), SinkError>;
 }
 
 /// Writes each event as one structured log line (target `mpdr::alarm`, field `event` = JSON).
@@ -138,10 +161,7 @@ pub trait Sink: Send {
 pub struct LogSink;
 
 impl Sink for LogSink {
-    fn name(&self) -> &str {
-        "log"
-    }
-    fn deliver(&mut self, e: &AlarmEvent) -> anyhow::Result<()> {
+    fn deliver(&mut self, e: &AlarmEvent) -> Result<(), SinkError> {
         match e.kind {
             EventKind::Raised | EventKind::StreamDown => {
                 tracing::warn!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)

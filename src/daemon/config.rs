@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarm::deliver::RetryPolicy;
 use crate::audio::ChannelSelect;
 use crate::config::{one_line_toml_error, Problems};
 use crate::detect::DetectConfig;
@@ -20,6 +21,7 @@ pub struct MonitorConfig {
     pub server: ServerConfig,
     pub scoring: ScoringConfig,
     pub pipeline: PipelineConfig,
+    pub state: StateConfig,
     #[serde(rename = "stream")]
     pub streams: Vec<StreamConfig>,
     #[serde(rename = "sink")]
@@ -73,6 +75,23 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig { audio_queue_blocks: 64, vector_queue: 4096, retry_max_s: 30.0, shutdown_timeout_s: 10.0 }
+    }
+}
+
+/// The durable outbox (`[state]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Folder of the outbox database. Default: `$STATE_DIRECTORY` (set by systemd's
+    /// `StateDirectory=`), else `state` next to the config file.
+    pub dir: Option<PathBuf>,
+    /// Events kept on disk; the oldest delivered ones are pruned first, pending ones never.
+    pub max_events: usize,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig { dir: None, max_events: 100_000 }
     }
 }
 
@@ -131,15 +150,133 @@ fn one() -> f64 {
     1.0
 }
 
-/// Where events go (`[[sink]]`, tagged by `type`). Issue 6 adds webhook, MQTT, Modbus, exec.
+/// Where events go (`[[sink]]`, tagged by `type`). Every sink but `modbus` is fed from the
+/// durable outbox by its own worker; `name` (default: the type, numbered when repeated) keys
+/// its delivery records; `streams` limits it to some streams (empty = all).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum SinkConfig {
     Log {
-        /// Only these streams (empty = all).
+        name: Option<String>,
         #[serde(default)]
         streams: Vec<String>,
     },
+    Webhook {
+        name: Option<String>,
+        #[serde(default)]
+        streams: Vec<String>,
+        url: String,
+        /// HMAC-SHA256 signing secret from this environment variable ...
+        hmac_secret_env: Option<String>,
+        /// ... or from this file (never in the config text).
+        hmac_secret_file: Option<PathBuf>,
+        #[serde(default = "five")]
+        timeout_s: f64,
+        #[serde(default)]
+        retry: RetryPolicy,
+    },
+    Mqtt {
+        name: Option<String>,
+        #[serde(default)]
+        streams: Vec<String>,
+        host: String,
+        #[serde(default = "mqtt_port")]
+        port: u16,
+        #[serde(default = "client_id")]
+        client_id: String,
+        /// `{stream}` and `{kind}` are filled in.
+        #[serde(default = "event_topic")]
+        topic: String,
+        /// Retained per-stream state (alarm / normal / down / up).
+        #[serde(default = "state_topic")]
+        state_topic: String,
+        /// Retained `online`; the Last Will sets `offline`.
+        #[serde(default = "status_topic")]
+        status_topic: String,
+        username: Option<String>,
+        password_env: Option<String>,
+        password_file: Option<PathBuf>,
+        #[serde(default)]
+        tls: bool,
+        /// CA certificate (PEM) for TLS.
+        ca_file: Option<PathBuf>,
+        #[serde(default = "five")]
+        timeout_s: f64,
+        #[serde(default)]
+        retry: RetryPolicy,
+    },
+    /// A Modbus TCP server with the register map in the README (not fed from the outbox).
+    Modbus {
+        name: Option<String>,
+        #[serde(default = "modbus_listen")]
+        listen: String,
+    },
+    Exec {
+        name: Option<String>,
+        #[serde(default)]
+        streams: Vec<String>,
+        /// Program and arguments; the event JSON arrives on stdin.
+        command: Vec<String>,
+        #[serde(default = "ten")]
+        timeout_s: f64,
+        #[serde(default)]
+        retry: RetryPolicy,
+    },
+}
+
+fn five() -> f64 {
+    5.0
+}
+fn ten() -> f64 {
+    10.0
+}
+fn mqtt_port() -> u16 {
+    1883
+}
+fn client_id() -> String {
+    format!("mpdr-{}", std::process::id())
+}
+fn event_topic() -> String {
+    "mpdr/{stream}/event".into()
+}
+fn state_topic() -> String {
+    "mpdr/{stream}/state".into()
+}
+fn status_topic() -> String {
+    "mpdr/status".into()
+}
+fn modbus_listen() -> String {
+    "127.0.0.1:1502".into()
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Log { .. } => "log",
+            SinkConfig::Webhook { .. } => "webhook",
+            SinkConfig::Mqtt { .. } => "mqtt",
+            SinkConfig::Modbus { .. } => "modbus",
+            SinkConfig::Exec { .. } => "exec",
+        }
+    }
+    fn given_name(&self) -> Option<&String> {
+        match self {
+            SinkConfig::Log { name, .. }
+            | SinkConfig::Webhook { name, .. }
+            | SinkConfig::Mqtt { name, .. }
+            | SinkConfig::Modbus { name, .. }
+            | SinkConfig::Exec { name, .. } => name.as_ref(),
+        }
+    }
+    pub fn streams(&self) -> &[String] {
+        match self {
+            SinkConfig::Log { streams, .. }
+            | SinkConfig::Webhook { streams, .. }
+            | SinkConfig::Mqtt { streams, .. }
+            | SinkConfig::Exec { streams, .. } => streams,
+            SinkConfig::Modbus { .. } => &[],
+        }
+    }
 }
 
 impl MonitorConfig {
@@ -157,8 +294,8 @@ impl MonitorConfig {
 
     /// Read and parse `path`, make its relative paths absolute against its folder, and
     /// validate; every problem is reported, prefixed with the file.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let (cfg, p) = Self::read(path)?;
+    pub fn load(path: &Path, ports: bool) -> anyhow::Result<Self> {
+        let (cfg, p) = Self::read(path, ports)?;
         if !p.is_empty() {
             anyhow::bail!("{}: {} problem(s): {p}", path.display(), p.0.len());
         }
@@ -167,13 +304,15 @@ impl MonitorConfig {
 
     /// Read and parse `path` (an error only when it cannot be parsed), resolve its paths and
     /// collect every validation and file problem.
-    pub fn read(path: &Path) -> anyhow::Result<(Self, Problems)> {
+    /// `ports`: also check that listening addresses are free (not on reload).
+    pub fn read(path: &Path, ports: bool) -> anyhow::Result<(Self, Problems)> {
         let text =
             std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
         let mut cfg = Self::parse(&text).map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
         cfg.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         let mut p = cfg.validate();
         cfg.check_files(&mut p);
+        cfg.check_sinks(&mut p, ports);
         Ok((cfg, p))
     }
 
@@ -183,11 +322,58 @@ impl MonitorConfig {
                 *p = base.join(&*p);
             }
         };
+        if let Some(d) = &mut self.state.dir {
+            abs(d);
+        }
+        for sink in &mut self.sinks {
+            match sink {
+                SinkConfig::Webhook { hmac_secret_file: Some(f), .. } => abs(f),
+                SinkConfig::Mqtt { password_file, ca_file, .. } => {
+                    for f in [password_file, ca_file].into_iter().flatten() {
+                        abs(f);
+                    }
+                }
+                _ => {}
+            }
+        }
         for s in &mut self.streams {
             abs(&mut s.model);
             if let SourceConfig::File { path, .. } = &mut s.source {
                 abs(path);
             }
+        }
+    }
+
+    /// The sinks' delivery names: the given one, else the type (numbered when repeated).
+    pub fn sink_names(&self) -> Vec<String> {
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+        for s in &self.sinks {
+            *seen.entry(s.kind()).or_default() += 1;
+        }
+        let mut k = std::collections::BTreeMap::<&str, usize>::new();
+        self.sinks
+            .iter()
+            .map(|s| match s.given_name() {
+                Some(n) => n.clone(),
+                None if seen[s.kind()] == 1 => s.kind().to_string(),
+                None => {
+                    let i = k.entry(s.kind()).or_default();
+                    *i += 1;
+                    format!("{}-{i}", s.kind())
+                }
+            })
+            .collect()
+    }
+
+    /// The outbox folder: `[state] dir`, else `$STATE_DIRECTORY`, else `<config dir>/state`.
+    pub fn state_dir(&self, config_dir: &Path) -> PathBuf {
+        match &self.state.dir {
+            Some(d) => d.clone(),
+            None => match std::env::var_os("STATE_DIRECTORY") {
+                // systemd passes a colon-separated list when several are configured.
+                Some(d) => PathBuf::from(d.to_string_lossy().split(':').next().unwrap_or_default()),
+                None => config_dir.join("state"),
+            },
         }
     }
 
@@ -232,18 +418,140 @@ impl MonitorConfig {
                 }
             }
         }
+        if self.state.max_events == 0 {
+            p.push("state.max_events", "must be >= 1");
+        }
+        let sink_names = self.sink_names();
         for (i, s) in self.sinks.iter().enumerate() {
+            let key = format!("sink[{i}]");
+            if sink_names[..i].contains(&sink_names[i]) {
+                p.push(format!("{key}.name"), format!("\"{}\" is used by another sink", sink_names[i]));
+            }
+            for name in s.streams() {
+                if !names.contains(name.as_str()) {
+                    p.push(format!("{key}.streams"), format!("no stream is named \"{name}\""));
+                }
+            }
+            let timeout = |p: &mut Problems, t: f64| {
+                if !(t.is_finite() && t > 0.0) {
+                    p.push(format!("{key}.timeout_s"), format!("must be > 0, got {t}"));
+                }
+            };
             match s {
-                SinkConfig::Log { streams } => {
-                    for name in streams {
-                        if !names.contains(name.as_str()) {
-                            p.push(format!("sink[{i}].streams"), format!("no stream is named \"{name}\""));
+                SinkConfig::Log { .. } => {}
+                SinkConfig::Webhook { url, hmac_secret_env, hmac_secret_file, timeout_s, retry, .. } => {
+                    let ok = url
+                        .strip_prefix("http://")
+                        .or_else(|| url.strip_prefix("https://"))
+                        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '));
+                    if !ok {
+                        p.push(format!("{key}.url"), format!("expected an http:// or https:// URL, got \"{url}\""));
+                    }
+                    if hmac_secret_env.is_some() && hmac_secret_file.is_some() {
+                        p.push(format!("{key}.hmac_secret_env"), "give hmac_secret_env or hmac_secret_file, not both");
+                    }
+                    timeout(&mut p, *timeout_s);
+                    retry.validate(&format!("{key}.retry"), &mut p);
+                }
+                SinkConfig::Mqtt {
+                    host,
+                    topic,
+                    state_topic,
+                    password_env,
+                    password_file,
+                    tls,
+                    ca_file,
+                    timeout_s,
+                    retry,
+                    ..
+                } => {
+                    if host.trim().is_empty() {
+                        p.push(format!("{key}.host"), "must not be empty");
+                    }
+                    for (k, t) in [("topic", topic), ("state_topic", state_topic)] {
+                        if t.is_empty() || t.contains('+') || t.contains('#') {
+                            p.push(format!("{key}.{k}"), format!("a topic to publish to (no wildcards), got \"{t}\""));
                         }
                     }
+                    if password_env.is_some() && password_file.is_some() {
+                        p.push(format!("{key}.password_env"), "give password_env or password_file, not both");
+                    }
+                    if *tls && ca_file.is_none() {
+                        p.push(format!("{key}.ca_file"), "tls = true needs the broker's CA certificate (PEM)");
+                    }
+                    timeout(&mut p, *timeout_s);
+                    retry.validate(&format!("{key}.retry"), &mut p);
+                }
+                SinkConfig::Modbus { listen, .. } => {
+                    if listen.parse::<SocketAddr>().is_err() {
+                        p.push(
+                            format!("{key}.listen"),
+                            format!("expected host:port like 127.0.0.1:1502, got \"{listen}\""),
+                        );
+                    }
+                }
+                SinkConfig::Exec { command, timeout_s, retry, .. } => {
+                    if command.is_empty() || command[0].is_empty() {
+                        p.push(
+                            format!("{key}.command"),
+                            "needs a program, e.g. [\"/usr/local/bin/notify\", \"--urgent\"]",
+                        );
+                    }
+                    timeout(&mut p, *timeout_s);
+                    retry.validate(&format!("{key}.retry"), &mut p);
                 }
             }
         }
         p
+    }
+
+    /// Problems outside the file: secrets (environment, files), programs, and — when
+    /// `ports` — whether the Modbus address can be bound (not on reload: we hold it).
+    pub fn check_sinks(&self, p: &mut Problems, ports: bool) {
+        for (i, s) in self.sinks.iter().enumerate() {
+            let key = format!("sink[{i}]");
+            match s {
+                SinkConfig::Webhook { hmac_secret_env, hmac_secret_file, .. } => {
+                    if let Err(e) =
+                        crate::alarm::webhook::read_secret(hmac_secret_env.as_deref(), hmac_secret_file.as_deref())
+                    {
+                        let k = if hmac_secret_env.is_some() { "hmac_secret_env" } else { "hmac_secret_file" };
+                        p.push(format!("{key}.{k}"), e);
+                    }
+                }
+                SinkConfig::Mqtt { password_env, password_file, ca_file, .. } => {
+                    if let Err(e) =
+                        crate::alarm::webhook::read_secret(password_env.as_deref(), password_file.as_deref())
+                    {
+                        let k = if password_env.is_some() { "password_env" } else { "password_file" };
+                        p.push(format!("{key}.{k}"), e);
+                    }
+                    if let Some(ca) = ca_file {
+                        if let Err(e) = std::fs::read(ca) {
+                            p.push(format!("{key}.ca_file"), format!("{}: {e}", ca.display()));
+                        }
+                    }
+                }
+                SinkConfig::Exec { command, .. } => {
+                    if let Some(prog) = command.first().filter(|c| !c.is_empty()) {
+                        if !program_exists(prog) {
+                            p.push(
+                                format!("{key}.command"),
+                                format!("\"{prog}\" is not an executable file or on PATH"),
+                            );
+                        }
+                    }
+                }
+                SinkConfig::Modbus { listen, .. } if ports => {
+                    if let Ok(addr) = listen.parse::<SocketAddr>() {
+                        if let Err(e) = std::net::TcpListener::bind(addr) {
+                            p.push(format!("{key}.listen"), format!("cannot listen on {listen}: {e}"));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Problems found on disk: bundles that do not load, WAV files the model cannot take.
@@ -305,6 +613,16 @@ impl MonitorConfig {
             }
         }
     }
+}
+
+fn program_exists(prog: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    if prog.contains('/') {
+        return executable(Path::new(prog));
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| executable(&d.join(prog))))
 }
 
 /// The WAV files a file source plays: the file itself, or a folder's `*.wav` sorted by name.

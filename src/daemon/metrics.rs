@@ -64,7 +64,7 @@ impl Histogram {
         }
         Some(f64::INFINITY)
     }
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut acc = 0;
         let sep = if labels.is_empty() { "" } else { "," };
         for (b, c) in self.bounds.iter().zip(&self.counts) {
@@ -116,6 +116,34 @@ impl StreamMetrics {
     }
 }
 
+/// Delivery counters of one sink.
+#[derive(Debug)]
+pub struct SinkMetrics {
+    pub name: String,
+    pub pending: AtomicU64,
+    pub delivered: AtomicU64,
+    pub retries: AtomicU64,
+    pub dead: AtomicU64,
+    /// From the event's creation to its delivery.
+    pub latency: Histogram,
+}
+
+impl SinkMetrics {
+    pub fn new(name: &str) -> Self {
+        SinkMetrics {
+            name: name.into(),
+            pending: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            dead: AtomicU64::new(0),
+            latency: Histogram::new(DELIVERY_BUCKETS),
+        }
+    }
+}
+
+pub const DELIVERY_BUCKETS: &[f64] =
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
 /// A loaded model, for `mpdr_model_info`.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -137,6 +165,9 @@ pub struct Metrics {
     /// raised, cleared, stream-down, stream-up.
     pub events: [AtomicU64; 4],
     pub sink_failures: AtomicU64,
+    /// Delivery counters per sink; replaced on reload (counters of kept sinks carry over).
+    pub sinks: std::sync::Mutex<Vec<std::sync::Arc<SinkMetrics>>>,
+    pub outbox_errors: AtomicU64,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     pub ready: AtomicBool,
@@ -156,6 +187,8 @@ impl Metrics {
             scoring_errors: AtomicU64::new(0),
             events: Default::default(),
             sink_failures: AtomicU64::new(0),
+            sinks: std::sync::Mutex::new(Vec::new()),
+            outbox_errors: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             ready: AtomicBool::new(false),
@@ -246,6 +279,34 @@ impl Metrics {
         for (k, c) in ["raised", "cleared", "stream-down", "stream-up"].iter().zip(&self.events) {
             let _ = writeln!(o, "mpdr_events_total{{kind=\"{k}\"}} {}", c.load(r));
         }
+        let sinks = self.sinks.lock().map(|v| v.clone()).unwrap_or_default();
+        type SinkField = fn(&SinkMetrics) -> u64;
+        let per_sink: [(&str, &str, &str, SinkField); 4] = [
+            ("mpdr_sink_pending", "gauge", "Deliveries waiting in the outbox", |s| s.pending.load(Ordering::Relaxed)),
+            ("mpdr_sink_delivered_total", "counter", "Deliveries that succeeded", |s| {
+                s.delivered.load(Ordering::Relaxed)
+            }),
+            ("mpdr_sink_retries_total", "counter", "Failed attempts rescheduled", |s| {
+                s.retries.load(Ordering::Relaxed)
+            }),
+            ("mpdr_sink_dead_letters_total", "counter", "Deliveries moved to dead letters", |s| {
+                s.dead.load(Ordering::Relaxed)
+            }),
+        ];
+        for (name, kind, help, f) in per_sink {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &sinks {
+                let _ = writeln!(o, "{name}{{sink=\"{}\"}} {}", s.name, f(s));
+            }
+        }
+        let _ = writeln!(
+            o,
+            "# HELP mpdr_delivery_latency_seconds From an event's creation to its delivery\n# TYPE mpdr_delivery_latency_seconds histogram"
+        );
+        for s in &sinks {
+            s.latency.render(&mut o, "mpdr_delivery_latency_seconds", &format!("sink=\"{}\"", s.name));
+        }
+        let _ = writeln!(o, "# HELP mpdr_outbox_errors_total Events that could not be written to the outbox\n# TYPE mpdr_outbox_errors_total counter\nmpdr_outbox_errors_total {}", self.outbox_errors.load(r));
         let _ = writeln!(o, "# HELP mpdr_ready 1 once sources, models and sinks are up\n# TYPE mpdr_ready gauge");
         let _ = writeln!(o, "mpdr_ready {}", self.ready.load(r) as u8);
         o

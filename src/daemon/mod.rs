@@ -21,6 +21,7 @@
 //! joined, within `pipeline.shutdown_timeout_s`.
 
 pub mod config;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod notify;
@@ -33,9 +34,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, Sender, TrySendError};
 
-use crate::alarm::{band_ranges, AlarmEvent, EventKind, LogSink, Sink};
+use crate::alarm::{band_ranges, AlarmEvent};
 use crate::audio::source::{sleep_unless, DeviceSource, FileSource, Next, Source};
 use crate::audio::AudioOptions;
 use crate::detect::{DetectConfig, Detector, ThresholdSetting};
@@ -87,12 +88,6 @@ pub enum Control {
 /// To the event thread.
 pub type EventMsg = Box<AlarmEvent>;
 
-/// A sink and the streams it wants (empty = all).
-pub struct SinkSlot {
-    pub sink: Box<dyn Sink>,
-    pub streams: Vec<String>,
-}
-
 /// What the caller controls: stop (SIGTERM/SIGINT) and reload (SIGHUP) flags, and whether to
 /// exit once every finite replay has ended.
 #[derive(Debug, Clone, Default)]
@@ -120,22 +115,10 @@ fn threshold_of(setting: ThresholdSetting, m: &Manifest) -> f64 {
     }
 }
 
-fn build_sinks(cfg: &MonitorConfig) -> Vec<SinkSlot> {
-    if cfg.sinks.is_empty() {
-        return vec![SinkSlot { sink: Box::new(LogSink), streams: Vec::new() }];
-    }
-    cfg.sinks
-        .iter()
-        .map(|s| match s {
-            SinkConfig::Log { streams } => SinkSlot { sink: Box::new(LogSink), streams: streams.clone() },
-        })
-        .collect()
-}
-
 /// Run the monitor until `ctl.stop` (or, with `exit_when_done`, until every replay ended).
 pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     crate::device::init_threads();
-    let cfg = MonitorConfig::load(config_path)?;
+    let cfg = MonitorConfig::load(config_path, true)?;
     let device = cfg.scoring.device.resolve().context("scoring.device")?;
 
     // Models: one per distinct bundle folder, loaded on the scorer thread (tch stays there).
@@ -175,16 +158,23 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         Some(h)
     };
 
-    // Event thread.
+    // Alarm delivery: the outbox, one worker per sink, the event thread; the Modbus server.
+    let config_dir = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let state_dir = cfg.state_dir(&config_dir);
     let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
-    let (sinks_tx, sinks_rx) = bounded::<Vec<SinkSlot>>(4);
-    let events = {
-        let (sinks, metrics) = (build_sinks(&cfg), metrics.clone());
-        let handle = std::thread::Builder::new()
-            .name("mpdr-events".into())
-            .spawn(move || event_loop(&ev_rx, &sinks_rx, sinks, &metrics))?;
-        Events { handle, sinks: sinks_tx }
-    };
+    let slots = events::build_workers(&cfg, &state_dir, &metrics)?;
+    let events = events::spawn(ev_rx, slots, state_dir.clone(), cfg.state.max_events, metrics.clone())?;
+    tracing::info!(outbox = %state_dir.join(crate::alarm::outbox::DB_FILE).display(), "alarm outbox open");
+    let mut modbus = Vec::new();
+    for s in &cfg.sinks {
+        if let SinkConfig::Modbus { listen, .. } = s {
+            let state = Arc::new(crate::alarm::modbus::ModbusState::new(metrics.clone()));
+            let server = crate::alarm::modbus::ModbusServer::start(listen, state)
+                .map_err(|e| anyhow::anyhow!("modbus sink: {e}"))?;
+            tracing::info!(address = %server.addr, "Modbus TCP server listening");
+            modbus.push(server);
+        }
+    }
 
     // Scorer thread: load the models there, report back, then run.
     let (tx, rx) = bounded::<StreamMsg>(cfg.pipeline.vector_queue);
@@ -294,9 +284,9 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             notify::notify("RELOADING=1");
-            match reload(config_path, &current, &ctrl_tx) {
-                Ok((new, sinks)) => {
-                    if events.sinks.send(sinks).is_err() {
+            match reload(config_path, &current, &ctrl_tx, &state_dir, &metrics) {
+                Ok((new, slots)) => {
+                    if events.replace.send(slots).is_err() {
                         tracing::warn!("sinks not replaced: the event thread has stopped");
                     }
                     current = new;
@@ -337,7 +327,10 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let mut clean = join_until(stream_threads, deadline, "stream");
     clean &= join_until(vec![scorer], deadline, "scorer");
     // The event thread may still be delivering; it ends when the scorer's sender is gone.
-    clean &= join_until(vec![events.handle], deadline, "events");
+    // The event thread ends when the scorer's sender is gone; it stops the sink workers
+    // (a delivery in progress may take up to its sink's timeout).
+    clean &= join_until(vec![events.handle], deadline + Duration::from_secs(30), "events");
+    drop(modbus);
     http_stop.store(true, Ordering::Relaxed);
     if let Some(h) = http {
         h.join();
@@ -375,46 +368,21 @@ fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant, what: &str) -> bo
     ok
 }
 
-/// The event thread's handle plus its sink-replacement channel.
-struct Events {
-    handle: JoinHandle<()>,
-    sinks: Sender<Vec<SinkSlot>>,
-}
-
-/// Deliver each event to every sink that wants its stream, until the scorer is gone. A
-/// failing sink is logged and counted (issue 6 puts the durable outbox and retries here).
-fn event_loop(
-    rx: &Receiver<EventMsg>,
-    sinks_rx: &Receiver<Vec<SinkSlot>>,
-    mut sinks: Vec<SinkSlot>,
-    metrics: &Metrics,
-) {
-    for ev in rx.iter() {
-        while let Ok(s) = sinks_rx.try_recv() {
-            sinks = s;
-        }
-        let k = match ev.kind {
-            EventKind::Raised => 0,
-            EventKind::Cleared => 1,
-            EventKind::StreamDown => 2,
-            EventKind::StreamUp => 3,
-        };
-        metrics.events[k].fetch_add(1, Ordering::Relaxed);
-        for slot in &mut sinks {
-            if !slot.streams.is_empty() && !slot.streams.contains(&ev.stream) {
-                continue;
-            }
-            if let Err(e) = slot.sink.deliver(&ev) {
-                metrics.sink_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(sink = slot.sink.name(), event = %ev.id, error = %e, "delivery failed");
-            }
-        }
-    }
-}
-
 /// Validate the new file and push what may change live; stream or model changes need a restart.
-fn reload(path: &Path, current: &MonitorConfig, ctrl: &Sender<Control>) -> Result<(MonitorConfig, Vec<SinkSlot>)> {
-    let new = MonitorConfig::load(path)?;
+fn reload(
+    path: &Path,
+    current: &MonitorConfig,
+    ctrl: &Sender<Control>,
+    state_dir: &Path,
+    metrics: &Metrics,
+) -> Result<(MonitorConfig, Vec<events::SinkSlot>)> {
+    let new = MonitorConfig::load(path, false)?;
+    let modbus = |c: &MonitorConfig| {
+        c.sinks.iter().filter(|s| matches!(s, SinkConfig::Modbus { .. })).cloned().collect::<Vec<_>>()
+    };
+    if modbus(&new) != modbus(current) {
+        tracing::warn!("modbus sink changes take effect after a restart");
+    }
     let mut changes = Vec::new();
     for (i, old) in current.streams.iter().enumerate() {
         let Some(n) = new.streams.iter().find(|s| s.name == old.name) else {
@@ -432,9 +400,9 @@ fn reload(path: &Path, current: &MonitorConfig, ctrl: &Sender<Control>) -> Resul
             tracing::warn!(stream = %n.name, "new stream: starts after a restart");
         }
     }
+    let slots = events::build_workers(&new, state_dir, metrics)?;
     ctrl.send(Control::Reconfigure(changes)).map_err(|_| anyhow::anyhow!("the scorer has stopped"))?;
-    let sinks = build_sinks(&new);
-    Ok((new, sinks))
+    Ok((new, slots))
 }
 
 /// A stream thread: source -> features -> the scorer's queue, with reopen-and-backoff.

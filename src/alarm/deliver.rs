@@ -1,0 +1,193 @@
+//! Delivery workers: one thread per sink, fed from the outbox. A worker takes its sink's due
+//! deliveries (oldest first), delivers them one by one and records the outcome: delivered;
+//! retry later (exponential backoff from `initial_s` doubling up to `max_s`, with ±50%
+//! jitter so many daemons do not retry in step); or dead letter (a permanent refusal, or
+//! older than `max_age_s`). It sleeps until the next due time or until woken by a new event.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use serde::{Deserialize, Serialize};
+
+use super::outbox::Outbox;
+use super::{Sink, SinkError};
+use crate::daemon::metrics::SinkMetrics;
+use crate::mpdr::select::SplitMix64;
+
+/// Retry policy of one sink (`retry = { ... }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    pub initial_s: f64,
+    pub max_s: f64,
+    /// Undelivered this long after the event: dead letter.
+    pub max_age_s: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { initial_s: 1.0, max_s: 300.0, max_age_s: 7.0 * 86_400.0 }
+    }
+}
+
+impl RetryPolicy {
+    pub fn validate(&self, prefix: &str, p: &mut crate::config::Problems) {
+        for (k, v) in [("initial_s", self.initial_s), ("max_s", self.max_s), ("max_age_s", self.max_age_s)] {
+            if !(v.is_finite() && v > 0.0) {
+                p.push(format!("{prefix}.{k}"), format!("must be > 0, got {v}"));
+            }
+        }
+    }
+
+    /// Delay before attempt `attempts + 1`, jittered by `u` in [0, 1).
+    pub fn backoff_s(&self, attempts: u32, u: f64) -> f64 {
+        let base = (self.initial_s * 2f64.powi(attempts.min(30) as i32)).min(self.max_s);
+        base * (0.5 + u)
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// A running worker.
+pub struct Worker {
+    pub name: String,
+    wake: Sender<()>,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Start delivering `name`'s records from the outbox in `state_dir` through `sink`.
+    pub fn spawn(
+        name: String,
+        sink: Box<dyn Sink>,
+        state_dir: PathBuf,
+        policy: RetryPolicy,
+        metrics: Arc<SinkMetrics>,
+    ) -> anyhow::Result<Worker> {
+        let outbox = Outbox::open(&state_dir)?;
+        let (wake, woken) = bounded(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (n, s) = (name.clone(), stop.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("mpdr-sink-{name}"))
+            .spawn(move || work(&n, sink, outbox, &policy, &metrics, &woken, &s))?;
+        Ok(Worker { name, wake, stop, handle })
+    }
+
+    /// A new event may be due.
+    pub fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// Stop after the delivery in progress; undelivered records stay in the outbox.
+    pub fn stop(self) -> JoinHandle<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.wake.try_send(());
+        self.handle
+    }
+}
+
+fn work(
+    name: &str,
+    mut sink: Box<dyn Sink>,
+    mut outbox: Outbox,
+    policy: &RetryPolicy,
+    m: &SinkMetrics,
+    woken: &Receiver<()>,
+    stop: &AtomicBool,
+) {
+    let mut rng = SplitMix64::new(now_ms() ^ (name.len() as u64) << 32);
+    let mut last_count = 0u64;
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        let now = now_ms();
+        if now.saturating_sub(last_count) >= 1000 {
+            if let Ok(c) = outbox.counts(name) {
+                m.pending.store(c.pending, Ordering::Relaxed);
+            }
+            last_count = now;
+        }
+        let due = match outbox.due(name, now, 64) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(sink = name, error = %e, "outbox read failed");
+                let _ = woken.recv_timeout(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if due.is_empty() {
+            let next = outbox.next_due_ms(name).ok().flatten();
+            let wait = next.map(|t| t.saturating_sub(now)).unwrap_or(1000).clamp(5, 1000);
+            let _ = woken.recv_timeout(Duration::from_millis(wait));
+            continue;
+        }
+        for d in due {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = now_ms();
+            let id = d.event.id.clone();
+            let age_s = now.saturating_sub(d.created_ms) as f64 / 1000.0;
+            let result = if age_s > policy.max_age_s {
+                Err(SinkError::Permanent(format!("undelivered after {age_s:.0} s (max_age_s {})", policy.max_age_s)))
+            } else {
+                sink.deliver(&d.event)
+            };
+            let recorded = match result {
+                Ok(()) => {
+                    m.delivered.fetch_add(1, Ordering::Relaxed);
+                    m.latency.observe(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
+                    if failing {
+                        tracing::info!(sink = name, "deliveries succeed again");
+                        failing = false;
+                    }
+                    outbox.mark_delivered(&id, name, now_ms())
+                }
+                Err(SinkError::Retry(e)) => {
+                    m.retries.fetch_add(1, Ordering::Relaxed);
+                    if !failing {
+                        tracing::warn!(sink = name, event = %id, error = %e, "delivery failed; retrying with backoff");
+                        failing = true;
+                    }
+                    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                    let delay_ms = (policy.backoff_s(d.attempts, u) * 1000.0) as u64;
+                    outbox.reschedule(&id, name, now_ms() + delay_ms, &e)
+                }
+                Err(SinkError::Permanent(e)) => {
+                    m.dead.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(sink = name, event = %id, reason = %e, "delivery abandoned: moved to dead letters (mpdr alarms retry re-drives it)");
+                    outbox.dead_letter(&id, name, &e, now_ms())
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::error!(sink = name, event = %id, error = %e, "outbox write failed");
+            }
+            // While a sink keeps failing, do not hammer it with the rest of the batch.
+            if failing {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap_with_jitter() {
+        let p = RetryPolicy { initial_s: 1.0, max_s: 10.0, max_age_s: 100.0 };
+        assert_eq!(p.backoff_s(0, 0.5), 1.0);
+        assert_eq!(p.backoff_s(3, 0.5), 8.0);
+        assert_eq!(p.backoff_s(9, 0.5), 10.0);
+        assert_eq!(p.backoff_s(2, 0.0), 2.0);
+        assert!(p.backoff_s(2, 0.999) < 6.0);
+    }
+}

@@ -1,0 +1,323 @@
+//! `modbus` sink: a Modbus TCP server (function codes 3 and 4 to read, 6 and 16 to write)
+//! that a PLC or SCADA polls. The register map (all 16-bit registers, holding and input
+//! registers alike; documented in the README):
+//!
+//! | address | content |
+//! |---|---|
+//! | 0 | heartbeat counter, +1 per second (wraps) |
+//! | 1 | number of streams |
+//! | 2 | daemon status bits: bit 0 ready |
+//! | 10 + 10·i + 0 | stream i status bits: 0 alarm, 1 stream down, 2 model loaded, 3 acknowledged, 4 pending (above threshold, waiting out the on-delay), 5 replay ended |
+//! | 10 + 10·i + 1 | window score × 1000, unsigned, saturating at 65535 |
+//! | 10 + 10·i + 2 | threshold × 1000, unsigned, saturating |
+//! | 10 + 10·i + 3..4 | window score, IEEE-754 f32, high word first (big-endian word order) |
+//! | 10 + 10·i + 5..6 | threshold, f32, high word first |
+//! | 10 + 10·i + 7 | alarms raised (wraps) |
+//! | 10 + 10·i + 8 | acknowledge: write 1 to acknowledge the current alarm (sets status bit 3 until the next alarm); reads 0/1 |
+//!
+//! Every other write is refused with exception 02 (illegal data address); other function
+//! codes with exception 01. One thread per client connection (at most 16).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::daemon::metrics::Metrics;
+
+pub const STREAM_BASE: u16 = 10;
+pub const STREAM_STRIDE: u16 = 10;
+pub const ACK_OFFSET: u16 = 8;
+const MAX_CLIENTS: usize = 16;
+
+/// Acknowledgements per stream: the alarm count that was acknowledged (u64::MAX = none).
+pub struct ModbusState {
+    metrics: Arc<Metrics>,
+    acked: Vec<AtomicU64>,
+    started: Instant,
+}
+
+impl ModbusState {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let acked = metrics.streams.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
+        ModbusState { metrics, acked, started: Instant::now() }
+    }
+
+    fn acknowledged(&self, i: usize) -> bool {
+        let s = &self.metrics.streams[i];
+        s.alarm_state.load(Ordering::Relaxed) >= 2
+            && self.acked[i].load(Ordering::Relaxed) == s.alarms_raised.load(Ordering::Relaxed)
+    }
+
+    /// The value of one register, or None for an address outside the map.
+    pub fn read(&self, addr: u16) -> Option<u16> {
+        let m = &self.metrics;
+        match addr {
+            0 => return Some((self.started.elapsed().as_secs() & 0xffff) as u16),
+            1 => return Some(m.streams.len().min(u16::MAX as usize) as u16),
+            2 => return Some(m.ready.load(Ordering::Relaxed) as u16),
+            3..=9 => return Some(0),
+            _ => {}
+        }
+        let i = ((addr - STREAM_BASE) / STREAM_STRIDE) as usize;
+        let off = (addr - STREAM_BASE) % STREAM_STRIDE;
+        let s = m.streams.get(i)?;
+        let state = s.alarm_state.load(Ordering::Relaxed);
+        let score = s.window_score.get();
+        let thr = s.threshold.get();
+        let scaled = |v: f64| if v.is_finite() { (v * 1000.0).clamp(0.0, 65535.0) as u16 } else { u16::MAX };
+        let word = |v: f64, high: bool| {
+            let b = (v as f32).to_bits();
+            if high {
+                (b >> 16) as u16
+            } else {
+                (b & 0xffff) as u16
+            }
+        };
+        Some(match off {
+            0 => {
+                (state >= 2) as u16
+                    | ((!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) as u16) << 1
+                    | (m.ready.load(Ordering::Relaxed) as u16) << 2
+                    | (self.acknowledged(i) as u16) << 3
+                    | ((state == 1) as u16) << 4
+                    | (s.ended.load(Ordering::Relaxed) as u16) << 5
+            }
+            1 => scaled(score),
+            2 => scaled(thr),
+            3 => word(score, true),
+            4 => word(score, false),
+            5 => word(thr, true),
+            6 => word(thr, false),
+            7 => (s.alarms_raised.load(Ordering::Relaxed) & 0xffff) as u16,
+            8 => self.acknowledged(i) as u16,
+            _ => 0,
+        })
+    }
+
+    /// A write; Err(exception code) when refused.
+    pub fn write(&self, addr: u16, value: u16) -> Result<(), u8> {
+        if addr < STREAM_BASE || (addr - STREAM_BASE) % STREAM_STRIDE != ACK_OFFSET {
+            return Err(2);
+        }
+        let i = ((addr - STREAM_BASE) / STREAM_STRIDE) as usize;
+        let s = self.metrics.streams.get(i).ok_or(2u8)?;
+        match value {
+            1 => {
+                self.acked[i].store(s.alarms_raised.load(Ordering::Relaxed), Ordering::Relaxed);
+                tracing::info!(stream = %s.name, "alarm acknowledged over Modbus");
+                Ok(())
+            }
+            0 => Ok(()),
+            _ => Err(3),
+        }
+    }
+
+    /// Answer one request PDU (function code + data) with a response PDU.
+    pub fn handle(&self, pdu: &[u8]) -> Vec<u8> {
+        let f = pdu.first().copied().unwrap_or(0);
+        let ex = |code: u8| vec![f | 0x80, code];
+        let u16_at = |k: usize| pdu.get(k..k + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        match f {
+            3 | 4 => {
+                let (Some(start), Some(count)) = (u16_at(1), u16_at(3)) else { return ex(3) };
+                if count == 0 || count > 125 {
+                    return ex(3);
+                }
+                let mut out = vec![f, (count * 2) as u8];
+                for a in start as u32..start as u32 + count as u32 {
+                    match u16::try_from(a).ok().and_then(|a| self.read(a)) {
+                        Some(v) => out.extend_from_slice(&v.to_be_bytes()),
+                        None => return ex(2),
+                    }
+                }
+                out
+            }
+            6 => {
+                let (Some(addr), Some(value)) = (u16_at(1), u16_at(3)) else { return ex(3) };
+                match self.write(addr, value) {
+                    Ok(()) => pdu[..5].to_vec(),
+                    Err(c) => ex(c),
+                }
+            }
+            16 => {
+                let (Some(start), Some(count)) = (u16_at(1), u16_at(3)) else { return ex(3) };
+                let bytes = pdu.get(5).copied().unwrap_or(0) as usize;
+                if count == 0 || bytes != count as usize * 2 || pdu.len() < 6 + bytes {
+                    return ex(3);
+                }
+                // All or nothing: check every address first.
+                for k in 0..count {
+                    let a = start.wrapping_add(k);
+                    if a < STREAM_BASE || (a - STREAM_BASE) % STREAM_STRIDE != ACK_OFFSET {
+                        return ex(2);
+                    }
+                }
+                for k in 0..count as usize {
+                    let v = u16::from_be_bytes([pdu[6 + 2 * k], pdu[7 + 2 * k]]);
+                    if let Err(c) = self.write(start.wrapping_add(k as u16), v) {
+                        return ex(c);
+                    }
+                }
+                pdu[..5].to_vec()
+            }
+            _ => ex(1),
+        }
+    }
+}
+
+/// The listening server; stops when `stop` is set.
+pub struct ModbusServer {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ModbusServer {
+    pub fn start(listen: &str, state: Arc<ModbusState>) -> Result<Self, String> {
+        let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let clients = Arc::new(AtomicUsize::new(0));
+        let handle = std::thread::Builder::new()
+            .name("mpdr-modbus".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((sock, peer)) => {
+                            if clients.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                                tracing::warn!(%peer, "Modbus: too many clients, connection refused");
+                                continue;
+                            }
+                            clients.fetch_add(1, Ordering::Relaxed);
+                            let (state, stop, clients) = (state.clone(), stop2.clone(), clients.clone());
+                            let _ = std::thread::Builder::new().name("mpdr-modbus-client".into()).spawn(move || {
+                                serve(sock, &state, &stop);
+                                clients.fetch_sub(1, Ordering::Relaxed);
+                            });
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(50))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "Modbus accept failed");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(ModbusServer { addr, stop, handle: Some(handle) })
+    }
+}
+
+impl Drop for ModbusServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One client: MBAP frames in, responses out, until EOF, an error or stop.
+fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool) {
+    let _ = sock.set_nonblocking(false);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut header = [0u8; 7];
+    while !stop.load(Ordering::Relaxed) {
+        match read_full(&mut sock, &mut header, stop) {
+            Ok(true) => {}
+            _ => return,
+        }
+        let len = u16::from_be_bytes([header[4], header[5]]) as usize;
+        if !(2..=254).contains(&len) || header[2..4] != [0, 0] {
+            return; // not Modbus TCP: drop the connection
+        }
+        let mut pdu = vec![0u8; len - 1];
+        if !matches!(read_full(&mut sock, &mut pdu, stop), Ok(true)) {
+            return;
+        }
+        let resp = state.handle(&pdu);
+        let mut frame = Vec::with_capacity(7 + resp.len());
+        frame.extend_from_slice(&header[..4]);
+        frame.extend_from_slice(&((resp.len() + 1) as u16).to_be_bytes());
+        frame.push(header[6]);
+        frame.extend_from_slice(&resp);
+        if sock.write_all(&frame).is_err() {
+            return;
+        }
+    }
+}
+
+/// Fill `buf`; Ok(false) on a clean EOF before any byte.
+fn read_full(sock: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> std::io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match sock.read(&mut buf[got..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(false);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::metrics::StreamMetrics;
+
+    fn state() -> ModbusState {
+        let m = Metrics::new(vec![StreamMetrics::new("a", "m"), StreamMetrics::new("b", "m")], vec![]);
+        m.ready.store(true, Ordering::Relaxed);
+        m.streams[1].window_score.set(1.5);
+        m.streams[1].threshold.set(0.75);
+        m.streams[1].up.store(true, Ordering::Relaxed);
+        ModbusState::new(Arc::new(m))
+    }
+
+    #[test]
+    fn reads_follow_the_documented_map() {
+        let s = state();
+        let r = s.handle(&[3, 0, 20, 0, 9]);
+        assert_eq!(&r[..2], &[3, 18]);
+        let regs: Vec<u16> = r[2..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+        assert_eq!(regs[0], 0b100, "stream b: model loaded, up, no alarm");
+        assert_eq!((regs[1], regs[2]), (1500, 750));
+        assert_eq!(f32::from_bits((regs[3] as u32) << 16 | regs[4] as u32), 1.5);
+        assert_eq!(f32::from_bits((regs[5] as u32) << 16 | regs[6] as u32), 0.75);
+        assert_eq!(s.read(1), Some(2));
+        assert_eq!(s.read(10), Some(0b110), "stream a: down (never came up), model loaded");
+        assert_eq!(s.handle(&[3, 0, 30, 0, 1]), vec![0x83, 2], "no stream 2");
+    }
+
+    #[test]
+    fn only_acknowledge_registers_are_writable_and_ack_lasts_until_the_next_alarm() {
+        let s = state();
+        let sm = &s.metrics.streams[0];
+        sm.alarm_state.store(2, Ordering::Relaxed);
+        sm.alarms_raised.store(1, Ordering::Relaxed);
+        assert_eq!(s.handle(&[6, 0, 11, 0, 1]), vec![0x86, 2], "score register is read-only");
+        assert_eq!(s.handle(&[6, 0, 0, 0, 1]), vec![0x86, 2], "heartbeat is read-only");
+        assert_eq!(s.handle(&[6, 0, 18, 0, 1]), vec![6, 0, 18, 0, 1]);
+        assert_eq!(s.read(10).unwrap() & 0b1001, 0b1001, "alarm + acknowledged");
+        sm.alarms_raised.store(2, Ordering::Relaxed);
+        assert_eq!(s.read(10).unwrap() & 0b1000, 0, "a new alarm is not acknowledged");
+        assert_eq!(
+            s.handle(&[16, 0, 17, 0, 2, 4, 0, 0, 0, 1]),
+            vec![0x90, 2],
+            "a block write touching other registers"
+        );
+        assert_eq!(s.handle(&[16, 0, 18, 0, 1, 2, 0, 1]), vec![16, 0, 18, 0, 1]);
+        assert_eq!(s.handle(&[5, 0, 0, 0xff, 0]), vec![0x85, 1], "coils are not supported");
+    }
+}

@@ -1,0 +1,156 @@
+//! `mqtt` sink (rumqttc): each event is published with QoS 1 to a topic template (e.g.
+//! `plant/{stream}/alarm`) and counts as delivered only when the broker's PUBACK arrives;
+//! then the stream's retained state topic is updated. A retained status topic says `online`
+//! once connected, and the broker publishes the Last Will `offline` if the daemon vanishes.
+//! TLS (system roots or a CA file) and username/password are options.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
+
+use super::{AlarmEvent, EventKind, Sink, SinkError};
+
+/// What the sink needs to connect (built from `[[sink]] type = "mqtt"`).
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub topic: String,
+    pub state_topic: String,
+    pub status_topic: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: bool,
+    pub ca: Option<Vec<u8>>,
+    pub timeout: Duration,
+}
+
+enum Note {
+    Sent(u16),
+    Acked(u16),
+}
+
+pub struct MqttSink {
+    client: Client,
+    notes: Receiver<Note>,
+    connected: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    s: MqttSettings,
+}
+
+/// `{stream}` and `{kind}` filled in.
+pub fn fill(template: &str, ev: &AlarmEvent) -> String {
+    template.replace("{stream}", &ev.stream).replace("{kind}", ev.kind.as_str())
+}
+
+impl MqttSink {
+    pub fn connect(s: MqttSettings) -> Result<Self, String> {
+        let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
+        o.set_keep_alive(Duration::from_secs(10));
+        o.set_last_will(LastWill::new(&s.status_topic, "offline", QoS::AtLeastOnce, true));
+        if let Some(u) = &s.username {
+            o.set_credentials(u, s.password.clone().unwrap_or_default());
+        }
+        if s.tls {
+            let ca = s.ca.clone().ok_or("tls = true needs ca_file (the broker's CA certificate, PEM)")?;
+            o.set_transport(Transport::Tls(TlsConfiguration::Simple { ca, alpn: None, client_auth: None }));
+        }
+        let (client, mut connection) = Client::new(o, 64);
+        let (tx, notes) = unbounded();
+        let connected = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (c2, stop2, status, birth) = (connected.clone(), stop.clone(), s.status_topic.clone(), client.clone());
+        std::thread::Builder::new()
+            .name("mpdr-mqtt".into())
+            .spawn(move || {
+                let mut last_error = String::new();
+                for n in connection.iter() {
+                    if stop2.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    match n {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            c2.store(true, Ordering::Relaxed);
+                            last_error.clear();
+                            tracing::info!(topic = %status, "MQTT connected");
+                            // Birth message at QoS 0, so its packet id never mixes with events'.
+                            let _ = birth.try_publish(&status, QoS::AtMostOnce, true, "online");
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(a))) => {
+                            let _ = tx.send(Note::Acked(a.pkid));
+                        }
+                        Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
+                            let _ = tx.send(Note::Sent(pkid));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            c2.store(false, Ordering::Relaxed);
+                            let msg = e.to_string();
+                            if msg != last_error {
+                                tracing::warn!(error = %msg, "MQTT connection lost; reconnecting");
+                                last_error = msg;
+                            }
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(MqttSink { client, notes, connected, stop, s })
+    }
+
+    /// Publish with QoS 1 and wait for this publish's PUBACK.
+    fn publish_acked(&mut self, topic: &str, payload: String, retain: bool) -> Result<(), SinkError> {
+        while self.notes.try_recv().is_ok() {}
+        if !self.connected.load(Ordering::Relaxed) {
+            return Err(SinkError::Retry(format!("not connected to {}:{}", self.s.host, self.s.port)));
+        }
+        self.client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+            .map_err(|e| SinkError::Retry(format!("publish to {topic}: {e}")))?;
+        let until = Instant::now() + self.s.timeout;
+        let mut pkid = None;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.notes.recv_timeout(left) {
+                Ok(Note::Sent(p)) if pkid.is_none() => pkid = Some(p),
+                Ok(Note::Acked(p)) if Some(p) == pkid => return Ok(()),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return Err(SinkError::Retry(format!("no PUBACK for {topic} within {:?}", self.s.timeout)))
+                }
+            }
+        }
+    }
+}
+
+impl Sink for MqttSink {
+    fn deliver(&mut self, ev: &AlarmEvent) -> Result<(), SinkError> {
+        let topic = fill(&self.s.topic, ev);
+        self.publish_acked(&topic, ev.to_json(), false)?;
+        let state = match ev.kind {
+            EventKind::Raised => "alarm",
+            EventKind::Cleared => "normal",
+            EventKind::StreamDown => "down",
+            EventKind::StreamUp => "up",
+        };
+        let body = serde_json::json!({
+            "state": state, "event_id": ev.id, "time": ev.time, "score": ev.score, "threshold": ev.threshold,
+        });
+        self.publish_acked(&fill(&self.s.state_topic, ev), body.to_string(), true)
+    }
+}
+
+impl Drop for MqttSink {
+    fn drop(&mut self) {
+        // A clean stop says so itself (the Last Will covers crashes and lost links).
+        let _ = self.client.try_publish(&self.s.status_topic, QoS::AtMostOnce, true, "offline");
+        std::thread::sleep(Duration::from_millis(50));
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.client.try_disconnect();
+    }
+}

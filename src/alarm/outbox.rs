@@ -1,0 +1,383 @@
+//! The durable outbox: every event is committed to SQLite (WAL) in the state directory before
+//! any delivery is tried, with one delivery record per (event, sink). Sink workers take due
+//! records, deliver, and mark them delivered, reschedule them (exponential backoff with
+//! jitter) or move them to the dead-letter table. Undelivered records survive restarts and
+//! crashes; the event id is the idempotency key receivers deduplicate on.
+//!
+//! Each thread opens its own connection (SQLite serialises writers; WAL lets readers go on).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+use super::AlarmEvent;
+
+pub const DB_FILE: &str = "outbox.sqlite3";
+
+/// A due delivery: the event and how many attempts were made before.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub event: AlarmEvent,
+    pub attempts: u32,
+    pub created_ms: u64,
+}
+
+/// One line of `mpdr alarms list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRow {
+    pub id: String,
+    pub created_ms: u64,
+    pub stream: String,
+    pub kind: String,
+    pub pending: u32,
+    pub delivered: u32,
+    pub dead: u32,
+}
+
+/// Delivery state of one (event, sink), for `mpdr alarms show`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    pub sink: String,
+    pub state: String,
+    pub attempts: u32,
+    pub next_attempt_ms: Option<u64>,
+    pub delivered_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Per-sink counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SinkCounts {
+    pub pending: u64,
+    pub delivered: u64,
+    pub dead: u64,
+}
+
+pub struct Outbox {
+    conn: Connection,
+    pub path: PathBuf,
+}
+
+fn err(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}: {e}", path.display())
+}
+
+impl Outbox {
+    /// Open (creating the folder, file and tables when missing).
+    pub fn open(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("{}: cannot create the state folder: {e}", dir.display()))?;
+        let path = dir.join(DB_FILE);
+        let conn = Connection::open(&path).map_err(|e| err(&path, e))?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(|e| err(&path, e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             CREATE TABLE IF NOT EXISTS events (
+                 id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, stream TEXT NOT NULL,
+                 kind TEXT NOT NULL, json TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS events_created ON events (created_ms);
+             CREATE TABLE IF NOT EXISTS deliveries (
+                 event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+                 sink TEXT NOT NULL,
+                 state TEXT NOT NULL CHECK (state IN ('pending', 'delivered')),
+                 attempts INTEGER NOT NULL DEFAULT 0,
+                 next_attempt_ms INTEGER NOT NULL,
+                 last_error TEXT,
+                 delivered_ms INTEGER,
+                 PRIMARY KEY (event_id, sink));
+             CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (sink, state, next_attempt_ms);
+             CREATE TABLE IF NOT EXISTS dead_letters (
+                 event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+                 sink TEXT NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL,
+                 dead_ms INTEGER NOT NULL,
+                 PRIMARY KEY (event_id, sink));",
+        )
+        .map_err(|e| err(&path, e))?;
+        Ok(Outbox { conn, path })
+    }
+
+    /// Commit `event` with a pending delivery for each of `sinks` (one transaction).
+    pub fn add(&mut self, event: &AlarmEvent, sinks: &[&str]) -> anyhow::Result<()> {
+        let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO events (id, created_ms, stream, kind, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![event.id, event.unix_ms as i64, event.stream, event.kind.as_str(), event.to_json()],
+        )
+        .map_err(|e| err(&self.path, e))?;
+        for s in sinks {
+            tx.execute(
+                "INSERT OR IGNORE INTO deliveries (event_id, sink, state, next_attempt_ms) VALUES (?1, ?2, 'pending', ?3)",
+                params![event.id, s, event.unix_ms as i64],
+            )
+            .map_err(|e| err(&self.path, e))?;
+        }
+        tx.commit().map_err(|e| err(&self.path, e))
+    }
+
+    /// Pending deliveries of `sink` due at `now_ms`, oldest first.
+    pub fn due(&self, sink: &str, now_ms: u64, limit: usize) -> anyhow::Result<Vec<Due>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT e.json, d.attempts, e.created_ms FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.sink = ?1 AND d.state = 'pending' AND d.next_attempt_ms <= ?2
+                 ORDER BY d.next_attempt_ms, e.created_ms LIMIT ?3",
+            )
+            .map_err(|e| err(&self.path, e))?;
+        let rows = st
+            .query_map(params![sink, now_ms as i64, limit as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?))
+            })
+            .map_err(|e| err(&self.path, e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (json, attempts, created) = row.map_err(|e| err(&self.path, e))?;
+            match serde_json::from_str(&json) {
+                Ok(event) => out.push(Due { event, attempts, created_ms: created as u64 }),
+                Err(e) => tracing::error!(outbox = %self.path.display(), error = %e, "unreadable event skipped"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next pending delivery of `sink` is due (ms since the epoch).
+    pub fn next_due_ms(&self, sink: &str) -> anyhow::Result<Option<u64>> {
+        self.conn
+            .query_row(
+                "SELECT MIN(next_attempt_ms) FROM deliveries WHERE sink = ?1 AND state = 'pending'",
+                params![sink],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .map(|v| v.map(|v| v as u64))
+            .map_err(|e| err(&self.path, e))
+    }
+
+    pub fn mark_delivered(&mut self, id: &str, sink: &str, now_ms: u64) -> anyhow::Result<()> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?3, last_error = NULL
+                 WHERE event_id = ?1 AND sink = ?2",
+                params![id, sink, now_ms as i64],
+            )
+            .map(|_| ())
+            .map_err(|e| err(&self.path, e))
+    }
+
+    pub fn reschedule(&mut self, id: &str, sink: &str, next_ms: u64, error: &str) -> anyhow::Result<()> {
+        self.conn
+            .execute(
+                "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4
+                 WHERE event_id = ?1 AND sink = ?2",
+                params![id, sink, next_ms as i64, error],
+            )
+            .map(|_| ())
+            .map_err(|e| err(&self.path, e))
+    }
+
+    /// Move a delivery to the dead-letter table.
+    pub fn dead_letter(&mut self, id: &str, sink: &str, reason: &str, now_ms: u64) -> anyhow::Result<()> {
+        let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO dead_letters (event_id, sink, attempts, reason, dead_ms)
+             SELECT event_id, sink, attempts + 1, ?3, ?4 FROM deliveries WHERE event_id = ?1 AND sink = ?2",
+            params![id, sink, reason, now_ms as i64],
+        )
+        .map_err(|e| err(&self.path, e))?;
+        tx.execute("DELETE FROM deliveries WHERE event_id = ?1 AND sink = ?2", params![id, sink])
+            .map_err(|e| err(&self.path, e))?;
+        tx.commit().map_err(|e| err(&self.path, e))
+    }
+
+    /// Put dead letters (of one event, or all with `None`) back to pending, due now.
+    pub fn redrive(&mut self, id: Option<&str>, now_ms: u64) -> anyhow::Result<usize> {
+        let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
+        let filter = if id.is_some() { "WHERE event_id = ?1" } else { "WHERE ?1 IS NULL" };
+        let n = tx
+            .execute(
+                &format!(
+                    "INSERT OR REPLACE INTO deliveries (event_id, sink, state, attempts, next_attempt_ms, last_error)
+                     SELECT event_id, sink, 'pending', 0, ?2, 'redriven: ' || reason FROM dead_letters {filter}"
+                ),
+                params![id, now_ms as i64],
+            )
+            .map_err(|e| err(&self.path, e))?;
+        tx.execute(&format!("DELETE FROM dead_letters {filter}"), params![id]).map_err(|e| err(&self.path, e))?;
+        tx.commit().map_err(|e| err(&self.path, e))?;
+        Ok(n)
+    }
+
+    /// Keep at most `max_events` events: delete the oldest fully delivered ones first, then the
+    /// oldest dead-lettered ones; events with pending deliveries are never deleted. Returns
+    /// how many were deleted.
+    pub fn prune(&mut self, max_events: usize) -> anyhow::Result<usize> {
+        let count: i64 =
+            self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).map_err(|e| err(&self.path, e))?;
+        let mut excess = count - max_events as i64;
+        let mut deleted = 0;
+        for extra in ["NOT EXISTS (SELECT 1 FROM dead_letters x WHERE x.event_id = e.id)", "1 = 1"] {
+            if excess <= 0 {
+                break;
+            }
+            let n = self
+                .conn
+                .execute(
+                    &format!(
+                        "DELETE FROM events WHERE id IN (SELECT e.id FROM events e
+                         WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id AND d.state = 'pending')
+                         AND {extra} ORDER BY e.created_ms, e.id LIMIT ?1)"
+                    ),
+                    params![excess],
+                )
+                .map_err(|e| err(&self.path, e))?;
+            excess -= n as i64;
+            deleted += n;
+        }
+        Ok(deleted)
+    }
+
+    pub fn counts(&self, sink: &str) -> anyhow::Result<SinkCounts> {
+        let q = |sql: &str| -> anyhow::Result<u64> {
+            self.conn
+                .query_row(sql, params![sink], |r| r.get::<_, i64>(0))
+                .map(|v| v as u64)
+                .map_err(|e| err(&self.path, e))
+        };
+        Ok(SinkCounts {
+            pending: q("SELECT COUNT(*) FROM deliveries WHERE sink = ?1 AND state = 'pending'")?,
+            delivered: q("SELECT COUNT(*) FROM deliveries WHERE sink = ?1 AND state = 'delivered'")?,
+            dead: q("SELECT COUNT(*) FROM dead_letters WHERE sink = ?1")?,
+        })
+    }
+
+    /// Newest first; `state` filters on "pending" or "dead" (events with such a delivery).
+    pub fn list(&self, state: Option<&str>, limit: usize) -> anyhow::Result<Vec<EventRow>> {
+        let filter = match state {
+            Some("pending") => "HAVING pending > 0",
+            Some("dead") => "HAVING dead > 0",
+            _ => "",
+        };
+        let sql = format!(
+            "SELECT e.id, e.created_ms, e.stream, e.kind,
+                 (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id AND d.state = 'pending') AS pending,
+                 (SELECT COUNT(*) FROM deliveries d WHERE d.event_id = e.id AND d.state = 'delivered') AS delivered,
+                 (SELECT COUNT(*) FROM dead_letters x WHERE x.event_id = e.id) AS dead
+             FROM events e GROUP BY e.id {filter} ORDER BY e.created_ms DESC, e.id DESC LIMIT ?1"
+        );
+        let mut st = self.conn.prepare(&sql).map_err(|e| err(&self.path, e))?;
+        let rows = st
+            .query_map(params![limit as i64], |r| {
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    created_ms: r.get::<_, i64>(1)? as u64,
+                    stream: r.get(2)?,
+                    kind: r.get(3)?,
+                    pending: r.get(4)?,
+                    delivered: r.get(5)?,
+                    dead: r.get(6)?,
+                })
+            })
+            .map_err(|e| err(&self.path, e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| err(&self.path, e))
+    }
+
+    /// One event and the state of each of its deliveries.
+    pub fn show(&self, id: &str) -> anyhow::Result<Option<(AlarmEvent, Vec<DeliveryRow>)>> {
+        let json: Option<String> = self
+            .conn
+            .query_row("SELECT json FROM events WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()
+            .map_err(|e| err(&self.path, e))?;
+        let Some(json) = json else { return Ok(None) };
+        let event: AlarmEvent = serde_json::from_str(&json)?;
+        let mut rows = Vec::new();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT sink, state, attempts, next_attempt_ms, delivered_ms, last_error FROM deliveries WHERE event_id = ?1
+                 UNION ALL SELECT sink, 'dead', attempts, NULL, NULL, reason FROM dead_letters WHERE event_id = ?1
+                 ORDER BY 1",
+            )
+            .map_err(|e| err(&self.path, e))?;
+        let it = st
+            .query_map(params![id], |r| {
+                Ok(DeliveryRow {
+                    sink: r.get(0)?,
+                    state: r.get(1)?,
+                    attempts: r.get(2)?,
+                    next_attempt_ms: r.get::<_, Option<i64>>(3)?.map(|v| v as u64),
+                    delivered_ms: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+                    error: r.get(5)?,
+                })
+            })
+            .map_err(|e| err(&self.path, e))?;
+        for r in it {
+            rows.push(r.map_err(|e| err(&self.path, e))?);
+        }
+        Ok(Some((event, rows)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarm::EventKind;
+
+    fn ev(stream: &str) -> AlarmEvent {
+        AlarmEvent::new(EventKind::Raised, stream, 1.0)
+    }
+
+    #[test]
+    fn deliveries_go_pending_to_delivered_rescheduled_or_dead_and_survive_reopening() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (ev("s1"), ev("s2"));
+        {
+            let mut o = Outbox::open(d.path()).unwrap();
+            o.add(&a, &["web", "log"]).unwrap();
+            o.add(&b, &["web"]).unwrap();
+            o.add(&a, &["web", "log"]).unwrap(); // idempotent
+            let now = a.unix_ms + 10_000;
+            assert_eq!(o.due("web", now, 10).unwrap().len(), 2);
+            o.mark_delivered(&a.id, "log", now).unwrap();
+            o.reschedule(&a.id, "web", now + 5000, "HTTP 500").unwrap();
+            o.dead_letter(&b.id, "web", "HTTP 404", now).unwrap();
+        }
+        let mut o = Outbox::open(d.path()).unwrap();
+        let now = a.unix_ms + 10_000;
+        assert!(o.due("web", now, 10).unwrap().is_empty(), "rescheduled into the future");
+        let due = o.due("web", now + 5000, 10).unwrap();
+        assert_eq!((due.len(), due[0].attempts, due[0].event.id.as_str()), (1, 1, a.id.as_str()));
+        assert_eq!(o.next_due_ms("web").unwrap(), Some(now + 5000));
+        assert_eq!(o.counts("web").unwrap(), SinkCounts { pending: 1, delivered: 0, dead: 1 });
+        assert_eq!(o.counts("log").unwrap(), SinkCounts { pending: 0, delivered: 1, dead: 0 });
+        let (_, rows) = o.show(&b.id).unwrap().unwrap();
+        assert_eq!((rows[0].state.as_str(), rows[0].error.as_deref()), ("dead", Some("HTTP 404")));
+        assert_eq!(o.list(Some("dead"), 10).unwrap().len(), 1);
+        assert_eq!(o.redrive(None, now).unwrap(), 1);
+        assert_eq!(o.counts("web").unwrap(), SinkCounts { pending: 2, delivered: 0, dead: 0 });
+    }
+
+    #[test]
+    fn pruning_drops_old_delivered_events_first_and_never_pending_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(d.path()).unwrap();
+        let evs: Vec<AlarmEvent> = (0..6).map(|i| ev(&format!("s{i}"))).collect();
+        for (i, e) in evs.iter().enumerate() {
+            o.add(e, &["web"]).unwrap();
+            match i {
+                0 | 2 | 4 => o.mark_delivered(&e.id, "web", e.unix_ms).unwrap(),
+                1 => o.dead_letter(&e.id, "web", "gone", e.unix_ms).unwrap(),
+                _ => {}
+            }
+        }
+        // Bound 3: the delivered 0, 2 and 4 go first; the dead-lettered 1 and pending 3, 5 stay.
+        assert_eq!(o.prune(3).unwrap(), 3);
+        let left: Vec<String> = o.list(None, 10).unwrap().into_iter().map(|r| r.stream).collect();
+        assert_eq!(left, ["s5", "s3", "s1"]);
+        assert_eq!(o.prune(1).unwrap(), 1, "then the dead letter; never the pending ones");
+        assert_eq!(o.counts("web").unwrap(), SinkCounts { pending: 2, delivered: 0, dead: 0 });
+    }
+}
