@@ -2,6 +2,7 @@
 
 mod bundle;
 mod cli_features;
+mod delivery;
 mod golden;
 mod monitor;
 mod mpdr_parity;

@@ -12,10 +12,10 @@ use mpdr::audio::wav;
 
 use super::util::mpdr;
 
-const RATE: u32 = 16_000;
+pub const RATE: u32 = 16_000;
 
 /// A hum with harmonics and noise; `anomalous` adds a 3 kHz whine and noise bursts.
-fn machine(seconds: f64, seed: u32, anomalous: impl Fn(f64) -> bool) -> Vec<f32> {
+pub fn machine(seconds: f64, seed: u32, anomalous: impl Fn(f64) -> bool) -> Vec<f32> {
     let mut s = 0x1234_5678u32 ^ seed.wrapping_mul(2_654_435_761);
     let mut noise = move || {
         s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -39,7 +39,7 @@ fn machine(seconds: f64, seed: u32, anomalous: impl Fn(f64) -> bool) -> Vec<f32>
 }
 
 /// A bundle trained once per test binary on generated normal clips (AE, calibrated for 2-s windows).
-fn model() -> &'static Path {
+pub fn model() -> &'static Path {
     static MODEL: OnceLock<PathBuf> = OnceLock::new();
     MODEL.get_or_init(|| {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("monitor-model-{}", std::process::id()));
@@ -77,18 +77,18 @@ fn model() -> &'static Path {
 }
 
 /// A running `mpdr monitor` with its log lines (JSON) collected.
-struct Monitor {
-    child: Child,
+pub struct Monitor {
+    pub child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     addr: String,
 }
 
 impl Monitor {
-    fn start(config: &Path, extra: &[&str]) -> Monitor {
+    pub fn start(config: &Path, extra: &[&str]) -> Monitor {
         Monitor::start_env(config, extra, &[])
     }
 
-    fn start_env(config: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Monitor {
+    pub fn start_env(config: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Monitor {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mpdr"))
             .args(["--log-json", "monitor", "--config", config.to_str().unwrap()])
             .args(extra)
@@ -115,11 +115,11 @@ impl Monitor {
         m
     }
 
-    fn log(&self) -> Vec<String> {
+    pub fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }
 
-    fn wait_line(&self, want: impl Fn(&str) -> bool, secs: u64) -> Option<String> {
+    pub fn wait_line(&self, want: impl Fn(&str) -> bool, secs: u64) -> Option<String> {
         let until = Instant::now() + Duration::from_secs(secs);
         while Instant::now() < until {
             if let Some(l) = self.log().into_iter().find(|l| want(l)) {
@@ -130,7 +130,7 @@ impl Monitor {
         None
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub fn get(&self, path: &str) -> (u16, String) {
         let mut s = TcpStream::connect(&self.addr).expect("connect to the monitor");
         write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
         let mut text = String::new();
@@ -140,12 +140,12 @@ impl Monitor {
     }
 
     /// Value of a metric line `name{labels}`, e.g. `mpdr_stream_ended{stream="m"}`.
-    fn metric(&self, series: &str) -> Option<f64> {
+    pub fn metric(&self, series: &str) -> Option<f64> {
         let (_, body) = self.get("/metrics");
         body.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.trim().parse().ok()))
     }
 
-    fn wait_metric(&self, series: &str, ok: impl Fn(f64) -> bool, secs: u64) -> f64 {
+    pub fn wait_metric(&self, series: &str, ok: impl Fn(f64) -> bool, secs: u64) -> f64 {
         let until = Instant::now() + Duration::from_secs(secs);
         loop {
             let v = self.metric(series);
@@ -157,13 +157,13 @@ impl Monitor {
         }
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap();
         assert!(ok.success());
     }
 
     /// SIGTERM and the exit status, which must come within `secs`.
-    fn stop(mut self, secs: u64) -> (std::process::ExitStatus, Vec<String>) {
+    pub fn stop(mut self, secs: u64) -> (std::process::ExitStatus, Vec<String>) {
         self.signal("TERM");
         let until = Instant::now() + Duration::from_secs(secs);
         loop {
@@ -180,7 +180,7 @@ impl Monitor {
     }
 
     /// The alarm events logged by the log sink, parsed.
-    fn events(&self) -> Vec<serde_json::Value> {
+    pub fn events(&self) -> Vec<serde_json::Value> {
         self.log()
             .iter()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -196,7 +196,7 @@ impl Drop for Monitor {
     }
 }
 
-fn write_config(dir: &Path, name: &str, stream_source: &str, detect: &str, extra: &str) -> PathBuf {
+pub fn write_config(dir: &Path, name: &str, stream_source: &str, detect: &str, extra: &str) -> PathBuf {
     let p = dir.join(name);
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{extra}\n[[stream]]\nname = \"m\"\nmodel = \"{}\"\nsource = {stream_source}\ndetect = {detect}\n",

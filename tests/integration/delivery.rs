@@ -1,0 +1,400 @@
+//! Alarm delivery against real receivers: a local HTTP server, a real mosquitto broker, a
+//! Modbus TCP client (our raw frames and pymodbus), the outbox surviving SIGKILL.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mpdr::alarm::hmac::{hex, hmac_sha256};
+use mpdr::audio::wav;
+
+use super::monitor::{machine, write_config, Monitor, RATE};
+use super::util::mpdr;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// 70 s: normal, anomalous 20–40 s, normal -> events stream-up, raised, cleared.
+fn anomaly_wav(dir: &Path) -> PathBuf {
+    let w = dir.join("replay.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(70.0, 99, |t| (20.0..40.0).contains(&t))).unwrap();
+    w
+}
+
+const DETECT: &str = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }";
+
+#[derive(Clone, Debug)]
+struct Hit {
+    status: u16,
+    id: String,
+    signature: String,
+    body: String,
+}
+
+/// A real HTTP receiver: answers 500 to the first `fail_first` requests, then 200.
+fn receiver(listener: TcpListener, fail_first: usize) -> Arc<Mutex<Vec<Hit>>> {
+    let hits = Arc::new(Mutex::new(Vec::new()));
+    let h = hits.clone();
+    let server = tiny_http::Server::from_listener(listener, None).unwrap();
+    std::thread::spawn(move || {
+        for mut req in server.incoming_requests() {
+            let mut body = String::new();
+            req.as_reader().read_to_string(&mut body).unwrap();
+            let header = |n: &'static str| {
+                req.headers()
+                    .iter()
+                    .find(|x| x.field.equiv(n))
+                    .map(|x| x.value.as_str().to_string())
+                    .unwrap_or_default()
+            };
+            let mut hits = h.lock().unwrap();
+            let status = if hits.len() < fail_first { 500 } else { 200 };
+            hits.push(Hit { status, id: header("X-Mpdr-Event-Id"), signature: header("X-Mpdr-Signature"), body });
+            drop(hits);
+            let _ = req.respond(tiny_http::Response::empty(status));
+        }
+    });
+    hits
+}
+
+fn delivered_ids(hits: &Mutex<Vec<Hit>>) -> BTreeSet<String> {
+    hits.lock().unwrap().iter().filter(|h| h.status == 200).map(|h| h.id.clone()).collect()
+}
+
+fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn webhook_retries_until_the_receiver_answers_and_signs_every_body() {
+    let d = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alarms", listener.local_addr().unwrap());
+    let hits = receiver(listener, 4);
+    let sink = format!(
+        "[[sink]]\ntype = \"webhook\"\nurl = \"{url}\"\nhmac_secret_env = \"MPDR_TEST_WEBHOOK_SECRET\"\n\
+         retry = {{ initial_s = 0.05, max_s = 0.2 }}\n"
+    );
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", anomaly_wav(d.path()).display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let secret_dir = tempfile::tempdir().unwrap();
+    let m = Monitor::start_env(
+        &cfg,
+        &[],
+        &[("MPDR_TEST_WEBHOOK_SECRET", Path::new("s3cr3t")), ("HOME", secret_dir.path())],
+    );
+    wait_for("3 delivered events", 90, || delivered_ids(&hits).len() == 3);
+    m.wait_metric("mpdr_sink_delivered_total{sink=\"webhook\"}", |v| v == 3.0, 30);
+    let hits = hits.lock().unwrap().clone();
+    let failed: BTreeSet<&str> = hits.iter().filter(|h| h.status == 500).map(|h| h.id.as_str()).collect();
+    let ok: BTreeSet<&str> = hits.iter().filter(|h| h.status == 200).map(|h| h.id.as_str()).collect();
+    assert_eq!(hits.iter().filter(|h| h.status == 500).count(), 4);
+    assert!(failed.is_subset(&ok), "retries carry the same event id: {failed:?} vs {ok:?}");
+    for h in &hits {
+        assert_eq!(h.signature, format!("sha256={}", hex(&hmac_sha256(b"s3cr3t", h.body.as_bytes()))));
+        let ev: serde_json::Value = serde_json::from_str(&h.body).unwrap();
+        assert_eq!(ev["id"], h.id.as_str());
+    }
+    let kinds: BTreeSet<String> = hits
+        .iter()
+        .map(|h| serde_json::from_str::<serde_json::Value>(&h.body).unwrap()["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(kinds, ["cleared", "raised", "stream-up"].map(String::from).into_iter().collect());
+    assert_eq!(m.metric("mpdr_sink_retries_total{sink=\"webhook\"}"), Some(4.0));
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+    // The outbox agrees: three events, each delivered once to the one sink.
+    let state = d.path().join("state");
+    let o = mpdr(&["alarms", "list", "--json", "--state-dir", state.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&o.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|r| r["delivered"] == 1 && r["pending"] == 0 && r["dead"] == 0), "{rows:?}");
+}
+
+#[test]
+fn a_refused_event_is_dead_lettered_and_alarms_retry_redrives_it() {
+    let d = tempfile::tempdir().unwrap();
+    // A receiver that refuses everything with 404 until told otherwise.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/alarms", listener.local_addr().unwrap());
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let got = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (a, g) = (accept.clone(), got.clone());
+    let server = tiny_http::Server::from_listener(listener, None).unwrap();
+    std::thread::spawn(move || {
+        for req in server.incoming_requests() {
+            let ok = a.load(std::sync::atomic::Ordering::Relaxed);
+            if ok {
+                let id = req
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("X-Mpdr-Event-Id"))
+                    .map(|h| h.value.as_str().to_string());
+                g.lock().unwrap().extend(id);
+            }
+            let _ = req.respond(tiny_http::Response::empty(if ok { 204 } else { 404 }));
+        }
+    });
+    let w = d.path().join("n.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(5.0, 1, |_| false)).unwrap();
+    let sink = format!("[[sink]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"{url}\"\n");
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_sink_dead_letters_total{sink=\"hook\"}", |v| v == 1.0, 30);
+    let state = d.path().join("state");
+    let o = mpdr(&["alarms", "list", "--state", "dead", "--json", "--state-dir", state.to_str().unwrap()]);
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let id = row["id"].as_str().unwrap().to_string();
+    let o = mpdr(&["alarms", "show", &id, "--state-dir", state.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("HTTP 404"), "{}", String::from_utf8_lossy(&o.stdout));
+    accept.store(true, std::sync::atomic::Ordering::Relaxed);
+    let o = mpdr(&["alarms", "retry", &id, "--state-dir", state.to_str().unwrap()]);
+    assert!(o.status.success());
+    wait_for("the re-driven event", 30, || got.lock().unwrap().contains(&id));
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}
+
+#[test]
+fn events_pending_when_the_daemon_is_killed_are_delivered_after_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port(); // nothing listens: every delivery fails
+    let sink = format!(
+        "[[sink]]\ntype = \"webhook\"\nname = \"hook\"\nurl = \"http://127.0.0.1:{port}/a\"\ntimeout_s = 1.0\n\
+         retry = {{ initial_s = 0.1, max_s = 0.5 }}\n"
+    );
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", anomaly_wav(d.path()).display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let mut m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_events_total{kind=\"cleared\"}", |v| v == 1.0, 90);
+    m.wait_metric("mpdr_sink_retries_total{sink=\"hook\"}", |v| v >= 3.0, 30);
+    m.child.kill().unwrap(); // SIGKILL: no drain, no goodbye
+    m.child.wait().unwrap();
+    let state = d.path().join("state");
+    let o = mpdr(&["alarms", "list", "--state", "pending", "--json", "--state-dir", state.to_str().unwrap()]);
+    let pending: BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(pending.len(), 3, "stream-up, raised and cleared are waiting in the outbox");
+
+    // The receiver comes up; the daemon restarts (its source now missing: no new alarms).
+    let hits = receiver(TcpListener::bind(("127.0.0.1", port)).unwrap(), 0);
+    let source = "{ type = \"file\", path = \"/nonexistent/replay.wav\", realtime = false }";
+    let cfg = write_config(d.path(), "monitor.toml", source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    wait_for("every pending event", 60, || pending.is_subset(&delivered_ids(&hits)));
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}
+
+/// A mosquitto broker on `port` with persistence in `dir`.
+fn mosquitto(dir: &Path, port: u16) -> Option<Child> {
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists())?;
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().ok()?;
+    let until = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child)
+}
+
+/// A persistent-session subscriber to `mpdr/#` collecting (topic, payload, retain).
+fn subscriber(port: u16, id: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_session(false);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut conn) = rumqttc::Client::new(o, 100);
+    std::thread::spawn(move || {
+        for n in conn.iter() {
+            match n {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                    let _ = client.try_subscribe("mpdr/#", rumqttc::QoS::AtLeastOnce);
+                }
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                    g.lock().unwrap().push((
+                        p.topic.clone(),
+                        String::from_utf8_lossy(&p.payload).to_string(),
+                        p.retain,
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    got
+}
+
+#[test]
+fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(mut broker) = mosquitto(d.path(), port) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    let got = subscriber(port, "mpdr-test-sub");
+    wait_for("the subscriber's session", 10, || std::thread::sleep(Duration::from_millis(300)) == ());
+    let sink = format!(
+        "[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\ntopic = \"mpdr/{{stream}}/event\"\n\
+         timeout_s = 2.0\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n"
+    );
+    // Paced at 10x: the fault starts 2 s in; the broker is down from ~0.5 s to ~3.5 s.
+    let source =
+        format!("{{ type = \"file\", path = \"{}\", realtime = true, speed = 10.0 }}", anomaly_wav(d.path()).display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    wait_for("stream-up over MQTT", 30, || {
+        got.lock().unwrap().iter().any(|(t, p, _)| t == "mpdr/m/event" && p.contains("stream-up"))
+    });
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let mut broker = mosquitto(d.path(), port).expect("mosquitto restarts");
+    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 60);
+    let ids = || -> BTreeSet<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == "mpdr/m/event")
+            .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
+            .map(|v| v["kind"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    wait_for("raised and cleared after the restart", 60, || ids().len() == 3);
+    assert_eq!(ids(), ["cleared", "raised", "stream-up"].map(String::from).into_iter().collect());
+    // A newcomer gets the retained state and the daemon's status.
+    let late = subscriber(port, "mpdr-test-late");
+    wait_for("retained messages", 20, || {
+        let l = late.lock().unwrap();
+        l.iter().any(|(t, p, r)| t == "mpdr/m/state" && *r && p.contains("\"state\":\"normal\""))
+            && l.iter().any(|(t, p, r)| t == "mpdr/status" && *r && p == "online")
+    });
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+    let _ = broker.kill();
+}
+
+/// Raw Modbus TCP: one request PDU, the response PDU.
+fn modbus(sock: &mut TcpStream, tid: u16, pdu: &[u8]) -> Vec<u8> {
+    let mut frame = tid.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&((pdu.len() + 1) as u16).to_be_bytes());
+    frame.push(1);
+    frame.extend_from_slice(pdu);
+    sock.write_all(&frame).unwrap();
+    let mut head = [0u8; 7];
+    sock.read_exact(&mut head).unwrap();
+    assert_eq!(u16::from_be_bytes([head[0], head[1]]), tid);
+    let mut body = vec![0u8; u16::from_be_bytes([head[4], head[5]]) as usize - 1];
+    sock.read_exact(&mut body).unwrap();
+    body
+}
+
+fn regs(resp: &[u8]) -> Vec<u16> {
+    resp[2..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
+}
+
+#[test]
+fn modbus_clients_read_the_register_map_through_an_alarm_and_only_ack_is_writable() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let sink = format!("[[sink]]\ntype = \"modbus\"\nlisten = \"127.0.0.1:{port}\"\n[[sink]]\ntype = \"log\"\n");
+    let source =
+        format!("{{ type = \"file\", path = \"{}\", realtime = true, speed = 8.0 }}", anomaly_wav(d.path()).display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let head = regs(&modbus(&mut sock, 1, &[3, 0, 0, 0, 3]));
+    assert_eq!((head[1], head[2]), (1, 1), "one stream, ready");
+    // Wait for the alarm through the status register.
+    let mut tid = 2;
+    let mut read_stream = |sock: &mut TcpStream| {
+        tid += 1;
+        regs(&modbus(sock, tid, &[3, 0, 10, 0, 9]))
+    };
+    wait_for("the alarm bit", 60, || read_stream(&mut sock)[0] & 1 == 1);
+    let r = read_stream(&mut sock);
+    let f32_of = |hi: u16, lo: u16| f32::from_bits((hi as u32) << 16 | lo as u32);
+    assert!(f32_of(r[3], r[4]) > f32_of(r[5], r[6]), "score above threshold while alarmed: {r:?}");
+    assert_eq!(r[7], 1, "one alarm raised");
+    assert_eq!(r[0] & 0b1000, 0, "not acknowledged yet");
+    // Writes: score register refused, acknowledge accepted.
+    assert_eq!(modbus(&mut sock, 90, &[6, 0, 11, 0, 7]), vec![0x86, 2]);
+    assert_eq!(modbus(&mut sock, 91, &[6, 0, 18, 0, 1]), vec![6, 0, 18, 0, 1]);
+    assert_eq!(read_stream(&mut sock)[0] & 0b1001, 0b1001, "alarm + acknowledged");
+    // An independent client: pymodbus (Debian's python3-pymodbus), when installed.
+    let script = format!(
+        "from pymodbus.client import ModbusTcpClient\n\
+         c = ModbusTcpClient('127.0.0.1', port={port}); assert c.connect()\n\
+         r = c.read_holding_registers(10, 9, slave=1); assert not r.isError(), r\n\
+         print('status', r.registers[0], 'alarms', r.registers[7])\n\
+         w = c.write_register(12, 5, slave=1); print('write12', 'refused' if w.isError() else 'accepted')\n\
+         c.close()\n"
+    );
+    match Command::new("python3").args(["-c", &script]).output() {
+        Ok(o) if o.status.success() => {
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(out.contains("alarms 1") && out.contains("write12 refused"), "{out}");
+        }
+        Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No module named") => {
+            eprintln!("SKIP pymodbus part: python3-pymodbus is not installed")
+        }
+        Ok(o) => panic!("pymodbus client failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => eprintln!("SKIP pymodbus part: {e}"),
+    }
+    wait_for("the alarm to clear", 60, || read_stream(&mut sock)[0] & 1 == 0);
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}
+
+#[test]
+fn validate_names_the_key_of_each_bad_sink() {
+    let d = tempfile::tempdir().unwrap();
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sinks = format!(
+        "[[sink]]\ntype = \"webhook\"\nurl = \"ftp://x\"\n\
+         [[sink]]\ntype = \"webhook\"\nname = \"w2\"\nurl = \"http://127.0.0.1:1/a\"\nhmac_secret_env = \"MPDR_SURELY_UNSET_SECRET\"\n\
+         [[sink]]\ntype = \"modbus\"\nlisten = \"{}\"\n\
+         [[sink]]\ntype = \"exec\"\ncommand = [\"/nonexistent/notify\"]\n\
+         [[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\ntls = true\n",
+        busy.local_addr().unwrap()
+    );
+    let cfg = write_config(d.path(), "bad.toml", "{ type = \"device\" }", "{ threshold = 1.0 }", &sinks);
+    let o = mpdr(&["validate", "--config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for key in ["sink[0].url", "sink[1].hmac_secret_env", "sink[2].listen", "sink[3].command", "sink[4].ca_file"] {
+        assert!(out.contains(&format!(": {key}: ")), "{key} missing in:\n{out}");
+    }
+    assert!(out.contains("MPDR_SURELY_UNSET_SECRET") && out.contains("in use"), "{out}");
+}
