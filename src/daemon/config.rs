@@ -657,6 +657,7 @@ mod tests {
         assert!(matches!(cfg.streams[0].source, SourceConfig::Device { .. }));
         assert_eq!(cfg.scoring, ScoringConfig::default());
         assert_eq!(cfg.pipeline, PipelineConfig::default());
+        assert_eq!(cfg.sink_names(), ["log", "webhook", "mqtt", "modbus", "exec"]);
     }
 
     #[test]
