@@ -30,7 +30,9 @@ fn main() {
     // Webhook receiver: 30% of requests answered 500 at random.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/alarms", listener.local_addr().unwrap());
-    let web: Arc<Mutex<(HashSet<String>, Vec<f64>, u64)>> = Arc::default();
+    /// Ids delivered, their latencies (s), requests refused.
+    type Received = (HashSet<String>, Vec<f64>, u64);
+    let web: Arc<Mutex<Received>> = Arc::default();
     let w = web.clone();
     let server = tiny_http::Server::from_listener(listener, None).unwrap();
     std::thread::spawn(move || {
