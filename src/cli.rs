@@ -343,3 +343,133 @@ pub fn alarms(args: &AlarmsArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `mpdr synth`: sounds of the synthetic plant.
+#[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct SynthArgs {
+    #[command(subcommand)]
+    pub command: Option<SynthCommand>,
+    /// Machine type.
+    #[arg(long, value_enum, default_value = "pump")]
+    pub machine: crate::audio::synth::Machine,
+    /// Length of the recording.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// A fault that develops during the recording.
+    #[arg(long, value_enum)]
+    pub fault: Option<crate::audio::synth::Fault>,
+    /// Seconds before the fault starts.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_at: f64,
+    /// Seconds from the fault's onset to full severity.
+    #[arg(long, default_value_t = 30.0)]
+    pub ramp: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub severity: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Machine-to-background ratio in dB.
+    #[arg(long, default_value_t = 6.0)]
+    pub snr_db: f64,
+    /// Output WAV (16 kHz mono, 16-bit).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SynthCommand {
+    /// A DCASE-layout folder: <out>/<machine>/train/normal_id_XX_*.wav, test/{normal,anomaly}_id_XX_*.wav.
+    Dataset(SynthDatasetArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SynthDatasetArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Machine types (default: all four).
+    #[arg(long, value_enum)]
+    pub machine: Vec<crate::audio::synth::Machine>,
+    /// Machine instances (ids 00, 02, 04, ...).
+    #[arg(long, default_value_t = 2)]
+    pub ids: u64,
+    /// Normal training clips per id.
+    #[arg(long, default_value_t = 30)]
+    pub train: u64,
+    /// Normal and anomalous test clips per id (each).
+    #[arg(long, default_value_t = 10)]
+    pub test: u64,
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_s: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+pub fn synth(args: &SynthArgs) -> Result<()> {
+    use crate::audio::synth::{Synth, SynthSpec};
+    if let Some(SynthCommand::Dataset(d)) = &args.command {
+        return synth_dataset(d);
+    }
+    let out = args.out.clone().context("--out <file.wav> is required")?;
+    anyhow::ensure!(args.seconds > 0.0 && args.seconds.is_finite(), "--seconds must be > 0, got {}", args.seconds);
+    let spec = SynthSpec {
+        machine: args.machine,
+        seed: args.seed,
+        instance: 0,
+        snr_db: args.snr_db,
+        fault: args.fault,
+        fault_at_s: args.fault_at,
+        ramp_s: args.ramp,
+        severity: args.severity,
+    };
+    let x = Synth::render(&spec, args.seconds);
+    crate::audio::wav::write_pcm16(&out, crate::audio::synth::RATE, 1, &x)?;
+    println!("{}: {:.1} s of {}{}", out.display(), args.seconds, args.machine.name(), match args.fault {
+        Some(f) => format!(", {} from {:.0} s", f.name(), args.fault_at),
+        None => String::new(),
+    });
+    Ok(())
+}
+
+fn synth_dataset(d: &SynthDatasetArgs) -> Result<()> {
+    use crate::audio::synth::{Machine, Synth, SynthSpec};
+    let machines = if d.machine.is_empty() { Machine::ALL.to_vec() } else { d.machine.clone() };
+    for m in machines {
+        let root = d.out.join(m.name());
+        for sub in ["train", "test"] {
+            std::fs::create_dir_all(root.join(sub)).with_context(|| format!("{}: cannot create", root.join(sub).display()))?;
+        }
+        let faults = m.typical_faults();
+        let mut n = 0;
+        for id in 0..d.ids {
+            let instance = d.seed * 1000 + id;
+            let clip = |seed: u64, fault: Option<crate::audio::synth::Fault>, severity: f64| -> Vec<f32> {
+                let spec = SynthSpec {
+                    fault,
+                    fault_at_s: 0.0,
+                    ramp_s: 0.0,
+                    severity,
+                    instance,
+                    ..SynthSpec::normal(m, seed)
+                };
+                Synth::render(&spec, d.clip_s)
+            };
+            let write = |name: String, x: &[f32]| crate::audio::wav::write_pcm16(&root.join(name), crate::audio::synth::RATE, 1, x);
+            let label = 2 * id;
+            for k in 0..d.train {
+                write(format!("train/normal_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + k, None, 0.0))?;
+                n += 1;
+            }
+            for k in 0..d.test {
+                write(format!("test/normal_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + 50_000 + k, None, 0.0))?;
+                let fault = faults[k as usize % faults.len()];
+                // Severity 0.3–1.0: some anomalies are subtle.
+                let severity = 0.3 + 0.7 * ((k * 7919 + id * 104_729) % 1000) as f64 / 999.0;
+                write(format!("test/anomaly_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + 70_000 + k, Some(fault), severity))?;
+                n += 2;
+            }
+        }
+        println!("{}: {n} clips of {:.0} s", root.display(), d.clip_s);
+    }
+    Ok(())
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mpdr::audio::ChannelSelect;
-use mpdr::cli::{self, AlarmsArgs, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, TrainArgs};
+use mpdr::cli::{self, AlarmsArgs, SynthArgs, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, TrainArgs};
 use mpdr::features::PadMode;
 
 #[derive(Parser)]
@@ -59,6 +59,8 @@ enum Command {
     Devices,
     /// Inspect the alarm outbox: list, show, retry dead letters.
     Alarms(AlarmsArgs),
+    /// Sounds of the synthetic plant: one WAV, or a DCASE-layout dataset (`mpdr synth dataset`).
+    Synth(SynthArgs),
 }
 
 fn init_tracing(json: bool) {
@@ -86,6 +88,7 @@ fn main() -> ExitCode {
         Command::Validate { config } => cli::validate(&config),
         Command::Devices => cli::devices(),
         Command::Alarms(a) => cli::alarms(&a),
+        Command::Synth(a) => cli::synth(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,7 @@
 
 pub mod resample;
 pub mod source;
+pub mod synth;
 pub mod wav;
 
 use serde::{Deserialize, Serialize};

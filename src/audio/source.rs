@@ -159,6 +159,67 @@ impl Source for FileSource {
 }
 
 // ---------------------------------------------------------------------------------------
+// Synthetic plant
+
+/// A machine of the synthetic plant ([`super::synth`]), paced at `speed` x real time (or as
+/// fast as the pipeline takes it). Never ends.
+pub struct SynthSource {
+    spec: super::synth::SynthSpec,
+    gen: Option<super::synth::Synth>,
+    realtime: bool,
+    speed: f64,
+    emitted: u64,
+    t0: Instant,
+}
+
+impl SynthSource {
+    pub fn new(spec: super::synth::SynthSpec, realtime: bool, speed: f64) -> Self {
+        SynthSource { spec, gen: None, realtime, speed, emitted: 0, t0: Instant::now() }
+    }
+}
+
+impl Source for SynthSource {
+    fn describe(&self) -> String {
+        format!("synthetic {}", self.spec.machine.name())
+    }
+
+    fn open(&mut self) -> Result<(), String> {
+        // A reopen continues the machine's timeline (the plant did not stop).
+        if self.gen.is_none() {
+            self.gen = Some(super::synth::Synth::new(self.spec.clone()));
+        }
+        self.t0 = Instant::now();
+        self.emitted = 0;
+        Ok(())
+    }
+
+    fn next(&mut self, out: &mut Vec<f32>) -> Result<Next, String> {
+        let gen = self.gen.as_mut().ok_or("not open")?;
+        let rate = super::synth::RATE as usize;
+        let n = if self.realtime { rate / 10 } else { rate };
+        if self.realtime {
+            let due = self.t0 + Duration::from_secs_f64((self.emitted + n as u64) as f64 / rate as f64 / self.speed);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep((due - now).min(Duration::from_millis(50)));
+                if Instant::now() < due {
+                    out.clear();
+                    return Ok(Next::Idle);
+                }
+            }
+        }
+        out.resize(n, 0.0);
+        gen.fill(out);
+        self.emitted += n as u64;
+        Ok(Next::Data(Instant::now()))
+    }
+
+    fn realtime(&self) -> bool {
+        self.realtime
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // Sound card (cpal)
 
 /// The input devices cpal sees on the default host: (index, name, default config).

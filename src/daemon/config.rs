@@ -138,6 +138,26 @@ pub enum SourceConfig {
         #[serde(default)]
         resample: bool,
     },
+    /// A machine of the synthetic plant (16 kHz; see `mpdr synth --help`).
+    Synth {
+        machine: crate::audio::synth::Machine,
+        #[serde(default)]
+        seed: u64,
+        fault: Option<crate::audio::synth::Fault>,
+        /// Stream seconds before the fault starts; it reaches full severity `ramp_s` later.
+        #[serde(default)]
+        fault_at_s: f64,
+        #[serde(default = "thirty")]
+        ramp_s: f64,
+        #[serde(default = "one")]
+        severity: f64,
+        #[serde(default = "six")]
+        snr_db: f64,
+        #[serde(default = "yes")]
+        realtime: bool,
+        #[serde(default = "one")]
+        speed: f64,
+    },
 }
 
 fn default_device() -> String {
@@ -148,6 +168,12 @@ fn yes() -> bool {
 }
 fn one() -> f64 {
     1.0
+}
+fn six() -> f64 {
+    6.0
+}
+fn thirty() -> f64 {
+    30.0
 }
 
 /// Where events go (`[[sink]]`, tagged by `type`). Every sink but `modbus` is fed from the
@@ -412,9 +438,19 @@ impl MonitorConfig {
                 p.push(format!("{key}.name"), format!("\"{}\" is used by another stream", s.name));
             }
             s.detect.validate(&format!("{key}.detect"), &mut p);
-            if let SourceConfig::File { speed, .. } = &s.source {
+            if let SourceConfig::File { speed, .. } | SourceConfig::Synth { speed, .. } = &s.source {
                 if !(speed.is_finite() && *speed > 0.0) {
                     p.push(format!("{key}.source.speed"), format!("must be > 0, got {speed}"));
+                }
+            }
+            if let SourceConfig::Synth { fault_at_s, ramp_s, severity, snr_db, .. } = &s.source {
+                for (k, v) in [("fault_at_s", fault_at_s), ("ramp_s", ramp_s), ("severity", severity)] {
+                    if !(v.is_finite() && *v >= 0.0) {
+                        p.push(format!("{key}.source.{k}"), format!("must be >= 0, got {v}"));
+                    }
+                }
+                if !snr_db.is_finite() {
+                    p.push(format!("{key}.source.snr_db"), format!("must be a number, got {snr_db}"));
                 }
             }
         }
@@ -574,6 +610,12 @@ impl MonitorConfig {
                 p.push(
                     format!("{key}.detect.threshold"),
                     format!("\"model\", but {} has no calibrated threshold: give a number", s.model.display()),
+                );
+            }
+            if matches!(s.source, SourceConfig::Synth { .. }) && features.sample_rate != crate::audio::synth::RATE {
+                p.push(
+                    format!("{key}.source"),
+                    format!("synthetic sources are 16000 Hz, {} expects {} Hz", s.model.display(), features.sample_rate),
                 );
             }
             if let SourceConfig::File { path, resample, channel, .. } = &s.source {

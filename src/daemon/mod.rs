@@ -37,7 +37,7 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
 use crate::alarm::{band_ranges, AlarmEvent};
-use crate::audio::source::{sleep_unless, DeviceSource, FileSource, Next, Source};
+use crate::audio::source::{sleep_unless, DeviceSource, FileSource, Next, Source, SynthSource};
 use crate::audio::AudioOptions;
 use crate::detect::{DetectConfig, Detector, ThresholdSetting};
 use crate::features::stream::StreamingExtractor;
@@ -427,7 +427,28 @@ fn stream_loop(
             *speed,
             *looped,
         )),
+        SourceConfig::Synth { machine, seed, fault, fault_at_s, ramp_s, severity, snr_db, realtime, speed } => {
+            Box::new(SynthSource::new(
+                crate::audio::synth::SynthSpec {
+                    machine: *machine,
+                    seed: *seed,
+                    instance: 0,
+                    snr_db: *snr_db,
+                    fault: *fault,
+                    fault_at_s: *fault_at_s,
+                    ramp_s: *ramp_s,
+                    severity: *severity,
+                },
+                *realtime,
+                *speed,
+            ))
+        }
     };
+    if let SourceConfig::Synth { .. } = &cfg.source {
+        if features.sample_rate != crate::audio::synth::RATE {
+            tracing::error!(stream = %cfg.name, rate = features.sample_rate, "synthetic sources are 16 kHz; the model expects another rate");
+        }
+    }
     let sm = &metrics.streams[idx];
     let dim = features.vector_dim();
     let mut extractor = StreamingExtractor::new(features);
