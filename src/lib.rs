@@ -11,6 +11,7 @@ pub mod config;
 pub mod daemon;
 pub mod data;
 pub mod detect;
+pub mod demo;
 pub mod device;
 pub mod error;
 pub mod eval;

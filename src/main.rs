@@ -61,6 +61,20 @@ enum Command {
     Alarms(AlarmsArgs),
     /// Sounds of the synthetic plant: one WAV, or a DCASE-layout dataset (`mpdr synth dataset`).
     Synth(SynthArgs),
+    /// The whole product on a synthetic plant: machines streaming, one developing a fault, the
+    /// alarm raised, delivered (log, webhook, Modbus) and explained; a report at the end.
+    Demo(mpdr::demo::DemoArgs),
+}
+
+fn init_tracing_to(json: bool, file: std::sync::Mutex<std::fs::File>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MPDR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(file);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }
 
 fn init_tracing(json: bool) {
@@ -76,7 +90,17 @@ fn init_tracing(json: bool) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_json);
+    match &cli.command {
+        // The demo owns the terminal (live view); the monitor's log goes to the report folder.
+        Command::Demo(a) => {
+            let _ = std::fs::create_dir_all(&a.out);
+            match std::fs::File::create(a.out.join("monitor.log")) {
+                Ok(f) => init_tracing_to(cli.log_json, std::sync::Mutex::new(f)),
+                Err(_) => init_tracing(cli.log_json),
+            }
+        }
+        _ => init_tracing(cli.log_json),
+    }
     mpdr::device::init_threads();
     let result = match cli.command {
         Command::Features { input, out, what, pad, config, channel, resample } => {
@@ -89,6 +113,7 @@ fn main() -> ExitCode {
         Command::Devices => cli::devices(),
         Command::Alarms(a) => cli::alarms(&a),
         Command::Synth(a) => cli::synth(&a),
+        Command::Demo(a) => mpdr::demo::demo(&a).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -201,6 +201,9 @@ pub struct Synth {
     base_hz: f64,
     phase: f64,
     drift: f64,
+    /// Phase (in cycles) of the slow load cycle at t = 0, from the seed: recordings started at
+    /// different times see different loads.
+    load_phase: f64,
     // Background.
     brown: OnePole,
     impact: Resonator,
@@ -226,7 +229,12 @@ pub struct Synth {
 
 impl Synth {
     pub fn new(spec: SynthSpec) -> Self {
-        let rng = Rng::new(spec.seed ^ 0xA5A5_5A5A);
+        let mut rng = Rng::new(spec.seed ^ 0xA5A5_5A5A);
+        // Where in its cycles the machine is when the recording starts: load, shaft or
+        // stroke position, time to the next actuation — from the seed.
+        let load_phase = rng.unit();
+        let phase = rng.unit();
+        let first_event_s = 0.05 + 2.0 * rng.unit();
         let mut instance = Rng::new(spec.instance.wrapping_add(0x1234_5678));
         let base = match spec.machine {
             Machine::Fan => 25.0,
@@ -241,8 +249,9 @@ impl Synth {
         Synth {
             n: 0,
             base_hz,
-            phase: 0.0,
+            phase,
             drift: 0.0,
+            load_phase,
             brown: OnePole::new(80.0),
             impact: Resonator::new(300.0, 0.03),
             air_lp: OnePole::new(4000.0),
@@ -250,7 +259,7 @@ impl Synth {
             flow_lp: OnePole::new(600.0),
             click: Resonator::new(2500.0, 0.005),
             thump: Resonator::new(400.0, 0.02),
-            next_event_s: 0.3,
+            next_event_s: first_event_s,
             bearing: Resonator::new(3200.0, 0.002),
             bearing_phase: 0.0,
             burst: OnePole::new(2000.0),
@@ -297,7 +306,7 @@ impl Synth {
             let t = self.n as f64 * dt;
             // Slow load drift (a few per cent over minutes) plus a small random walk.
             self.drift = (self.drift + 1e-5 * self.rng.next()).clamp(-0.01, 0.01);
-            let rate = self.base_hz * (1.0 + 0.015 * (2.0 * PI * t / 97.0).sin() + self.drift);
+            let rate = self.base_hz * (1.0 + 0.015 * (2.0 * PI * (t / 97.0 + self.load_phase)).sin() + self.drift);
             self.phase = (self.phase + rate * dt).fract();
             let th = 2.0 * PI * self.phase;
             let sev = self.severity(t);

@@ -143,6 +143,9 @@ pub enum SourceConfig {
         machine: crate::audio::synth::Machine,
         #[serde(default)]
         seed: u64,
+        /// Which machine of its type (`mpdr synth dataset --seed S` makes id k from S*1000+k).
+        #[serde(default)]
+        instance: u64,
         fault: Option<crate::audio::synth::Fault>,
         /// Stream seconds before the fault starts; it reaches full severity `ramp_s` later.
         #[serde(default)]

@@ -427,12 +427,12 @@ fn stream_loop(
             *speed,
             *looped,
         )),
-        SourceConfig::Synth { machine, seed, fault, fault_at_s, ramp_s, severity, snr_db, realtime, speed } => {
+        SourceConfig::Synth { machine, seed, instance, fault, fault_at_s, ramp_s, severity, snr_db, realtime, speed } => {
             Box::new(SynthSource::new(
                 crate::audio::synth::SynthSpec {
                     machine: *machine,
                     seed: *seed,
-                    instance: 0,
+                    instance: *instance,
                     snr_db: *snr_db,
                     fault: *fault,
                     fault_at_s: *fault_at_s,

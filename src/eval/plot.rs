@@ -103,3 +103,124 @@ pub fn histogram_png(
     root.present().map_err(&e)?;
     Ok(())
 }
+
+/// One point of a stream's timeline: stream time (s), window score, threshold, in alarm.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimelinePoint {
+    pub t_s: f64,
+    pub score: f64,
+    pub threshold: f64,
+    pub alarm: bool,
+}
+
+/// Window score against the threshold over stream time, alarm spans shaded, the fault onset
+/// (if any) marked.
+pub fn timeline_png(path: &Path, title: &str, points: &[TimelinePoint], fault_at_s: Option<f64>) -> anyhow::Result<()> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let t1 = points.last().map(|p| p.t_s).unwrap_or(1.0).max(1.0);
+    let finite = points.iter().flat_map(|p| [p.score, p.threshold]).filter(|v| v.is_finite());
+    let hi = finite.fold(0f64, f64::max).max(1e-6) * 1.1;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..t1, 0f64..hi)
+        .map_err(&e)?;
+    chart.configure_mesh().x_desc("stream time (s)").y_desc("window score").draw().map_err(&e)?;
+    // Alarm spans.
+    let mut start = None;
+    for (i, p) in points.iter().enumerate() {
+        let end = i + 1 == points.len();
+        match (p.alarm, start) {
+            (true, None) => start = Some(p.t_s),
+            (false, Some(s)) | (true, Some(s)) if !p.alarm || end => {
+                chart.draw_series(std::iter::once(Rectangle::new([(s, 0.0), (p.t_s, hi)], RED.mix(0.15).filled()))).map_err(&e)?;
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(f) = fault_at_s {
+        chart
+            .draw_series(LineSeries::new([(f, 0.0), (f, hi)], BLACK.mix(0.5).stroke_width(1)))
+            .map_err(&e)?
+            .label("fault onset")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
+    }
+    chart
+        .draw_series(LineSeries::new(points.iter().filter(|p| p.score.is_finite()).map(|p| (p.t_s, p.score)), BLUE.stroke_width(2)))
+        .map_err(&e)?
+        .label("window score")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().filter(|p| p.threshold.is_finite()).map(|p| (p.t_s, p.threshold)),
+            RED.stroke_width(2),
+        ))
+        .map_err(&e)?
+        .label("threshold")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(2)));
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
+/// A log-mel spectrogram (mel-major rows `n_mels` x `frames`, dB) with the given mel bands
+/// outlined — the explanation of an alarm.
+pub fn spectrogram_png(
+    path: &Path,
+    title: &str,
+    mel_major: &[f32],
+    n_mels: usize,
+    frames: usize,
+    hop_s: f64,
+    highlight: &[(usize, String)],
+) -> anyhow::Result<()> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let (lo, hi) = mel_major.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let lo = lo.max(hi - 80.0);
+    let t1 = frames as f64 * hop_s;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..t1, 0f64..n_mels as f64)
+        .map_err(&e)?;
+    chart.configure_mesh().disable_mesh().x_desc("time (s)").y_desc("mel band").draw().map_err(&e)?;
+    let cells = (0..n_mels).flat_map(|m| (0..frames).map(move |t| (m, t))).map(|(m, t)| {
+        let v = ((mel_major[m * frames + t] - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0) as f64;
+        let c = viridis(v);
+        Rectangle::new([(t as f64 * hop_s, m as f64), ((t + 1) as f64 * hop_s, m as f64 + 1.0)], c.filled())
+    });
+    chart.draw_series(cells).map_err(&e)?;
+    for (band, label) in highlight {
+        let b = *band as f64;
+        chart
+            .draw_series(std::iter::once(Rectangle::new([(0.0, b), (t1, b + 1.0)], RED.stroke_width(2))))
+            .map_err(&e)?
+            .label(label.clone())
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(2)));
+    }
+    if !highlight.is_empty() {
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw().map_err(&e)?;
+    }
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
+/// Viridis-like colour for v in [0, 1] (piecewise linear through five anchors).
+fn viridis(v: f64) -> RGBColor {
+    const A: [(f64, f64, f64); 5] =
+        [(68.0, 1.0, 84.0), (59.0, 82.0, 139.0), (33.0, 145.0, 140.0), (94.0, 201.0, 98.0), (253.0, 231.0, 37.0)];
+    let x = v.clamp(0.0, 1.0) * 4.0;
+    let i = (x.floor() as usize).min(3);
+    let f = x - i as f64;
+    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+    RGBColor(mix(A[i].0, A[i + 1].0), mix(A[i].1, A[i + 1].1), mix(A[i].2, A[i + 1].2))
+}

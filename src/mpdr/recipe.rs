@@ -565,6 +565,8 @@ mod tests {
         assert_eq!(c, TrainConfig::dcase_official());
         let d = TrainConfig::default();
         assert_eq!((d.manifold.epochs, d.mpdr.lr, d.mpdr_schedule.max_steps), (10, 1e-4, 300));
+        let demo: TrainConfig = toml::from_str(include_str!("../../config/train.demo-models.toml")).unwrap();
+        assert_eq!(demo, TrainConfig { holdout: 0.25, ..TrainConfig::default() });
         assert_eq!(d.energy.preset, EnergyPreset::PaperAe128);
         assert_eq!(c.manifold.latent_dims, vec![32, 64, 128]);
         assert_eq!((c.manifold.lr, c.manifold.epochs, c.manifold.l2_enc), (1e-4, 50, 1e-5));

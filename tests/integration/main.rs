@@ -3,6 +3,7 @@
 mod bundle;
 mod cli_features;
 mod delivery;
+mod demo;
 mod golden;
 mod monitor;
 mod mpdr_parity;
