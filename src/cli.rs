@@ -424,10 +424,16 @@ pub fn synth(args: &SynthArgs) -> Result<()> {
     };
     let x = Synth::render(&spec, args.seconds);
     crate::audio::wav::write_pcm16(&out, crate::audio::synth::RATE, 1, &x)?;
-    println!("{}: {:.1} s of {}{}", out.display(), args.seconds, args.machine.name(), match args.fault {
-        Some(f) => format!(", {} from {:.0} s", f.name(), args.fault_at),
-        None => String::new(),
-    });
+    println!(
+        "{}: {:.1} s of {}{}",
+        out.display(),
+        args.seconds,
+        args.machine.name(),
+        match args.fault {
+            Some(f) => format!(", {} from {:.0} s", f.name(), args.fault_at),
+            None => String::new(),
+        }
+    );
     Ok(())
 }
 
@@ -437,35 +443,38 @@ fn synth_dataset(d: &SynthDatasetArgs) -> Result<()> {
     for m in machines {
         let root = d.out.join(m.name());
         for sub in ["train", "test"] {
-            std::fs::create_dir_all(root.join(sub)).with_context(|| format!("{}: cannot create", root.join(sub).display()))?;
+            std::fs::create_dir_all(root.join(sub))
+                .with_context(|| format!("{}: cannot create", root.join(sub).display()))?;
         }
         let faults = m.typical_faults();
         let mut n = 0;
         for id in 0..d.ids {
             let instance = d.seed * 1000 + id;
             let clip = |seed: u64, fault: Option<crate::audio::synth::Fault>, severity: f64| -> Vec<f32> {
-                let spec = SynthSpec {
-                    fault,
-                    fault_at_s: 0.0,
-                    ramp_s: 0.0,
-                    severity,
-                    instance,
-                    ..SynthSpec::normal(m, seed)
-                };
+                let spec =
+                    SynthSpec { fault, fault_at_s: 0.0, ramp_s: 0.0, severity, instance, ..SynthSpec::normal(m, seed) };
                 Synth::render(&spec, d.clip_s)
             };
-            let write = |name: String, x: &[f32]| crate::audio::wav::write_pcm16(&root.join(name), crate::audio::synth::RATE, 1, x);
+            let write = |name: String, x: &[f32]| {
+                crate::audio::wav::write_pcm16(&root.join(name), crate::audio::synth::RATE, 1, x)
+            };
             let label = 2 * id;
             for k in 0..d.train {
                 write(format!("train/normal_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + k, None, 0.0))?;
                 n += 1;
             }
             for k in 0..d.test {
-                write(format!("test/normal_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + 50_000 + k, None, 0.0))?;
+                write(
+                    format!("test/normal_id_{label:02}_{k:08}.wav"),
+                    &clip(instance * 100_000 + 50_000 + k, None, 0.0),
+                )?;
                 let fault = faults[k as usize % faults.len()];
                 // Severity 0.3–1.0: some anomalies are subtle.
                 let severity = 0.3 + 0.7 * ((k * 7919 + id * 104_729) % 1000) as f64 / 999.0;
-                write(format!("test/anomaly_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + 70_000 + k, Some(fault), severity))?;
+                write(
+                    format!("test/anomaly_id_{label:02}_{k:08}.wav"),
+                    &clip(instance * 100_000 + 70_000 + k, Some(fault), severity),
+                )?;
                 n += 2;
             }
         }

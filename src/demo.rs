@@ -133,7 +133,11 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
     );
     for (i, m) in machines.iter().enumerate() {
         let fault = if i == faulty {
-            format!(", fault = \"{}\", fault_at_s = {fault_at:.1}, ramp_s = {:.1}", args.fault.name(), (0.1 * stream_s).min(60.0))
+            format!(
+                ", fault = \"{}\", fault_at_s = {fault_at:.1}, ramp_s = {:.1}",
+                args.fault.name(),
+                (0.1 * stream_s).min(60.0)
+            )
         } else {
             String::new()
         };
@@ -247,7 +251,17 @@ fn draw(m: &Metrics, machines: &[Machine], events: &[AlarmEvent], t: f64, total:
         let scale = (thr * 1.5).max(score).max(1e-9);
         let fill = ((score / scale) * width as f64).clamp(0.0, width as f64) as usize;
         let mark = ((thr / scale) * width as f64).clamp(0.0, width as f64 - 1.0) as usize;
-        let bar: String = (0..width).map(|i| if i == mark { '|' } else if i < fill { '#' } else { ' ' }).collect();
+        let bar: String = (0..width)
+            .map(|i| {
+                if i == mark {
+                    '|'
+                } else if i < fill {
+                    '#'
+                } else {
+                    ' '
+                }
+            })
+            .collect();
         let state = s.alarm_state.load(Ordering::Relaxed);
         let (label, color) = match state {
             2 | 3 => ("ALARM  ", "\x1b[1;31m"),
@@ -302,7 +316,11 @@ fn report(
         }
         let mut top = Vec::new();
         if let Some(first) = raised.first() {
-            top = first.top_bands.iter().map(|b| format!("{} ({:.0}%)", format_range(b.lo_hz, b.hi_hz), 100.0 * b.share)).collect();
+            top = first
+                .top_bands
+                .iter()
+                .map(|b| format!("{} ({:.0}%)", format_range(b.lo_hz, b.hi_hz), 100.0 * b.share))
+                .collect();
             if plots {
                 // The alarmed window, regenerated exactly (the plant is deterministic).
                 let spec = SynthSpec {
@@ -321,7 +339,12 @@ fn report(
                 let highlight: Vec<(usize, String)> = first
                     .top_bands
                     .iter()
-                    .map(|b| (b.band, format!("band {}: {} ({:.0}%)", b.band, format_range(b.lo_hz, b.hi_hz), 100.0 * b.share)))
+                    .map(|b| {
+                        (
+                            b.band,
+                            format!("band {}: {} ({:.0}%)", b.band, format_range(b.lo_hz, b.hi_hz), 100.0 * b.share),
+                        )
+                    })
                     .collect();
                 spectrogram_png(
                     &args.out.join(format!("spectrogram_{name}.png")),
@@ -348,7 +371,11 @@ fn report(
         streams,
         webhook_events: events.len(),
         webhook_signatures_ok: events.iter().all(|(_, ok)| *ok),
-        stream_seconds: metrics.streams.first().map(|s| s.vectors_scored.load(Ordering::Relaxed) as f64 * 0.032).unwrap_or(0.0),
+        stream_seconds: metrics
+            .streams
+            .first()
+            .map(|s| s.vectors_scored.load(Ordering::Relaxed) as f64 * 0.032)
+            .unwrap_or(0.0),
         wall_seconds: wall,
     };
     let evs: Vec<&AlarmEvent> = events.iter().map(|(e, _)| e).collect();

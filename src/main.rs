@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mpdr::audio::ChannelSelect;
-use mpdr::cli::{self, AlarmsArgs, SynthArgs, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, TrainArgs};
+use mpdr::cli::{self, AlarmsArgs, EvalArgs, FeatureOutput, FeaturesArgs, MonitorArgs, SynthArgs, TrainArgs};
 use mpdr::features::PadMode;
 
 #[derive(Parser)]

@@ -323,7 +323,11 @@ impl Synth {
             let mut m = match self.spec.machine {
                 Machine::Fan => {
                     let bp = 7.0 * th;
-                    let tones = 0.5 * th.sin() + 0.2 * (2.0 * th).sin() + 0.8 * bp.sin() + 0.4 * (2.0 * bp).sin() + 0.2 * (3.0 * bp).sin();
+                    let tones = 0.5 * th.sin()
+                        + 0.2 * (2.0 * th).sin()
+                        + 0.8 * bp.sin()
+                        + 0.4 * (2.0 * bp).sin()
+                        + 0.2 * (3.0 * bp).sin();
                     let air = self.air_hp.high(self.air_lp.low(w)) * (1.0 + 0.5 * bp.sin());
                     tones + 1.5 * air
                 }
@@ -438,7 +442,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_samples_and_blocks_do_not_matter() {
-        let spec = SynthSpec { fault: Some(Fault::Bearing), fault_at_s: 1.0, ramp_s: 1.0, ..SynthSpec::normal(Machine::Pump, 7) };
+        let spec = SynthSpec {
+            fault: Some(Fault::Bearing),
+            fault_at_s: 1.0,
+            ramp_s: 1.0,
+            ..SynthSpec::normal(Machine::Pump, 7)
+        };
         let a = Synth::render(&spec, 3.0);
         let mut s = Synth::new(spec.clone());
         let mut b = vec![0.0; 48_000];
@@ -453,7 +462,9 @@ mod tests {
     /// Mean log-mel per band (dB) of `seconds` of `spec`.
     fn band_means(spec: &SynthSpec, seconds: f64) -> Vec<f64> {
         let lm = logmel(&FeatureParams::default(), &Synth::render(spec, seconds)).unwrap();
-        (0..lm.n_mels).map(|m| (0..lm.n_frames).map(|t| lm.get(m, t) as f64).sum::<f64>() / lm.n_frames as f64).collect()
+        (0..lm.n_mels)
+            .map(|m| (0..lm.n_frames).map(|t| lm.get(m, t) as f64).sum::<f64>() / lm.n_frames as f64)
+            .collect()
     }
 
     /// Each fault raises the features most in the band where its physics puts it.
@@ -473,16 +484,30 @@ mod tests {
             let normal = SynthSpec::normal(machine, 3);
             let faulty = SynthSpec { fault: Some(fault), fault_at_s: 0.0, ramp_s: 0.0, ..normal.clone() };
             let (a, b) = (band_means(&normal, 12.0), band_means(&faulty, 12.0));
-            let (band, rise) = a.iter().zip(&b).map(|(x, y)| y - x).enumerate().fold((0, f64::MIN), |best, (i, d)| if d > best.1 { (i, d) } else { best });
+            let (band, rise) = a.iter().zip(&b).map(|(x, y)| y - x).enumerate().fold((0, f64::MIN), |best, (i, d)| {
+                if d > best.1 {
+                    (i, d)
+                } else {
+                    best
+                }
+            });
             let (blo, bhi) = ranges[band];
             assert!(rise > 3.0, "{fault:?} on {machine:?}: largest rise only {rise:.1} dB");
-            assert!(bhi >= lo && blo <= hi, "{fault:?} on {machine:?}: largest rise in band {band} ({blo:.0}–{bhi:.0} Hz), expected {lo}–{hi} Hz");
+            assert!(
+                bhi >= lo && blo <= hi,
+                "{fault:?} on {machine:?}: largest rise in band {band} ({blo:.0}–{bhi:.0} Hz), expected {lo}–{hi} Hz"
+            );
         }
     }
 
     #[test]
     fn faults_develop_after_their_onset() {
-        let spec = SynthSpec { fault: Some(Fault::Leak), fault_at_s: 6.0, ramp_s: 2.0, ..SynthSpec::normal(Machine::Valve, 1) };
+        let spec = SynthSpec {
+            fault: Some(Fault::Leak),
+            fault_at_s: 6.0,
+            ramp_s: 2.0,
+            ..SynthSpec::normal(Machine::Valve, 1)
+        };
         let before = Synth::render(&SynthSpec { fault: None, ..spec.clone() }, 6.0);
         assert_eq!(Synth::render(&spec, 6.0), before, "identical before the onset");
     }

@@ -618,7 +618,11 @@ impl MonitorConfig {
             if matches!(s.source, SourceConfig::Synth { .. }) && features.sample_rate != crate::audio::synth::RATE {
                 p.push(
                     format!("{key}.source"),
-                    format!("synthetic sources are 16000 Hz, {} expects {} Hz", s.model.display(), features.sample_rate),
+                    format!(
+                        "synthetic sources are 16000 Hz, {} expects {} Hz",
+                        s.model.display(),
+                        features.sample_rate
+                    ),
                 );
             }
             if let SourceConfig::File { path, resample, channel, .. } = &s.source {

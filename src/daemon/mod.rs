@@ -427,22 +427,31 @@ fn stream_loop(
             *speed,
             *looped,
         )),
-        SourceConfig::Synth { machine, seed, instance, fault, fault_at_s, ramp_s, severity, snr_db, realtime, speed } => {
-            Box::new(SynthSource::new(
-                crate::audio::synth::SynthSpec {
-                    machine: *machine,
-                    seed: *seed,
-                    instance: *instance,
-                    snr_db: *snr_db,
-                    fault: *fault,
-                    fault_at_s: *fault_at_s,
-                    ramp_s: *ramp_s,
-                    severity: *severity,
-                },
-                *realtime,
-                *speed,
-            ))
-        }
+        SourceConfig::Synth {
+            machine,
+            seed,
+            instance,
+            fault,
+            fault_at_s,
+            ramp_s,
+            severity,
+            snr_db,
+            realtime,
+            speed,
+        } => Box::new(SynthSource::new(
+            crate::audio::synth::SynthSpec {
+                machine: *machine,
+                seed: *seed,
+                instance: *instance,
+                snr_db: *snr_db,
+                fault: *fault,
+                fault_at_s: *fault_at_s,
+                ramp_s: *ramp_s,
+                severity: *severity,
+            },
+            *realtime,
+            *speed,
+        )),
     };
     if let SourceConfig::Synth { .. } = &cfg.source {
         if features.sample_rate != crate::audio::synth::RATE {

@@ -137,7 +137,9 @@ pub fn timeline_png(path: &Path, title: &str, points: &[TimelinePoint], fault_at
         match (p.alarm, start) {
             (true, None) => start = Some(p.t_s),
             (false, Some(s)) | (true, Some(s)) if !p.alarm || end => {
-                chart.draw_series(std::iter::once(Rectangle::new([(s, 0.0), (p.t_s, hi)], RED.mix(0.15).filled()))).map_err(&e)?;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new([(s, 0.0), (p.t_s, hi)], RED.mix(0.15).filled())))
+                    .map_err(&e)?;
                 start = None;
             }
             _ => {}
@@ -151,7 +153,10 @@ pub fn timeline_png(path: &Path, title: &str, points: &[TimelinePoint], fault_at
             .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK.mix(0.5)));
     }
     chart
-        .draw_series(LineSeries::new(points.iter().filter(|p| p.score.is_finite()).map(|p| (p.t_s, p.score)), BLUE.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            points.iter().filter(|p| p.score.is_finite()).map(|p| (p.t_s, p.score)),
+            BLUE.stroke_width(2),
+        ))
         .map_err(&e)?
         .label("window score")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));

@@ -27,7 +27,8 @@ fn the_demo_scenario_raises_one_alarm_on_the_faulty_machine_only() {
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     let streams = s["streams"].as_array().unwrap();
     assert_eq!(streams.len(), 3);
     for st in streams {
