@@ -52,6 +52,12 @@ impl ModbusState {
 
     /// The value of one register, or None for an address outside the map.
     pub fn read(&self, addr: u16) -> Option<u16> {
+        self.read_with(addr, &mut None)
+    }
+
+    /// As [`read`](Self::read), reusing `cache` (stream index, its 10 registers) so that a
+    /// block read sees one consistent snapshot of each stream.
+    fn read_with(&self, addr: u16, cache: &mut Option<(usize, [u16; 10])>) -> Option<u16> {
         let m = &self.metrics;
         match addr {
             0 => return Some((self.started.elapsed().as_secs() & 0xffff) as u16),
@@ -61,39 +67,45 @@ impl ModbusState {
             _ => {}
         }
         let i = ((addr - STREAM_BASE) / STREAM_STRIDE) as usize;
-        let off = (addr - STREAM_BASE) % STREAM_STRIDE;
+        let off = ((addr - STREAM_BASE) % STREAM_STRIDE) as usize;
+        match cache {
+            Some((j, regs)) if *j == i => Some(regs[off]),
+            _ => {
+                let regs = self.stream_registers(i)?;
+                *cache = Some((i, regs));
+                Some(regs[off])
+            }
+        }
+    }
+
+    /// The 10 registers of stream `i`, from one reading of its gauges.
+    fn stream_registers(&self, i: usize) -> Option<[u16; 10]> {
+        let m = &self.metrics;
         let s = m.streams.get(i)?;
         let state = s.alarm_state.load(Ordering::Relaxed);
         let score = s.window_score.get();
         let thr = s.threshold.get();
         let scaled = |v: f64| if v.is_finite() { (v * 1000.0).clamp(0.0, 65535.0) as u16 } else { u16::MAX };
-        let word = |v: f64, high: bool| {
-            let b = (v as f32).to_bits();
-            if high {
-                (b >> 16) as u16
-            } else {
-                (b & 0xffff) as u16
-            }
-        };
-        Some(match off {
-            0 => {
-                (state >= 2) as u16
-                    | ((!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) as u16) << 1
-                    | (m.ready.load(Ordering::Relaxed) as u16) << 2
-                    | (self.acknowledged(i) as u16) << 3
-                    | ((state == 1) as u16) << 4
-                    | (s.ended.load(Ordering::Relaxed) as u16) << 5
-            }
-            1 => scaled(score),
-            2 => scaled(thr),
-            3 => word(score, true),
-            4 => word(score, false),
-            5 => word(thr, true),
-            6 => word(thr, false),
-            7 => (s.alarms_raised.load(Ordering::Relaxed) & 0xffff) as u16,
-            8 => self.acknowledged(i) as u16,
-            _ => 0,
-        })
+        let (sb, tb) = ((score as f32).to_bits(), (thr as f32).to_bits());
+        let acked = self.acknowledged(i);
+        let status = (state >= 2) as u16
+            | ((!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) as u16) << 1
+            | (m.ready.load(Ordering::Relaxed) as u16) << 2
+            | (acked as u16) << 3
+            | ((state == 1) as u16) << 4
+            | (s.ended.load(Ordering::Relaxed) as u16) << 5;
+        Some([
+            status,
+            scaled(score),
+            scaled(thr),
+            (sb >> 16) as u16,
+            (sb & 0xffff) as u16,
+            (tb >> 16) as u16,
+            (tb & 0xffff) as u16,
+            (s.alarms_raised.load(Ordering::Relaxed) & 0xffff) as u16,
+            acked as u16,
+            0,
+        ])
     }
 
     /// A write; Err(exception code) when refused.
@@ -126,8 +138,9 @@ impl ModbusState {
                     return ex(3);
                 }
                 let mut out = vec![f, (count * 2) as u8];
+                let mut cache = None;
                 for a in start as u32..start as u32 + count as u32 {
-                    match u16::try_from(a).ok().and_then(|a| self.read(a)) {
+                    match u16::try_from(a).ok().and_then(|a| self.read_with(a, &mut cache)) {
                         Some(v) => out.extend_from_slice(&v.to_be_bytes()),
                         None => return ex(2),
                     }

@@ -329,8 +329,10 @@ fn modbus_clients_read_the_register_map_through_an_alarm_and_only_ack_is_writabl
     let d = tempfile::tempdir().unwrap();
     let port = free_port();
     let sink = format!("[[sink]]\ntype = \"modbus\"\nlisten = \"127.0.0.1:{port}\"\n[[sink]]\ntype = \"log\"\n");
-    let source =
-        format!("{{ type = \"file\", path = \"{}\", realtime = true, speed = 8.0 }}", anomaly_wav(d.path()).display());
+    // A long fault (20–100 s) at 8x: the alarm stays up ~10 s of wall time for the clients.
+    let w = d.path().join("long.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(120.0, 5, |t| (20.0..100.0).contains(&t))).unwrap();
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = true, speed = 8.0 }}", w.display());
     let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
     let m = Monitor::start(&cfg, &[]);
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -346,7 +348,11 @@ fn modbus_clients_read_the_register_map_through_an_alarm_and_only_ack_is_writabl
     wait_for("the alarm bit", 60, || read_stream(&mut sock)[0] & 1 == 1);
     let r = read_stream(&mut sock);
     let f32_of = |hi: u16, lo: u16| f32::from_bits((hi as u32) << 16 | lo as u32);
-    assert!(f32_of(r[3], r[4]) > f32_of(r[5], r[6]), "score above threshold while alarmed: {r:?}");
+    let (score, thr) = (f32_of(r[3], r[4]), f32_of(r[5], r[6]));
+    assert!(score > 0.0 && thr > 0.0, "{r:?}");
+    // One block read is one snapshot: the scaled and the f32 forms agree (to f32 rounding).
+    assert!((r[1] as f64 - score as f64 * 1000.0).abs() <= 1.0, "scaled score vs f32: {r:?}");
+    assert!((r[2] as f64 - thr as f64 * 1000.0).abs() <= 1.0, "scaled threshold vs f32: {r:?}");
     assert_eq!(r[7], 1, "one alarm raised");
     assert_eq!(r[0] & 0b1000, 0, "not acknowledged yet");
     // Writes: score register refused, acknowledge accepted.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mpdr::audio::wav;
 
-use super::util::mpdr;
+use super::util::{mpdr, train_ok};
 
 pub const RATE: u32 = 16_000;
 
@@ -58,20 +58,7 @@ pub fn model() -> &'static Path {
         )
         .unwrap();
         let bundle = root.join("bundle");
-        let s = |p: &Path| p.to_str().unwrap().to_string();
-        let o = mpdr(&[
-            "train",
-            "--data",
-            &s(&data),
-            "--model",
-            "ae",
-            "--out",
-            &s(&bundle),
-            "--config",
-            &s(&cfg),
-            "--no-cache",
-        ]);
-        assert!(o.status.success(), "train failed: {}", String::from_utf8_lossy(&o.stderr));
+        train_ok(&data, "ae", &bundle, &cfg, &["--no-cache"]);
         bundle
     })
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use mpdr::audio::wav;
 
-use super::util::mpdr;
+use super::util::{mpdr, train_ok};
 
 /// Deterministic machine-like sound: a hum with harmonics whose fundamental depends on the
 /// machine id, plus broadband noise; anomalies add a 2.6 kHz whine and periodic clicks.
@@ -89,20 +89,7 @@ fn train_then_eval_writes_a_calibrated_bundle_and_a_dcase_report() {
     let (bundle, report) = (d.path().join("bundle"), d.path().join("report"));
     let cache = d.path().join("cache");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let o = mpdr(&[
-        "train",
-        "--data",
-        &s(&machine),
-        "--model",
-        "ae",
-        "--out",
-        &s(&bundle),
-        "--config",
-        &s(&cfg),
-        "--cache-dir",
-        &s(&cache),
-    ]);
-    assert!(o.status.success(), "train failed: {}", String::from_utf8_lossy(&o.stderr));
+    train_ok(&machine, "ae", &bundle, &cfg, &["--cache-dir", &s(&cache)]);
     let manifest = std::fs::read_to_string(bundle.join("manifest.toml")).unwrap();
     assert!(manifest.contains("kind = \"ae\"") && manifest.contains("method = \"gamma-moments\""), "{manifest}");
     assert_eq!(std::fs::read_dir(cache.join("features")).unwrap().count(), 20, "train files cached");
@@ -222,19 +209,7 @@ fn mpdr_idnn_trains_and_evaluates_through_the_pipeline() {
     let (d, machine, cfg) = toy_with_recipe(recipe);
     let (bundle, report) = (d.path().join("bundle"), d.path().join("report"));
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let o = mpdr(&[
-        "train",
-        "--data",
-        &s(&machine),
-        "--model",
-        "mpdr-idnn",
-        "--out",
-        &s(&bundle),
-        "--config",
-        &s(&cfg),
-        "--no-cache",
-    ]);
-    assert!(o.status.success(), "train failed: {}", String::from_utf8_lossy(&o.stderr));
+    train_ok(&machine, "mpdr-idnn", &bundle, &cfg, &["--no-cache"]);
     let b = mpdr::model::Bundle::load(&bundle, tch::Device::Cpu).unwrap();
     assert!(matches!(b.manifest.energy, mpdr::nn::EnergySpec::Idnn(_)));
     assert_eq!(b.manifold.len(), 2);
@@ -273,8 +248,7 @@ fn eval_decodes_recordings_with_the_channel_the_model_was_trained_on() {
     std::fs::write(&cfg, format!("{CONFIG}[audio]\nchannel = 1\n")).unwrap();
     let (bundle, report) = (d.path().join("bundle"), d.path().join("report"));
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let o = mpdr(&["train", "--data", &s(&machine), "--model", "ae", "--out", &s(&bundle), "--config", &s(&cfg)]);
-    assert!(o.status.success(), "train failed: {}", String::from_utf8_lossy(&o.stderr));
+    train_ok(&machine, "ae", &bundle, &cfg, &[]);
     let b = mpdr::model::Bundle::load(&bundle, tch::Device::Cpu).unwrap();
     assert_eq!(b.manifest.audio.map(|a| a.channel), Some(mpdr::audio::ChannelSelect::Index(1)));
     let o = mpdr(&["eval", "--bundle", &s(&bundle), "--data", &s(&machine), "--out", &s(&report), "--no-cache"]);

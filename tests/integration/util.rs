@@ -12,6 +12,17 @@ pub fn mpdr(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mpdr")).args(args).env("MPDR_LOG", "warn").output().expect("the mpdr binary runs")
 }
 
+/// `mpdr train --data <data> --model <model> --out <out> --config <config>` plus `extra`
+/// flags; panics with train's stderr when it fails.
+pub fn train_ok(data: &Path, model: &str, out: &Path, config: &Path, extra: &[&str]) {
+    let s = |p: &Path| p.to_str().expect("utf-8 path").to_string();
+    let (data, out, config) = (s(data), s(out), s(config));
+    let mut args = vec!["train", "--data", &data, "--model", model, "--out", &out, "--config", &config];
+    args.extend_from_slice(extra);
+    let o = mpdr(&args);
+    assert!(o.status.success(), "train failed: {}", String::from_utf8_lossy(&o.stderr));
+}
+
 /// A WAV file from raw parts: `declared_data_len` may lie about the data that follows.
 pub fn wav_bytes(format_tag: u16, channels: u16, rate: u32, bits: u16, declared_data_len: u32, data: &[u8]) -> Vec<u8> {
     let block_align = channels as u32 * bits as u32 / 8;
