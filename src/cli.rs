@@ -482,3 +482,55 @@ fn synth_dataset(d: &SynthDatasetArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `mpdr bench`: the paper's benchmarks through the shared core.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// ADBench tables (.npz with X and y): stratified 70/30 splits, AUROC and AUPR per seed.
+    Vectors {
+        /// An .npz file or a folder of them.
+        #[arg(long)]
+        npz: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Models to run (repeat the flag for several).
+        #[arg(long, value_enum, default_values = ["mpdr-r"])]
+        model: Vec<crate::model::ModelKind>,
+        #[arg(long, default_value_t = 3)]
+        seeds: usize,
+        /// The paper-scale budget (50 epochs per stage; a GPU budget) instead of the CPU one.
+        #[arg(long)]
+        paper: bool,
+        /// auto | cpu | cuda | cuda:N
+        #[arg(long, default_value = "auto")]
+        device: crate::device::DeviceChoice,
+    },
+}
+
+pub fn bench(args: &BenchArgs) -> Result<()> {
+    match &args.command {
+        BenchCommand::Vectors { npz, out, model, seeds, paper, device } => {
+            anyhow::ensure!(*seeds >= 1, "--seeds must be >= 1");
+            for m in model {
+                anyhow::ensure!(
+                    matches!(
+                        m,
+                        crate::model::ModelKind::MpdrR | crate::model::ModelKind::MpdrS | crate::model::ModelKind::Ae
+                    ),
+                    "--model {m}: the vector benchmark runs mpdr-r, mpdr-s or ae"
+                );
+            }
+            let budget = if *paper { crate::bench::vectors::Budget::PAPER } else { crate::bench::vectors::Budget::CPU };
+            let device = device.resolve()?;
+            let results = crate::bench::vectors::run(npz, out, model, *seeds, budget, device)?;
+            println!("{} dataset(s); results in {}", results.len(), out.join("results.md").display());
+            Ok(())
+        }
+    }
+}

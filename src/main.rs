@@ -64,6 +64,8 @@ enum Command {
     /// The whole product on a synthetic plant: machines streaming, one developing a fault, the
     /// alarm raised, delivered (log, webhook, Modbus) and explained; a report at the end.
     Demo(mpdr::demo::DemoArgs),
+    /// The paper's benchmarks through the same core: ADBench vectors (`mpdr bench vectors`).
+    Bench(mpdr::cli::BenchArgs),
 }
 
 fn init_tracing_to(json: bool, file: std::sync::Mutex<std::fs::File>) {
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Alarms(a) => cli::alarms(&a),
         Command::Synth(a) => cli::synth(&a),
         Command::Demo(a) => mpdr::demo::demo(&a).map(|_| ()),
+        Command::Bench(a) => cli::bench(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

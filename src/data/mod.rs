@@ -4,6 +4,7 @@
 pub mod dcase;
 pub mod extract;
 pub mod npy;
+pub mod npz;
 
 use std::path::Path;
 

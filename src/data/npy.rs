@@ -1,5 +1,6 @@
-//! NumPy `.npy` (format 1.0–3.0) reading and writing for float arrays. Reading accepts
-//! little- or big-endian f4/f8, C or Fortran order, and returns C-order f32.
+//! NumPy `.npy` (format 1.0–3.0) reading and writing. Reading accepts little- or big-endian
+//! float (f4/f8), integer (i1–i8, u1–u8) and bool arrays, C or Fortran order, and returns
+//! C-order f32.
 
 use std::io::Write;
 use std::path::Path;
@@ -46,12 +47,20 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape {shape_text}")))
         .collect::<Result<_, _>>()?;
-    let (width, big) = match descr {
-        "<f4" | "=f4" | "|f4" => (4, false),
-        ">f4" => (4, true),
-        "<f8" | "=f8" | "|f8" => (8, false),
-        ">f8" => (8, true),
-        other => return Err(format!("dtype {other} is not supported (float32 or float64 expected)")),
+    // (kind, width, big-endian): f = float, i = signed, u = unsigned / bool.
+    let (kind, width, big) = {
+        let (order, rest) = descr.split_at(1.min(descr.len()));
+        let big = order == ">";
+        if !matches!(order, "<" | ">" | "=" | "|") {
+            return Err(format!("dtype {descr} is not supported"));
+        }
+        let (k, w) = rest.split_at(1.min(rest.len()));
+        let w: usize = w.parse().map_err(|_| format!("dtype {descr} is not supported"))?;
+        match (k, w) {
+            ("f", 4 | 8) | ("i", 1 | 2 | 4 | 8) | ("u", 1 | 2 | 4 | 8) => (k.chars().next().unwrap_or('f'), w, big),
+            ("b", 1) => ('u', 1, false),
+            _ => return Err(format!("dtype {descr} is not supported (float, int, uint or bool expected)")),
+        }
     };
     let n: usize = shape.iter().product();
     let body = &bytes[header_start + header_len..];
@@ -65,11 +74,22 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
     }
     let mut flat: Vec<f32> = body[..n * width]
         .chunks_exact(width)
-        .map(|c| match (width, big) {
-            (4, false) => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-            (4, true) => f32::from_be_bytes([c[0], c[1], c[2], c[3]]),
-            (_, false) => f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
-            (_, true) => f64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32,
+        .map(|c| {
+            let mut b = [0u8; 8];
+            for (i, byte) in c.iter().enumerate() {
+                b[if big { width - 1 - i } else { i }] = *byte;
+            }
+            // b now holds the value little-endian in its first `width` bytes.
+            match (kind, width) {
+                ('f', 4) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                ('f', _) => f64::from_le_bytes(b) as f32,
+                ('u', _) => u64::from_le_bytes(b) as f32,
+                (_, w) => {
+                    // Sign-extend a w-byte integer.
+                    let shift = 64 - 8 * w as u32;
+                    ((i64::from_le_bytes(b) << shift) >> shift) as f32
+                }
+            }
         })
         .collect();
     if fortran && shape.len() > 1 {
@@ -190,7 +210,25 @@ mod tests {
         assert!(parse(&b).unwrap_err().contains("truncated"));
         let mut b = to_bytes(&[1], &[0.0]);
         let at = b.windows(3).position(|w| w == b"<f4").unwrap();
-        b[at + 1] = b'i';
-        assert!(parse(&b).unwrap_err().contains("<i4"));
+        b[at + 1] = b'c'; // complex64
+        assert!(parse(&b).unwrap_err().contains("<c4"));
+    }
+
+    #[test]
+    fn integer_and_bool_dtypes_become_floats() {
+        let mk = |descr: &str, body: &[u8], n: usize| {
+            let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({n},), }}");
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            b.extend_from_slice(header.as_bytes());
+            b.extend_from_slice(body);
+            parse(&b).unwrap().data
+        };
+        assert_eq!(mk("<i4", &[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff], 2), vec![1.0, -1.0]);
+        assert_eq!(mk(">i2", &[0xff, 0xfe, 0, 7], 2), vec![-2.0, 7.0]);
+        assert_eq!(mk("|u1", &[0, 255], 2), vec![0.0, 255.0]);
+        assert_eq!(mk("|b1", &[1, 0], 2), vec![1.0, 0.0]);
+        assert_eq!(mk("<i8", &(-5i64).to_le_bytes(), 1), vec![-5.0]);
+        assert_eq!(mk(">f8", &2.5f64.to_be_bytes(), 1), vec![2.5]);
     }
 }

@@ -72,11 +72,13 @@ pub struct EnergyConfig {
     pub preset: EnergyPreset,
     /// Overrides the encoder L2 of AE presets (context L2 for IDNN).
     pub l2: Option<f64>,
+    /// Overrides the latent size of AE presets (32 for both).
+    pub latent: Option<i64>,
 }
 
 impl Default for EnergyConfig {
     fn default() -> Self {
-        EnergyConfig { preset: EnergyPreset::DcaseAe1024, l2: None }
+        EnergyConfig { preset: EnergyPreset::DcaseAe1024, l2: None, latent: None }
     }
 }
 
@@ -164,7 +166,7 @@ impl Default for TrainConfig {
         let official = TrainConfig::dcase_official();
         TrainConfig {
             manifold: ManifoldConfig { epochs: 10, ..official.manifold },
-            energy: EnergyConfig { preset: EnergyPreset::PaperAe128, l2: None },
+            energy: EnergyConfig { preset: EnergyPreset::PaperAe128, l2: None, latent: None },
             mpdr: MpdrConfig { lr: 1e-4, ..official.mpdr },
             mpdr_schedule: MpdrSchedule { max_steps: 300, ..official.mpdr_schedule },
             ..official
@@ -246,13 +248,15 @@ impl TrainConfig {
     pub fn energy_spec(&self, dim: i64, n_mels: i64, frames: i64) -> EnergySpec {
         match self.energy.preset {
             EnergyPreset::DcaseAe1024 => {
+                let z = self.energy.latent.unwrap_or(32);
                 let mut s =
-                    AeSpec::mlp(dim, &[1024, 1024], 32, &[1024, 1024], Activation::LeakyRelu, Activation::LeakyRelu);
+                    AeSpec::mlp(dim, &[1024, 1024], z, &[1024, 1024], Activation::LeakyRelu, Activation::LeakyRelu);
                 s.l2_enc = self.energy.l2.unwrap_or(1e-5);
                 EnergySpec::Ae(s)
             }
             EnergyPreset::PaperAe128 => {
-                let mut s = AeSpec::mlp(dim, &[128; 4], 32, &[128; 4], Activation::Relu, Activation::LeakyRelu);
+                let z = self.energy.latent.unwrap_or(32);
+                let mut s = AeSpec::mlp(dim, &[128; 4], z, &[128; 4], Activation::Relu, Activation::LeakyRelu);
                 s.l2_enc = self.energy.l2.unwrap_or(1e-5);
                 EnergySpec::Ae(s)
             }

@@ -1,5 +1,6 @@
 //! One integration-test binary: real files, the real `mpdr` binary, real libtorch.
 
+mod bench;
 mod bundle;
 mod cli_features;
 mod delivery;
