@@ -292,12 +292,19 @@ fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
     wait_for("raised and cleared after the restart", 60, || ids().len() == 3);
     assert_eq!(ids(), ["cleared", "raised", "stream-up"].map(String::from).into_iter().collect());
     // A newcomer gets the retained state and the daemon's status.
+    m.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v == 0.0, 60);
     let late = subscriber(port, "mpdr-test-late");
-    wait_for("retained messages", 20, || {
-        let l = late.lock().unwrap();
-        l.iter().any(|(t, p, r)| t == "mpdr/m/state" && *r && p.contains("\"state\":\"normal\""))
-            && l.iter().any(|(t, p, r)| t == "mpdr/status" && *r && p == "online")
-    });
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = late.lock().unwrap().clone();
+        let state = l.iter().any(|(t, p, r)| t == "mpdr/m/state" && *r && p.contains("\"state\":\"normal\""));
+        let online = l.iter().any(|(t, p, r)| t == "mpdr/status" && *r && p == "online");
+        if state && online {
+            break;
+        }
+        assert!(Instant::now() < until, "retained state and status for a late subscriber; it got {l:#?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (status, _) = m.stop(20);
     assert!(status.success());
     let _ = broker.kill();
