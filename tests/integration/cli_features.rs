@@ -184,12 +184,11 @@ fn bad_config_names_the_key() {
 }
 
 #[test]
-fn help_lists_only_working_commands() {
+fn help_lists_every_command() {
     let o = mpdr(&["--help"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    for cmd in ["features", "train", "eval", "monitor", "validate", "devices", "alarms", "synth", "demo"] {
+    for cmd in ["features", "train", "eval", "monitor", "validate", "devices", "alarms", "synth", "demo", "bench"] {
         assert!(text.contains(cmd), "--help lacks '{cmd}'");
     }
-    assert!(!text.contains("bench"), "--help lists 'bench', which does not exist yet");
 }
