@@ -182,19 +182,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// The `.npz` files of `path` (a file, or a folder's `*.npz` sorted by name).
 pub fn npz_files(path: &Path) -> Result<Vec<PathBuf>> {
-    if path.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("{}: cannot list", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "npz"))
-            .collect();
-        v.sort();
-        anyhow::ensure!(!v.is_empty(), "{}: no .npz files", path.display());
-        Ok(v)
-    } else {
-        anyhow::ensure!(path.exists(), "{}: no such file", path.display());
-        Ok(vec![path.to_path_buf()])
-    }
+    crate::data::file_or_folder(path, "npz").with_context(|| path.display().to_string())
 }
 
 /// Run every dataset x model x seed; write `results.json`, `results.md` and the splits

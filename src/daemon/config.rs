@@ -676,21 +676,7 @@ fn program_exists(prog: &str) -> bool {
 
 /// The WAV files a file source plays: the file itself, or a folder's `*.wav` sorted by name.
 pub fn wav_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    if path.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
-            .collect();
-        v.sort();
-        if v.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no .wav files in the folder"));
-        }
-        Ok(v)
-    } else if path.exists() {
-        Ok(vec![path.to_path_buf()])
-    } else {
-        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
-    }
+    crate::data::file_or_folder(path, "wav")
 }
 
 #[cfg(test)]
