@@ -40,6 +40,9 @@ pub struct MqttSink {
     connected: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     s: MqttSettings,
+    /// Per stream, (time, id) of the newest event whose state was published: the outbox may
+    /// deliver a retried older event after a newer one, which must not roll the state back.
+    newest_state: std::collections::HashMap<String, (u64, String)>,
 }
 
 /// `{stream}` and `{kind}` filled in.
@@ -100,7 +103,7 @@ impl MqttSink {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(MqttSink { client, notes, connected, stop, s })
+        Ok(MqttSink { client, notes, connected, stop, s, newest_state: Default::default() })
     }
 
     /// Publish with QoS 1 and wait for this publish's PUBACK.
@@ -132,6 +135,10 @@ impl Sink for MqttSink {
     fn deliver(&mut self, ev: &AlarmEvent) -> Result<(), SinkError> {
         let topic = fill(&self.s.topic, ev);
         self.publish_acked(&topic, ev.to_json(), false)?;
+        let key = (ev.unix_ms, ev.id.clone());
+        if self.newest_state.get(&ev.stream).is_some_and(|newest| *newest > key) {
+            return Ok(()); // a newer event's state is already retained
+        }
         let state = match ev.kind {
             EventKind::Raised => "alarm",
             EventKind::Cleared => "normal",
@@ -141,7 +148,9 @@ impl Sink for MqttSink {
         let body = serde_json::json!({
             "state": state, "event_id": ev.id, "time": ev.time, "score": ev.score, "threshold": ev.threshold,
         });
-        self.publish_acked(&fill(&self.s.state_topic, ev), body.to_string(), true)
+        self.publish_acked(&fill(&self.s.state_topic, ev), body.to_string(), true)?;
+        self.newest_state.insert(ev.stream.clone(), key);
+        Ok(())
     }
 }
 
