@@ -35,7 +35,7 @@ fn machine_wav(path: &Path, seconds: usize) {
 /// An untrained bundle with the given energy: scoring cost does not depend on the weights.
 fn bundle(dir: &Path, kind: ModelKind, preset: EnergyPreset) -> PathBuf {
     let f = FeatureParams::default();
-    let cfg = TrainConfig { energy: EnergyConfig { preset, l2: None, latent: None }, ..TrainConfig::default() };
+    let cfg = TrainConfig { energy: EnergyConfig { preset, ..Default::default() }, ..TrainConfig::default() };
     let mut m = Manifest::new(kind, cfg.energy_spec(f.vector_dim() as i64, f.n_mels as i64, f.frames as i64), vec![]);
     m.features = Some(f);
     m.threshold = Some(Threshold { value: 1e30, method: "manual".into(), details: Default::default() });

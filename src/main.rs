@@ -64,7 +64,7 @@ enum Command {
     /// The whole product on a synthetic plant: machines streaming, one developing a fault, the
     /// alarm raised, delivered (log, webhook, Modbus) and explained; a report at the end.
     Demo(mpdr::demo::DemoArgs),
-    /// The paper's benchmarks through the same core: ADBench vectors (`mpdr bench vectors`).
+    /// The paper's benchmarks through the same core: ADBench vectors and MNIST hold-out digits.
     Bench(mpdr::cli::BenchArgs),
 }
 

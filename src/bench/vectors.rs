@@ -5,7 +5,7 @@
 //! MPDR-R as the paper's §4.5: one manifold AE and an energy AE, both MLPs with two
 //! 1024-unit hidden layers, D_z = D_x if D_x ≤ 100 else round(0.7·D_x), spherical codes;
 //! latent chain 1 step (0.1, noise 0.05), visible chain 5 steps (10, noise 0.1), γ 1e-4,
-//! Adam 1e-4. Budgets scale with the data: batch = clamp(n_train / 8, 16, 128) and fixed step
+//! Adam 1e-4 — except the visible step, capped at d/2 by default ([`VisibleStep`]). Budgets scale with the data: batch = clamp(n_train / 8, 16, 128) and fixed step
 //! counts (CPU default: 500 manifold, 500 pre-training, 150 MPDR steps; `--paper`: 50 epochs
 //! each, as the paper's other experiments), expressed as epochs of the training split.
 
@@ -36,6 +36,29 @@ pub struct Budget {
 impl Budget {
     pub const CPU: Budget = Budget { manifold_steps: 500, pretrain_steps: 500, mpdr_steps: 150, epochs: None };
     pub const PAPER: Budget = Budget { manifold_steps: 0, pretrain_steps: 0, mpdr_steps: 0, epochs: Some(50) };
+}
+
+/// The visible chain's step size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum VisibleStep {
+    /// min(10, d/2). The energy is a mean over d squared errors, so its curvature along the
+    /// residual is ≈ 2/d and a step λ moves x by 2λ/d of the residual: λ > d/2 overshoots the
+    /// reconstruction and λ > d makes the chain diverge. The paper's 10 does that for d < 20
+    /// (thyroid, d = 6: negatives' energy 1e6 after one MPDR epoch); the cap leaves d ≥ 20 as is.
+    #[default]
+    Capped,
+    /// The paper's 10 for every table.
+    Paper,
+}
+
+impl VisibleStep {
+    pub fn for_dim(self, d: usize) -> f64 {
+        match self {
+            VisibleStep::Capped => (d as f64 / 2.0).min(10.0),
+            VisibleStep::Paper => 10.0,
+        }
+    }
 }
 
 /// One split: row indices into the table.
@@ -77,7 +100,7 @@ pub fn latent_dim(d: usize) -> i64 {
 }
 
 /// The training recipe of one dataset.
-pub fn recipe(d: usize, n_train: usize, budget: Budget, seed: u64) -> TrainConfig {
+pub fn recipe(d: usize, n_train: usize, budget: Budget, step: VisibleStep, seed: u64) -> TrainConfig {
     let mut c = TrainConfig { seed, ..TrainConfig::dcase_official() };
     let batch = (n_train / 8).clamp(16, 128) as i64;
     let per_epoch = n_train.div_ceil(batch as usize).max(1);
@@ -99,7 +122,7 @@ pub fn recipe(d: usize, n_train: usize, budget: Budget, seed: u64) -> TrainConfi
     c.mpdr.latent.step_size = 0.1;
     c.mpdr.latent.noise = 0.05;
     c.mpdr.visible.steps = 5;
-    c.mpdr.visible.step_size = 10.0;
+    c.mpdr.visible.step_size = step.for_dim(d);
     c.mpdr.visible.noise = 0.1;
     c.mpdr.gamma = 1e-4;
     c.mpdr.lr = 1e-4;
@@ -141,10 +164,18 @@ fn standardised(t: &Table, fit: &[usize], idx: &[usize]) -> Tensor {
 }
 
 /// Train `kind` on the split's training rows and score its test rows.
-pub fn run_one(t: &Table, s: &Split, kind: ModelKind, budget: Budget, seed: u64, device: Device) -> Result<RunScore> {
+pub fn run_one(
+    t: &Table,
+    s: &Split,
+    kind: ModelKind,
+    budget: Budget,
+    step: VisibleStep,
+    seed: u64,
+    device: Device,
+) -> Result<RunScore> {
     let train = standardised(t, &s.train, &s.train);
     let test = standardised(t, &s.train, &s.test);
-    let cfg = recipe(t.d, s.train.len(), budget, seed);
+    let cfg = recipe(t.d, s.train.len(), budget, step, seed);
     let start = Instant::now();
     let data = TrainData { train: &train, heldout: None, n_mels: t.d as i64, frames: 1 };
     let bundle = recipe::train(kind, &data, &cfg, device, &mut recipe::Quiet, None)?;
@@ -193,6 +224,7 @@ pub fn run(
     models: &[ModelKind],
     seeds: usize,
     budget: Budget,
+    step: VisibleStep,
     device: Device,
 ) -> Result<Vec<DatasetResult>> {
     let files = npz_files(npz)?;
@@ -211,7 +243,7 @@ pub fn run(
         for &kind in models {
             let mut runs = Vec::new();
             for (k, s) in splits.iter().enumerate() {
-                let r = run_one(t, s, kind, budget, k as u64 + 1, device)
+                let r = run_one(t, s, kind, budget, step, k as u64 + 1, device)
                     .with_context(|| format!("{name}, {kind}, seed {k}"))?;
                 tracing::info!(dataset = %name, model = %kind, seed = k, auroc = r.auroc, aupr = r.aupr, seconds = r.train_s, "run done");
                 runs.push(r);
@@ -236,13 +268,13 @@ pub fn run(
             anomaly_rate: t.y.iter().filter(|a| **a).count() as f64 / t.n as f64,
             models: model_results,
         });
-        write_outputs(out, &results, seeds, budget)?;
+        write_outputs(out, &results, seeds, budget, step)?;
     }
     Ok(results)
 }
 
-fn write_outputs(out: &Path, results: &[DatasetResult], seeds: usize, budget: Budget) -> Result<()> {
-    let json = serde_json::json!({ "protocol": "stratified 70/30 split, anomalies removed from train, standardised on train", "seeds": seeds, "budget": budget, "datasets": results });
+fn write_outputs(out: &Path, results: &[DatasetResult], seeds: usize, budget: Budget, step: VisibleStep) -> Result<()> {
+    let json = serde_json::json!({ "protocol": "stratified 70/30 split, anomalies removed from train, standardised on train", "seeds": seeds, "budget": budget, "visible_step": step, "datasets": results });
     std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&json)?)?;
     let mut md = format!("# mpdr bench vectors\n\n{seeds} seeds; mean ± std over seeds.\n\n| dataset | n | d | anomalies | model | AUROC | AUPR | train s |\n|---|---|---|---|---|---|---|---|\n");
     for r in results {
@@ -289,7 +321,10 @@ mod tests {
     #[test]
     fn latent_size_follows_the_paper() {
         assert_eq!((latent_dim(6), latent_dim(100), latent_dim(274)), (6, 100, 192));
-        let c = recipe(64, 1000, Budget::CPU, 1);
+        let c = recipe(64, 1000, Budget::CPU, VisibleStep::Capped, 1);
+        assert_eq!(c.mpdr.visible.step_size, 10.0, "d >= 20 keeps the paper's step");
+        assert_eq!(recipe(6, 1000, Budget::CPU, VisibleStep::Capped, 1).mpdr.visible.step_size, 3.0);
+        assert_eq!(recipe(6, 1000, Budget::CPU, VisibleStep::Paper, 1).mpdr.visible.step_size, 10.0);
         assert_eq!(
             (c.manifold.latent_dims.clone(), c.energy.latent, c.mpdr.latent.steps, c.mpdr.visible.steps),
             (vec![64], Some(64), 1, 5)

@@ -1,8 +1,10 @@
-//! Dataset readers. For now: one input file -> log-mel, from a WAV (through the front-end) or
-//! from a precomputed `.npy` log-mel of shape (n_mels, frames) as DCASE ToyCar ships.
+//! Dataset readers: one input file -> log-mel, from a WAV (through the front-end) or from a
+//! precomputed `.npy` log-mel of shape (n_mels, frames) as DCASE ToyCar ships; DCASE folder
+//! layouts ([`dcase`]); ADBench tables ([`npz`]) and MNIST IDX files ([`idx`]) for `mpdr bench`.
 
 pub mod dcase;
 pub mod extract;
+pub mod idx;
 pub mod npy;
 pub mod npz;
 

@@ -74,11 +74,25 @@ pub struct EnergyConfig {
     pub l2: Option<f64>,
     /// Overrides the latent size of AE presets (32 for both).
     pub latent: Option<i64>,
+    /// Where the energy starts: its own pre-training stage, or a copy of manifold AE 0
+    /// (`transfer_ae`, the paper's MNIST MPDR-R: "initialised from (f_e, f_d)").
+    pub init: EnergyInit,
+}
+
+/// How an energy network gets its starting weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EnergyInit {
+    /// The pre-training stage (`[pretrain]`) trains it on the data (reconstruction energies).
+    #[default]
+    Pretrain,
+    /// Copy every variable of manifold AE 0 with the same name and shape; no pre-training.
+    Manifold,
 }
 
 impl Default for EnergyConfig {
     fn default() -> Self {
-        EnergyConfig { preset: EnergyPreset::DcaseAe1024, l2: None, latent: None }
+        EnergyConfig { preset: EnergyPreset::DcaseAe1024, l2: None, latent: None, init: EnergyInit::Pretrain }
     }
 }
 
@@ -166,7 +180,7 @@ impl Default for TrainConfig {
         let official = TrainConfig::dcase_official();
         TrainConfig {
             manifold: ManifoldConfig { epochs: 10, ..official.manifold },
-            energy: EnergyConfig { preset: EnergyPreset::PaperAe128, l2: None, latent: None },
+            energy: EnergyConfig { preset: EnergyPreset::PaperAe128, ..official.energy.clone() },
             mpdr: MpdrConfig { lr: 1e-4, ..official.mpdr },
             mpdr_schedule: MpdrSchedule { max_steps: 300, ..official.mpdr_schedule },
             ..official
@@ -362,26 +376,75 @@ pub fn train(
     hooks: &mut dyn TrainHooks,
     resume: Option<Bundle>,
 ) -> anyhow::Result<Bundle> {
+    let nets = cfg.networks(kind, input.train.size()[1], input.n_mels, input.frames);
+    train_with(kind, input, cfg, nets, device, hooks, resume)
+}
+
+/// The networks of one model: the energy and the manifold autoencoders (none for AE/IDNN).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Networks {
+    pub energy: EnergySpec,
+    pub manifold: Vec<AeSpec>,
+}
+
+impl TrainConfig {
+    /// The networks [`train`] builds for `kind` on `dim`-D vectors from this config's presets.
+    pub fn networks(&self, kind: ModelKind, dim: i64, n_mels: i64, frames: i64) -> Networks {
+        let preset = match kind {
+            ModelKind::Idnn | ModelKind::MpdrIdnn => EnergyPreset::Idnn,
+            ModelKind::MpdrS => EnergyPreset::ScalarMlp,
+            _ => self.energy.preset,
+        };
+        let energy_cfg = TrainConfig { energy: EnergyConfig { preset, ..self.energy.clone() }, ..self.clone() };
+        let uses_mpdr = matches!(kind, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
+        Networks {
+            energy: energy_cfg.energy_spec(dim, n_mels, frames),
+            manifold: if uses_mpdr { self.manifold_specs(dim) } else { Vec::new() },
+        }
+    }
+}
+
+/// Copy every variable of `from` that `to` has under the same name and shape; returns how
+/// many were copied.
+pub fn copy_matching(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> anyhow::Result<usize> {
+    let src = from.variables();
+    let mut n = 0;
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for (name, mut dst) in to.variables() {
+            if let Some(s) = src.get(&name).filter(|s| s.size() == dst.size()) {
+                dst.f_copy_(&s.f_to_device(dst.device())?)?;
+                n += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// [`train`] with explicit networks (e.g. the MNIST conv nets of paper Table 8); the
+/// schedule, MPDR settings and energy init still come from `cfg`.
+pub fn train_with(
+    kind: ModelKind,
+    input: &TrainData<'_>,
+    cfg: &TrainConfig,
+    nets: Networks,
+    device: Device,
+    hooks: &mut dyn TrainHooks,
+    resume: Option<Bundle>,
+) -> anyhow::Result<Bundle> {
     let (data, heldout, n_mels, frames) = (input.train, input.heldout, input.n_mels, input.frames);
     let started = std::time::Instant::now();
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "invalid training config: {problems}");
-    let dim = data.size()[1];
     let data = data.to_device(device);
     let heldout = heldout.map(|h| h.to_device(device));
-    let energy_cfg = match kind {
-        ModelKind::Idnn | ModelKind::MpdrIdnn => {
-            TrainConfig { energy: EnergyConfig { preset: EnergyPreset::Idnn, ..cfg.energy.clone() }, ..cfg.clone() }
-        }
-        ModelKind::MpdrS => TrainConfig {
-            energy: EnergyConfig { preset: EnergyPreset::ScalarMlp, ..cfg.energy.clone() },
-            ..cfg.clone()
-        },
-        _ => cfg.clone(),
-    };
     let uses_mpdr = matches!(kind, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
-    let manifold = if uses_mpdr { cfg.manifold_specs(dim) } else { Vec::new() };
-    let mut manifest = Manifest::new(kind, energy_cfg.energy_spec(dim, n_mels, frames), manifold);
+    anyhow::ensure!(
+        uses_mpdr != nets.manifold.is_empty(),
+        "{kind} needs {} manifold autoencoder(s)",
+        if uses_mpdr { "one or more" } else { "no" }
+    );
+    let mut manifest = Manifest::new(kind, nets.energy, nets.manifold);
     manifest.provenance.seed = cfg.seed;
     tch::manual_seed(cfg.seed as i64);
     let mut bundle = match resume {
@@ -420,9 +483,16 @@ pub fn train(
         vs.freeze();
     }
 
-    // 2. Energy pre-training (reconstruction / prediction energies).
+    // 2. Energy init: a copy of manifold AE 0, or pre-training (reconstruction / prediction).
+    let copy = cfg.energy.init == EnergyInit::Manifold && kind != ModelKind::MpdrS;
+    if copy && !bundle.manifold_vs.is_empty() && epochs_done(&bundle, "energy_copy") == 0 {
+        let n = copy_matching(&bundle.manifold_vs[0], &bundle.energy_vs)?;
+        anyhow::ensure!(n > 0, "energy.init = \"manifold\": the energy network shares no variable with manifold AE 0");
+        tracing::info!(variables = n, "energy starts as a copy of manifold AE 0");
+        bundle.manifest.provenance.stages.insert("energy_copy_epochs".into(), 1);
+    }
     let done = epochs_done(&bundle, "pretrain");
-    if kind != ModelKind::MpdrS && done < cfg.pretrain.epochs {
+    if kind != ModelKind::MpdrS && !(copy && uses_mpdr) && done < cfg.pretrain.epochs {
         let r = {
             let mut obj = Pretrain::new(&bundle.energy, &bundle.energy_vs, cfg.pretrain.lr)?;
             let p = &cfg.pretrain;
