@@ -7,13 +7,16 @@ It reads the split indices `mpdr bench vectors` wrote (splits/<dataset>_seed<k>.
 IForest, OCSVM, KNN, LOF, PCA, ECOD, COPOD, HBOS and CBLOF (PyOD defaults, seeded) on the same
 train/test rows with the same standardisation, and prints per-dataset AUROC and the average
 rank across datasets (rank 1 = best AUROC), like the paper's Table 6, with the mpdr models
-from results.json included. Writes <results>/pyod_compare.md.
+from results.json included (tied AUROCs share the average rank). Writes
+<results>/pyod_compare.md and the AUROC table as <results>/pyod_compare.json (--reuse takes
+PyOD's numbers from it; --exclude drops a column from the table and the ranks).
 """
 import argparse
 import json
 import pathlib
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 
@@ -45,12 +48,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--npz", required=True, type=pathlib.Path)
     ap.add_argument("--results", required=True, type=pathlib.Path)
+    ap.add_argument("--exclude", action="append", default=[], help="leave this column out of table and ranks")
+    ap.add_argument("--reuse", action="store_true", help="take PyOD's AUROCs from <results>/pyod_compare.json")
     args = ap.parse_args()
     mpdr = json.loads((args.results / "results.json").read_text())
+    cache = args.results / "pyod_compare.json"
+    cached = json.loads(cache.read_text()) if args.reuse else {}
     table = {}  # dataset -> model -> mean AUROC
     for ds in mpdr["datasets"]:
         name = ds["dataset"]
         table[name] = {"mpdr:" + m["model"]: m["auroc_mean"] for m in ds["models"]}
+        if name in cached:
+            table[name].update({k: v for k, v in cached[name].items() if not k.startswith("mpdr:")})
+            continue
         data = np.load(args.npz / f"{name}.npz")
         X, y = data["X"].astype(np.float64), data["y"].astype(int)
         seeds = sorted(args.results.glob(f"splits/{name}_seed*.json"))
@@ -71,12 +81,14 @@ def main():
                 scores.setdefault(det, []).append(auc)
         for det, v in scores.items():
             table[name][det] = float(np.mean(v))
-    models = sorted({m for row in table.values() for m in row})
+    cache.write_text(json.dumps(table, indent=1))
+    models = sorted({m for row in table.values() for m in row} - set(args.exclude))
     ranks = {m: [] for m in models}
     for row in table.values():
-        order = sorted(models, key=lambda m: -row.get(m, 0.5))
-        for r, m in enumerate(order, 1):
-            ranks[m].append(r)
+        # Rank 1 = best AUROC; ties share the average rank.
+        r = rankdata([-row.get(m, 0.5) for m in models], method="average")
+        for m, rank in zip(models, r):
+            ranks[m].append(rank)
     lines = ["| dataset | " + " | ".join(models) + " |", "|---" * (len(models) + 1) + "|"]
     for name, row in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{row.get(m, float('nan')):.3f}" for m in models) + " |")

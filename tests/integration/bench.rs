@@ -45,6 +45,7 @@ fn the_vector_protocol_scores_an_easy_table_and_writes_its_results() {
     assert_eq!((r[0].n, r[0].d), (300, 6));
     let ae = &r[0].models[0];
     assert!(ae.auroc_mean > 0.9, "an AE finds points off the plane: {}", ae.auroc_mean);
+    assert!(r[0].models[1].auroc_mean > 0.9, "MPDR-R with the capped step: {}", r[0].models[1].auroc_mean);
     for m in &r[0].models {
         for run in &m.runs {
             assert!((0.0..=1.0).contains(&run.auroc) && (0.0..=1.0).contains(&run.aupr));
