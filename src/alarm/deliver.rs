@@ -54,16 +54,18 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// A running worker.
+/// A worker thread: spawned idle, delivering once [`Worker::start`]ed.
 pub struct Worker {
     pub name: String,
     wake: Sender<()>,
     stop: Arc<AtomicBool>,
+    start: Sender<Option<JoinHandle<()>>>,
     handle: JoinHandle<()>,
 }
 
 impl Worker {
-    /// Start delivering `name`'s records from the outbox in `state_dir` through `sink`.
+    /// A worker for `name`'s records in the outbox in `state_dir`, delivered through `sink`.
+    /// It delivers nothing until [`start`](Self::start); dropped or stopped unstarted, it exits.
     pub fn spawn(
         name: String,
         sink: Box<dyn Sink>,
@@ -73,12 +75,24 @@ impl Worker {
     ) -> anyhow::Result<Worker> {
         let outbox = Outbox::open(&state_dir)?;
         let (wake, woken) = bounded(1);
+        let (start, started) = bounded::<Option<JoinHandle<()>>>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let (n, s) = (name.clone(), stop.clone());
-        let handle = std::thread::Builder::new()
-            .name(format!("mpdr-sink-{name}"))
-            .spawn(move || work(&n, sink, outbox, &policy, &metrics, &woken, &s))?;
-        Ok(Worker { name, wake, stop, handle })
+        let handle = std::thread::Builder::new().name(format!("mpdr-sink-{name}")).spawn(move || {
+            // Wait for the go, and for the predecessor of the same sink (a reload) to finish
+            // its delivery in progress, so one record is never in flight twice.
+            let Ok(previous) = started.recv() else { return };
+            if let Some(h) = previous {
+                let _ = h.join();
+            }
+            work(&n, sink, outbox, &policy, &metrics, &woken, &s)
+        })?;
+        Ok(Worker { name, wake, stop, start, handle })
+    }
+
+    /// Begin delivering, after `previous` (the stopped worker this one replaces) has exited.
+    pub fn start(&self, previous: Option<JoinHandle<()>>) {
+        let _ = self.start.try_send(previous);
     }
 
     /// A new event may be due.
@@ -189,5 +203,56 @@ mod tests {
         assert_eq!(p.backoff_s(9, 0.5), 10.0);
         assert_eq!(p.backoff_s(2, 0.0), 2.0);
         assert!(p.backoff_s(2, 0.999) < 6.0);
+    }
+
+    /// Records (worker tag, event id) per delivery; each delivery takes 100 ms.
+    struct Slow(&'static str, Arc<std::sync::Mutex<Vec<(&'static str, String)>>>);
+    impl Sink for Slow {
+        fn deliver(&mut self, event: &crate::alarm::AlarmEvent) -> Result<(), SinkError> {
+            std::thread::sleep(Duration::from_millis(100));
+            self.1.lock().unwrap().push((self.0, event.id.clone()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_replacing_worker_waits_for_its_predecessor_and_nothing_is_delivered_twice() {
+        let d = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(d.path()).unwrap();
+        for i in 0..6 {
+            let ev = crate::alarm::AlarmEvent::new(crate::alarm::EventKind::Raised, "fan", i as f64);
+            outbox.add(&ev, &["s"]).unwrap();
+        }
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let policy = RetryPolicy { initial_s: 1.0, max_s: 1.0, max_age_s: 3600.0 };
+        let spawn = |tag| {
+            let m = Arc::new(SinkMetrics::new("s"));
+            Worker::spawn("s".into(), Box::new(Slow(tag, log.clone())), d.path().to_path_buf(), policy.clone(), m)
+                .unwrap()
+        };
+        // Spawned but not started: delivers nothing; dropped, its thread ends.
+        let idle = spawn("idle");
+        std::thread::sleep(Duration::from_millis(250));
+        assert!(log.lock().unwrap().is_empty());
+        drop(idle);
+        let a = spawn("a");
+        a.start(None);
+        std::thread::sleep(Duration::from_millis(150));
+        // Reload: "b" replaces "a" while "a" is mid-delivery.
+        let b = spawn("b");
+        b.start(Some(a.stop()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while Outbox::open(d.path()).unwrap().counts("s").unwrap().delivered < 6 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b.stop().join().unwrap();
+        let log = log.lock().unwrap();
+        let mut ids: Vec<&String> = log.iter().map(|(_, id)| id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!((log.len(), ids.len()), (6, 6), "each event delivered exactly once: {log:?}");
+        assert!(log.iter().any(|(t, _)| *t == "a") && log.iter().any(|(t, _)| *t == "b"), "{log:?}");
+        assert!(log.iter().all(|(t, _)| *t != "idle"));
     }
 }

@@ -28,8 +28,8 @@ pub struct SinkSlot {
     pub streams: Vec<String>,
 }
 
-/// Start one worker per outbox-fed sink of `cfg` (a log sink when none is configured) and
-/// publish their counters in `metrics`.
+/// One idle worker per outbox-fed sink of `cfg` (a log sink when none is configured), their
+/// counters published in `metrics`; [`spawn`] starts them.
 pub fn build_workers(cfg: &MonitorConfig, state_dir: &Path, metrics: &Metrics) -> Result<Vec<SinkSlot>> {
     let names = cfg.sink_names();
     struct Spec(String, Box<dyn Sink>, RetryPolicy, Vec<String>);
@@ -125,6 +125,9 @@ pub fn spawn(
 ) -> Result<Events> {
     let mut outbox = Outbox::open(&state_dir)?;
     let (replace, replaced) = bounded::<Vec<SinkSlot>>(4);
+    for s in &slots {
+        s.worker.start(None);
+    }
     let handle = std::thread::Builder::new().name("mpdr-events".into()).spawn(move || {
         let mut slots = slots;
         let mut since_prune = 0usize;
@@ -146,13 +149,15 @@ pub fn spawn(
                     Err(_) => break,
                 },
                 recv(replaced) -> new => if let Ok(new) = new {
-                    let old = std::mem::replace(&mut slots, new);
+                    // Old workers finish their delivery in progress; a new worker of the same
+                    // sink starts only after its predecessor has exited, the others at once.
+                    let mut old: Vec<(String, JoinHandle<()>)> =
+                        std::mem::replace(&mut slots, new).into_iter().map(|s| (s.worker.name.clone(), s.worker.stop())).collect();
                     for s in &slots {
-                        s.worker.wake();
+                        let previous = old.iter().position(|(n, _)| *n == s.worker.name).map(|i| old.swap_remove(i).1);
+                        s.worker.start(previous);
                     }
-                    // Old workers finish their delivery in progress in the background.
-                    let handles: Vec<_> = old.into_iter().map(|s| s.worker.stop()).collect();
-                    std::thread::spawn(move || handles.into_iter().for_each(|h| { let _ = h.join(); }));
+                    std::thread::spawn(move || old.into_iter().for_each(|(_, h)| { let _ = h.join(); }));
                 },
             }
         }
