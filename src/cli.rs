@@ -567,8 +567,8 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             for r in &results {
                 for m in &r.models {
                     println!(
-                        "hold-out {}: {:<7} AUPR {:.3}  AUROC {:.3}  constant AUROC {:.3}  ({:.0} s)",
-                        r.holdout, m.model, m.aupr, m.auroc, m.constant_auroc, m.train_s
+                        "hold-out {}: {:<7} AUPR {:.3}  AUROC {:.3}  constant-image AUPR {:.3}  ({:.0} s)",
+                        r.holdout, m.model, m.aupr, m.auroc, m.constant_aupr, m.train_s
                     );
                 }
             }
