@@ -532,8 +532,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// The MPDR code's budget (AE 30 epochs, MPDR 60 epochs, batch 128; a GPU budget).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["ae_steps", "mpdr_steps"])]
         paper: bool,
+        /// AE steps of the CPU budget (default 400).
+        #[arg(long)]
+        ae_steps: Option<usize>,
+        /// MPDR steps per MPDR model of the CPU budget (default 100).
+        #[arg(long)]
+        mpdr_steps: Option<usize>,
         /// auto | cpu | cuda | cuda:N
         #[arg(long, default_value = "auto")]
         device: crate::device::DeviceChoice,
@@ -559,9 +565,15 @@ pub fn bench(args: &BenchArgs) -> Result<()> {
             println!("{} dataset(s); results in {}", results.len(), out.join("results.md").display());
             Ok(())
         }
-        BenchCommand::Mnist { idx_dir, holdout, out, model, seed, paper, device } => {
+        BenchCommand::Mnist { idx_dir, holdout, out, model, seed, paper, ae_steps, mpdr_steps, device } => {
             use crate::bench::mnist;
-            let budget = if *paper { mnist::Budget::PAPER } else { mnist::Budget::CPU };
+            let mut budget = if *paper { mnist::Budget::PAPER } else { mnist::Budget::CPU };
+            budget.ae_steps = ae_steps.unwrap_or(budget.ae_steps);
+            budget.mpdr_steps = mpdr_steps.unwrap_or(budget.mpdr_steps);
+            anyhow::ensure!(
+                *paper || (budget.ae_steps > 0 && budget.mpdr_steps > 0),
+                "--ae-steps and --mpdr-steps must be >= 1"
+            );
             let device = device.resolve()?;
             let results = mnist::run(idx_dir, out, holdout, model, budget, *seed, device)?;
             for r in &results {
