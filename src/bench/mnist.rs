@@ -36,7 +36,7 @@ use crate::mpdr::Distance;
 use crate::nn::ae::AeSpec;
 use crate::nn::conv::{ConvDecoderSpec, ConvEncoderSpec};
 use crate::nn::scalar::ScalarSpec;
-use crate::nn::{Activation, EnergySpec, NetSpec, Reduction};
+use crate::nn::{EnergySpec, NetSpec, Reduction};
 
 /// Pixels per image (28 x 28).
 pub const PIXELS: usize = 28 * 28;
@@ -177,21 +177,8 @@ pub fn load(dir: &Path) -> Result<Mnist> {
 /// The Table 8 conv autoencoder: 32-D spherical code, sigmoid output, encoder L2 1e-4.
 pub fn conv_ae(out_scale: bool) -> AeSpec {
     AeSpec {
-        encoder: NetSpec::ConvEncoder(ConvEncoderSpec {
-            in_channels: 1,
-            size: 28,
-            nh: 8,
-            nh_mlp: 1024,
-            output: 32,
-            activation: Activation::Relu,
-            spectral_norm: false,
-        }),
-        decoder: NetSpec::ConvDecoder(ConvDecoderSpec {
-            latent: 32,
-            out_channels: 1,
-            nh: 8,
-            out_activation: Activation::Sigmoid,
-        }),
+        encoder: NetSpec::ConvEncoder(ConvEncoderSpec::mnist(32, false)),
+        decoder: NetSpec::ConvDecoder(ConvDecoderSpec::mnist(32)),
         latent: 32,
         spherical: true,
         reduction: Reduction::Mean,
@@ -206,15 +193,7 @@ pub fn networks(kind: ModelKind) -> Networks {
         ModelKind::MpdrR => Networks { energy: EnergySpec::Ae(conv_ae(true)), manifold: vec![conv_ae(false)] },
         ModelKind::MpdrS => Networks {
             energy: EnergySpec::Scalar(ScalarSpec {
-                net: NetSpec::ConvEncoder(ConvEncoderSpec {
-                    in_channels: 1,
-                    size: 28,
-                    nh: 8,
-                    nh_mlp: 1024,
-                    output: 1,
-                    activation: Activation::Relu,
-                    spectral_norm: true,
-                }),
+                net: NetSpec::ConvEncoder(ConvEncoderSpec::mnist(1, true)),
                 out_scale: true,
                 l2: 0.0,
             }),

@@ -25,6 +25,21 @@ pub struct ConvEncoderSpec {
     pub spectral_norm: bool,
 }
 
+impl ConvEncoderSpec {
+    /// The MNIST encoder of Table 8: 1 x 28 x 28 in, nh = 8, a 1024-channel conv4, ReLU.
+    pub fn mnist(output: i64, spectral_norm: bool) -> Self {
+        ConvEncoderSpec {
+            in_channels: 1,
+            size: 28,
+            nh: 8,
+            nh_mlp: 1024,
+            output,
+            activation: Activation::Relu,
+            spectral_norm,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConvDecoderSpec {
@@ -32,6 +47,13 @@ pub struct ConvDecoderSpec {
     pub out_channels: i64,
     pub nh: i64,
     pub out_activation: Activation,
+}
+
+impl ConvDecoderSpec {
+    /// The MNIST decoder of Table 8: nh = 8, one sigmoid output channel (pixels in [0, 1]).
+    pub fn mnist(latent: i64) -> Self {
+        ConvDecoderSpec { latent, out_channels: 1, nh: 8, out_activation: Activation::Sigmoid }
+    }
 }
 
 /// One conv (or transposed conv) layer with its own weights.
@@ -175,22 +197,8 @@ mod tests {
     fn table8_networks_map_28x28_images_to_codes_and_back() {
         crate::device::init_threads();
         let vs = nn::VarStore::new(Device::Cpu);
-        let enc = ConvEncoder::new(
-            &(vs.root() / "enc"),
-            &ConvEncoderSpec {
-                in_channels: 1,
-                size: 28,
-                nh: 8,
-                nh_mlp: 1024,
-                output: 32,
-                activation: Activation::Relu,
-                spectral_norm: false,
-            },
-        );
-        let dec = ConvDecoder::new(
-            &(vs.root() / "dec"),
-            &ConvDecoderSpec { latent: 32, out_channels: 1, nh: 8, out_activation: Activation::Sigmoid },
-        );
+        let enc = ConvEncoder::new(&(vs.root() / "enc"), &ConvEncoderSpec::mnist(32, false));
+        let dec = ConvDecoder::new(&(vs.root() / "dec"), &ConvDecoderSpec::mnist(32));
         let x = Tensor::rand([3, 784], (Kind::Float, Device::Cpu));
         let z = enc.forward(&x, false);
         assert_eq!(z.size(), vec![3, 32]);
