@@ -344,10 +344,16 @@ fn modbus_clients_read_the_register_map_through_an_alarm_and_only_ack_is_writabl
     let m = Monitor::start(&cfg, &[]);
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let head = regs(&modbus(&mut sock, 1, &[3, 0, 0, 0, 3]));
-    assert_eq!((head[1], head[2]), (1, 1), "one stream, ready");
+    // The Modbus server listens before the streams are up: wait for the ready bit.
+    let mut tid = 1;
+    let mut head = Vec::new();
+    wait_for("the daemon's ready bit", 30, || {
+        tid += 1;
+        head = regs(&modbus(&mut sock, tid, &[3, 0, 0, 0, 3]));
+        head[2] == 1
+    });
+    assert_eq!(head[1], 1, "one stream");
     // Wait for the alarm through the status register.
-    let mut tid = 2;
     let mut read_stream = |sock: &mut TcpStream| {
         tid += 1;
         regs(&modbus(sock, tid, &[3, 0, 10, 0, 9]))
