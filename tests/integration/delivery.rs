@@ -342,6 +342,8 @@ fn modbus_clients_read_the_register_map_through_an_alarm_and_only_ack_is_writabl
     let source = format!("{{ type = \"file\", path = \"{}\", realtime = true, speed = 8.0 }}", w.display());
     let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
     let m = Monitor::start(&cfg, &[]);
+    // /metrics is served before the outbox opens and the Modbus server starts: wait for its line.
+    assert!(m.wait_line(|l| l.contains("Modbus TCP server listening"), 60).is_some(), "{:?}", m.log());
     let mut sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     // The Modbus server listens before the streams are up: wait for the ready bit.
