@@ -411,7 +411,6 @@ pub fn run(
 
 fn write_outputs(out: &Path, protocol: &str, results: &[DigitResult], budget: Budget, seed: u64) -> Result<()> {
     let json = serde_json::json!({ "protocol": protocol, "seed": seed, "budget": budget, "digits": results });
-    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&json)?)?;
     let mut md = format!(
         "# mpdr bench mnist\n\n{protocol}; seed {seed}. AUPR: hold-out digit (positive) vs the other test digits (paper Table 1). Constant: 500 constant images (positive) vs the test inliers (paper Table 2).\n\n| hold-out | n train | n test | positives | model | AUPR | AUROC | Constant AUPR | Constant AUROC | train s |\n|---|---|---|---|---|---|---|---|---|---|\n"
     );
@@ -432,8 +431,7 @@ fn write_outputs(out: &Path, protocol: &str, results: &[DigitResult], budget: Bu
             );
         }
     }
-    std::fs::write(out.join("results.md"), md)?;
-    Ok(())
+    super::write_results(out, &json, &md)
 }
 
 #[cfg(test)]

@@ -238,7 +238,7 @@ pub fn run(
         let mut model_results = Vec::new();
         let splits: Vec<Split> = (0..seeds).map(|k| split(&t.y, 1000 + k as u64)).collect();
         for (k, s) in splits.iter().enumerate() {
-            std::fs::write(out.join("splits").join(format!("{name}_seed{k}.json")), serde_json::to_string(s)?)?;
+            super::write_file(&out.join("splits").join(format!("{name}_seed{k}.json")), serde_json::to_string(s)?)?;
         }
         for &kind in models {
             let mut runs = Vec::new();
@@ -275,7 +275,6 @@ pub fn run(
 
 fn write_outputs(out: &Path, results: &[DatasetResult], seeds: usize, budget: Budget, step: VisibleStep) -> Result<()> {
     let json = serde_json::json!({ "protocol": "stratified 70/30 split, anomalies removed from train, standardised on train", "seeds": seeds, "budget": budget, "visible_step": step, "datasets": results });
-    std::fs::write(out.join("results.json"), serde_json::to_string_pretty(&json)?)?;
     let mut md = format!("# mpdr bench vectors\n\n{seeds} seeds; mean ± std over seeds.\n\n| dataset | n | d | anomalies | model | AUROC | AUPR | train s |\n|---|---|---|---|---|---|---|---|\n");
     for r in results {
         for m in &r.models {
@@ -294,8 +293,7 @@ fn write_outputs(out: &Path, results: &[DatasetResult], seeds: usize, budget: Bu
             );
         }
     }
-    std::fs::write(out.join("results.md"), md)?;
-    Ok(())
+    super::write_results(out, &json, &md)
 }
 
 #[cfg(test)]
