@@ -109,6 +109,17 @@ pub struct TrainArgs {
     /// Continue an interrupted run from `<out>/checkpoint`.
     #[arg(long)]
     pub resume: bool,
+    /// Train one model for this machine id only (e.g. 01); the other ids' normal clips then
+    /// serve the label-free checks (they are normal recordings of other machines).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Keep every epoch's bundle under `<out>/epochs/<stage>-<n>` (for trajectories).
+    #[arg(long)]
+    pub keep_epochs: bool,
+    /// Per-MPDR-epoch diagnostics (energies of data, negatives and pseudo-anomalies, the
+    /// texture probe) in `<out>/training.md`, `training.json` and `diagnostics.png`.
+    #[arg(long)]
+    pub diagnostics: bool,
     #[command(flatten)]
     pub data_options: DataOptions,
 }
@@ -135,6 +146,9 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     if let Some(d) = args.device {
         cfg.device = d;
     }
+    if args.diagnostics {
+        cfg.mpdr_schedule.diagnostics = true;
+    }
     let last_is_pretrain = matches!(args.model, ModelKind::Ae | ModelKind::Idnn);
     let (epochs, steps) = if last_is_pretrain {
         (&mut cfg.pretrain.epochs, &mut cfg.pretrain.max_steps)
@@ -160,6 +174,8 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
         cache: args.data_options.cache(),
         on_bad: args.data_options.on_bad_file,
         resume: args.resume,
+        id: args.id.clone(),
+        keep_epochs: args.keep_epochs,
         stop,
     };
     let b = crate::pipeline::train(&opts)?;

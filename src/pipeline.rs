@@ -33,6 +33,10 @@ pub struct TrainOptions {
     pub on_bad: OnBadFile,
     /// Continue from `<out>/checkpoint` instead of starting afresh.
     pub resume: bool,
+    /// Train on this machine id's files only; the other ids' normals feed the selection checks.
+    pub id: Option<String>,
+    /// Keep a copy of every epoch's bundle under `<out>/epochs/<stage>-<n>`.
+    pub keep_epochs: bool,
     /// Set (e.g. by SIGINT) to stop after the current step; the last checkpoint stays usable.
     pub stop: Arc<AtomicBool>,
 }
@@ -50,6 +54,10 @@ struct Checkpoints {
     audio: crate::audio::AudioOptions,
     scaler: Scaler,
     stop: Arc<AtomicBool>,
+    /// `--keep-epochs`: also write each epoch's bundle to `<keep>/<stage>-<epoch>`.
+    keep: Option<PathBuf>,
+    /// The MPDR stage's watched epochs, for the training report.
+    watched: Vec<crate::mpdr::watch::EpochRecord>,
 }
 
 impl TrainHooks for Checkpoints {
@@ -60,11 +68,34 @@ impl TrainHooks for Checkpoints {
         m.scaler = Some(self.scaler.clone());
         m.provenance.stages.insert(format!("{stage}_epochs"), s.epoch as u64);
         bundle.save_as(&self.dir, &m)?;
+        if let Some(keep) = &self.keep {
+            bundle.save_as(&keep.join(format!("{stage}-{}", s.epoch)), &m)?;
+        }
         Ok(())
     }
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+    fn on_watch(&mut self, history: &[crate::mpdr::watch::EpochRecord]) {
+        self.watched = history.to_vec();
+    }
+}
+
+/// The training files of machine id `id` (all when `None`) and those of the other ids.
+/// An id without training files is an error naming the folder and the ids it has.
+pub fn split_by_id(md: &MachineDir, id: Option<&str>) -> Result<(Vec<DcaseFile>, Vec<DcaseFile>)> {
+    let Some(id) = id else { return Ok((md.train.clone(), Vec::new())) };
+    let (own, others): (Vec<DcaseFile>, Vec<DcaseFile>) = md.train.iter().cloned().partition(|f| f.id == id);
+    if own.is_empty() {
+        let mut ids: Vec<&str> = md.train.iter().map(|f| f.id.as_str()).collect();
+        ids.dedup();
+        bail!(
+            "{}: --id {id}: no training files of that machine id (ids here: {})",
+            md.root.join("train").display(),
+            ids.join(", ")
+        );
+    }
+    Ok((own, others))
 }
 
 /// Files of `files` held out for calibration: per machine id, every k-th file (k = 1/share),
@@ -157,10 +188,17 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     }
     let md = dcase::scan(&opts.data)?;
     let params = cfg.features.clone();
-    let (train_files, held_files) = holdout_split(&md.train, cfg.holdout);
-    tracing::info!(machine = %md.machine, train = train_files.len(), heldout = held_files.len(), "extracting features");
+    let (own, others) = split_by_id(&md, opts.id.as_deref())?;
+    let (train_files, held_files) = holdout_split(&own, cfg.holdout);
+    // The other ids' normals: a held-out share for the selection checks, the rest available
+    // as real negatives (`mpdr.other_ids_negatives`); never the same file in both.
+    let (other_train_files, other_files) = holdout_split(&others, cfg.holdout.max(0.1));
+    let other_train_files = if cfg.mpdr.other_ids_negatives > 0.0 { other_train_files } else { Vec::new() };
+    tracing::info!(machine = %md.machine, id = ?opts.id, train = train_files.len(), heldout = held_files.len(), other_ids = other_files.len(), "extracting features");
     let train_items = load(&train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let held_items = load(&held_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
+    let other_items = load(&other_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
+    let other_train_items = load(&other_train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let (raw, n) = stack(&train_items, params.frames);
     if n == 0 {
         bail!(
@@ -176,10 +214,16 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let train_t = to_tensor(&raw, n);
     let (held_raw, held_n) = stack(&held_items, params.frames);
     let held_t = (held_n > 0).then(|| to_tensor(&held_raw, held_n));
+    let (other_raw, other_n) = stack(&other_items, params.frames);
+    let other_t = (other_n > 0).then(|| to_tensor(&other_raw, other_n));
+    let (other_train_raw, other_train_n) = stack(&other_train_items, params.frames);
+    let other_train_t = (other_train_n > 0).then(|| to_tensor(&other_train_raw, other_train_n));
     let device = cfg.device.resolve()?;
     let input = TrainData {
         train: &train_t,
         heldout: held_t.as_ref(),
+        other_ids: other_t.as_ref(),
+        other_ids_train: other_train_t.as_ref(),
         n_mels: params.n_mels as i64,
         frames: params.frames as i64,
     };
@@ -198,6 +242,8 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
         audio: cfg.audio,
         scaler: scaler.clone(),
         stop: opts.stop.clone(),
+        keep: opts.keep_epochs.then(|| opts.out.join("epochs")),
+        watched: Vec::new(),
     };
     let mut bundle = recipe::train(opts.model, &input, cfg, device, &mut hooks, resume)?;
     if opts.stop.load(Ordering::Relaxed) {
@@ -210,7 +256,8 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     bundle.manifest.audio = Some(cfg.audio);
     bundle.manifest.scaler = Some(scaler);
     bundle.manifest.provenance.data = md.root.display().to_string();
-    bundle.manifest.provenance.data_fingerprint = fingerprint(&md.train);
+    bundle.manifest.provenance.data_fingerprint = fingerprint(&own);
+    bundle.manifest.provenance.machine_id = opts.id.clone();
     bundle.manifest.provenance.metrics.insert("train_vectors".into(), n as f64);
 
     // Threshold on held-out normal files.
@@ -230,6 +277,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     }
     bundle.manifest.provenance.wall_time_s = started.elapsed().as_secs_f64();
     bundle.save(&opts.out)?;
+    crate::mpdr::report::write(&opts.out, &bundle.manifest, &hooks.watched)?;
     let _ = std::fs::remove_dir_all(&ckpt);
     Ok(bundle)
 }
@@ -289,7 +337,11 @@ pub fn evaluate(
     cache: Option<&Path>,
     on_bad: OnBadFile,
 ) -> Result<Report> {
-    let md = dcase::scan(machine_dir)?;
+    let mut md = dcase::scan(machine_dir)?;
+    // A model of one machine id is evaluated on that id's test clips only.
+    if let Some(id) = &bundle.manifest.provenance.machine_id {
+        md.test.retain(|f| &f.id == id);
+    }
     if md.test.is_empty() {
         bail!("{}: no test files", machine_dir.join("test").display());
     }

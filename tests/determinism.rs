@@ -24,7 +24,7 @@ fn same_seed_gives_identical_models_and_another_seed_does_not() {
         let c = TrainConfig { seed, ..cfg.clone() };
         let b = recipe::train(
             ModelKind::MpdrR,
-            &TrainData { train: &data, heldout: None, n_mels: 8, frames: 3 },
+            &TrainData { train: &data, heldout: None, other_ids: None, other_ids_train: None, n_mels: 8, frames: 3 },
             &c,
             Device::Cpu,
             &mut Quiet,

@@ -350,7 +350,14 @@ pub fn run_digit(
     );
     let inlier_idx: Vec<i64> = (0..labels.len() as i64).filter(|&i| !labels[i as usize]).collect();
     let inliers = test.index_select(0, &Tensor::from_slice(&inlier_idx));
-    let input = TrainData { train: &train, heldout: None, n_mels: PIXELS as i64, frames: 1 };
+    let input = TrainData {
+        train: &train,
+        heldout: None,
+        other_ids: None,
+        other_ids_train: None,
+        n_mels: PIXELS as i64,
+        frames: 1,
+    };
     let n_train = keep.len();
 
     // The conv AE first: the AE baseline, and the manifold of the MPDR models.

@@ -177,7 +177,14 @@ pub fn run_one(
     let test = standardised(t, &s.train, &s.test);
     let cfg = recipe(t.d, s.train.len(), budget, step, seed);
     let start = Instant::now();
-    let data = TrainData { train: &train, heldout: None, n_mels: t.d as i64, frames: 1 };
+    let data = TrainData {
+        train: &train,
+        heldout: None,
+        other_ids: None,
+        other_ids_train: None,
+        n_mels: t.d as i64,
+        frames: 1,
+    };
     let bundle = recipe::train(kind, &data, &cfg, device, &mut recipe::Quiet, None)?;
     let train_s = start.elapsed().as_secs_f64();
     let scores: Vec<f64> = Vec::<f64>::try_from(bundle.score(&test, 4096)?.to_kind(Kind::Double))?;

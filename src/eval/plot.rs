@@ -104,6 +104,45 @@ pub fn histogram_png(
     Ok(())
 }
 
+/// Named series of (x, y) points as lines with markers, one colour each, on a shared axis.
+pub fn lines_png(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> anyhow::Result<()> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, (760, 440)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let pts = || series.iter().flat_map(|(_, p)| p.iter()).filter(|(x, y)| x.is_finite() && y.is_finite());
+    let (x0, x1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
+    let (y0, y1) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+    let (x0, x1) = if x0.is_finite() && x1 > x0 { (x0, x1) } else { (0.0, 1.0) };
+    let (y0, y1) = if y0.is_finite() && y1 > y0 { (y0 - 0.05 * (y1 - y0), y1 + 0.05 * (y1 - y0)) } else { (0.0, 1.0) };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(&e)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(&e)?;
+    for (i, (name, points)) in series.iter().enumerate() {
+        let colour = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))
+            .map_err(&e)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(2)));
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, colour.filled()))).map_err(&e)?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
 /// One point of a stream's timeline: stream time (s), window score, threshold, in alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimelinePoint {

@@ -107,8 +107,33 @@ pub struct Provenance {
     pub stages: BTreeMap<String, u64>,
     pub data: String,
     pub data_fingerprint: String,
+    /// The machine id the model was trained for (`mpdr train --id`); `None`: every id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
     pub wall_time_s: f64,
     pub metrics: BTreeMap<String, f64>,
+    /// Which energy an MPDR training shipped (the pre-trained one or an MPDR epoch) and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shipped: Option<ShippedEnergy>,
+}
+
+/// The product rule's decision at the end of an MPDR stage (issue 12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippedEnergy {
+    /// `last`, `guard` or `best`.
+    pub rule: String,
+    /// The label-free criterion: `pseudo-anomaly`, `other-ids` or `both`.
+    pub criterion: String,
+    /// `pretrained` (the energy before MPDR) or `mpdr`.
+    pub shipped: String,
+    /// MPDR epoch of the shipped weights (0 = pre-trained).
+    pub epoch: u64,
+    pub score_shipped: f64,
+    pub score_pretrained: f64,
+    /// The criterion of MPDR's last epoch.
+    pub score_last: f64,
+    pub reason: String,
 }
 
 /// Size and SHA-256 of one weight file.

@@ -10,9 +10,12 @@
 //! Input gradients use `Tensor::run_backward`, so sampling never touches parameter gradients.
 //! All random draws go through [`Noise`], so a test can replay a reference's draws exactly.
 
+pub mod diagnose;
 pub mod recipe;
+pub mod report;
 pub mod select;
 pub mod train;
+pub mod watch;
 
 use std::collections::VecDeque;
 
@@ -69,6 +72,23 @@ impl Default for VisibleChain {
     }
 }
 
+/// What the negatives carry besides the decoded manifold point (issue 12, BENCHMARKS.md
+/// "Why MPDR dips"): decoded points are denoised — smoother than any recording — and an
+/// energy can tell them from data by texture alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Texture {
+    /// The spec: x⁻ is the visible chain's end, started at f_d(z̃).
+    #[default]
+    None,
+    /// Start the visible chain at f_d(z̃) + r, r = x − f_d(Π f_e(x)) the sample's own residual.
+    ResidualBefore,
+    /// Run the chain from f_d(z̃), then add the residual r to its end.
+    ResidualAfter,
+    /// Add Gaussian noise with the per-dimension std of the batch's residuals to the chain's end.
+    MatchedNoise,
+}
+
 /// Every MPDR hyperparameter. Defaults: the official DCASE MPDR-R config (MPDR-SPEC §3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -92,6 +112,18 @@ pub struct MpdrConfig {
     pub energy_reg: bool,
     /// Adam learning rate for the energy during MPDR.
     pub lr: f64,
+    /// Texture of the negatives (data-like residual noise); `none` = the spec.
+    pub texture: Texture,
+    /// Coefficient of Σ‖θ − θ₀‖², a pull of the energy towards its weights at MPDR's start.
+    pub anchor: f64,
+    /// Linear learning-rate warm-up from 0 over this many MPDR steps (0 = none).
+    pub warmup_steps: usize,
+    /// Sets `gamma_neg_recon` = 1 / (2·k·Ē₀), Ē₀ the mean energy of the training data at MPDR's
+    /// start: the push on a negative then vanishes at k times the data's energy, not at 0.5.
+    pub neg_equilibrium: Option<f64>,
+    /// Share of each batch's negatives replaced by normal vectors of the *other* machine ids
+    /// of the same type (`mpdr train --id`; real recordings, so the data's texture). 0 = off.
+    pub other_ids_negatives: f64,
 }
 
 impl Default for MpdrConfig {
@@ -109,6 +141,11 @@ impl Default for MpdrConfig {
             l2_energy: 0.0,
             energy_reg: true,
             lr: 1e-5,
+            texture: Texture::None,
+            anchor: 0.0,
+            warmup_steps: 0,
+            neg_equilibrium: None,
+            other_ids_negatives: 0.0,
         }
     }
 }
@@ -127,6 +164,7 @@ impl MpdrConfig {
             ("gamma_neg_recon", self.gamma_neg_recon),
             ("gamma_vx", self.gamma_vx),
             ("l2_energy", self.l2_energy),
+            ("anchor", self.anchor),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 p.push(key(k), format!("must be a finite number >= 0, got {v}"));
@@ -147,6 +185,14 @@ impl MpdrConfig {
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 p.push(key(k), format!("must be a finite number >= 0, got {v}"));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.other_ids_negatives) {
+            p.push(key("other_ids_negatives"), format!("must be in [0, 1], got {}", self.other_ids_negatives));
+        }
+        if let Some(k) = self.neg_equilibrium {
+            if !(k.is_finite() && k > 0.0) {
+                p.push(key("neg_equilibrium"), format!("must be a finite number > 0, got {k}"));
             }
         }
         if let Some([lo, hi]) = self.visible.bound {
@@ -210,6 +256,8 @@ pub struct Negatives {
     pub x_neg: Tensor,
     /// Chain starts x₀⁻ (x̃, or f_d of the latent chain's end).
     pub x_init: Tensor,
+    /// The σ each negative was drawn with.
+    pub sigma: Tensor,
 }
 
 /// Recovery energy Ẽ(x | z̃, σ) per sample.
@@ -255,18 +303,23 @@ pub fn sample_negatives(
     let n = x.size()[0] / k;
     let mut negs = Vec::with_capacity(ensemble.len());
     let mut inits = Vec::with_capacity(ensemble.len());
+    let mut sigmas = Vec::with_capacity(ensemble.len());
     for (i, ae) in ensemble.iter().enumerate() {
         let xk = x.narrow(0, i as i64 * n, n).detach();
         let u = noise.uniform(&[n], &xk);
         let sigma = u * (cfg.sigma_min - cfg.sigma_max) + cfg.sigma_max;
-        let (z_tilde, x0) = tch::no_grad(|| {
+        let (z_tilde, x0, residual) = tch::no_grad(|| {
             let z = ae.encode(&xk);
+            let residual = (cfg.texture != Texture::None).then(|| &xk - ae.decode(&z));
             let eps = noise.normal(&z.size(), &z);
             let zt = project_sphere(&(z + eps * sigma.unsqueeze(1)));
             let x0 = ae.decode(&zt);
-            (zt, x0)
+            (zt, x0, residual)
         });
-        let mut x_init = x0;
+        let mut x_init = match (&residual, cfg.texture) {
+            (Some(r), Texture::ResidualBefore) => &x0 + r,
+            _ => x0,
+        };
         if cfg.latent.steps > 0 {
             let mut z = z_tilde.shallow_clone();
             for _ in 0..cfg.latent.steps {
@@ -281,6 +334,9 @@ pub fn sample_negatives(
                 });
             }
             x_init = tch::no_grad(|| ae.decode(&z));
+            if let (Some(r), Texture::ResidualBefore) = (&residual, cfg.texture) {
+                x_init += r;
+            }
         }
         let mut xv = x_init.shallow_clone();
         for _ in 0..cfg.visible.steps {
@@ -293,10 +349,19 @@ pub fn sample_negatives(
                 }
             });
         }
+        let xv = match (&residual, cfg.texture) {
+            (Some(r), Texture::ResidualAfter) => &xv + r,
+            (Some(r), Texture::MatchedNoise) => {
+                let std = r.std_dim([0i64].as_slice(), true, true);
+                &xv + noise.normal(&xv.size(), &xv) * std
+            }
+            _ => xv,
+        };
         negs.push(xv.detach());
         inits.push(x_init.detach());
+        sigmas.push(sigma);
     }
-    Negatives { x_neg: Tensor::cat(&negs, 0), x_init: Tensor::cat(&inits, 0) }
+    Negatives { x_neg: Tensor::cat(&negs, 0), x_init: Tensor::cat(&inits, 0), sigma: Tensor::cat(&sigmas, 0) }
 }
 
 /// The MPDR loss on positives `x` and negatives `x_neg` (energy in training mode).
@@ -307,6 +372,7 @@ pub fn mpdr_loss(
     x_neg: &Tensor,
     cfg: &MpdrConfig,
     params: &[Tensor],
+    anchor: Option<&[Tensor]>,
 ) -> (Tensor, Tensor, Tensor) {
     let e_pos = energy.energy(x, true);
     let e_neg = energy.energy(x_neg, true);
@@ -324,6 +390,13 @@ pub fn mpdr_loss(
     }
     if cfg.l2_energy > 0.0 {
         terms.push(l2_of(params) * cfg.l2_energy);
+    }
+    if let (true, Some(start)) = (cfg.anchor > 0.0, anchor) {
+        let pull = params
+            .iter()
+            .zip(start)
+            .fold(Tensor::zeros([], (mp.kind(), mp.device())), |acc, (p, p0)| acc + (p - p0).square().sum(p.kind()));
+        terms.push(pull * cfg.anchor);
     }
     let loss = terms.into_iter().reduce(|a, b| a + b).unwrap_or_else(|| &mp - &mn);
     (loss, mp.detach(), mn.detach())

@@ -8,9 +8,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
-use super::select::{pseudo_anomaly_auc, PseudoAnomaly, Snapshot};
+use super::select::PseudoAnomaly;
 use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Objective, Pretrain, TrainReport};
-use super::{manifold_uniform_auc, MpdrConfig, TorchNoise};
+pub use super::watch::{Criterion, Selection};
+use super::watch::{EpochRecord, Watch, WatchInput};
+use super::{MpdrConfig, TorchNoise};
 use crate::audio::AudioOptions;
 use crate::config::Problems;
 use crate::device::DeviceChoice;
@@ -122,19 +124,19 @@ pub struct MpdrSchedule {
     pub max_steps: usize,
     /// Samples per manifold AE for the appendix-C validation AUC after each epoch (0 = off).
     pub validation_samples: i64,
-    /// Which energy the bundle keeps: the last epoch's, or the epoch (0 = the pre-trained
-    /// energy) that best separates held-out normals from pseudo-anomalies ([`super::select`]).
+    /// Which energy the bundle keeps ([`super::watch`]): `last`; `guard` (the last epoch
+    /// unless the pre-trained energy scores better on the criterion); `best` (the epoch,
+    /// 0 = pre-trained, with the best criterion).
     pub select: Selection,
+    /// The label-free criterion of `select` ([`Criterion`]).
+    pub criterion: Criterion,
+    /// Per-epoch diagnostics (energies, texture probe) in the training report.
+    pub diagnostics: bool,
     /// Pseudo-anomalies: one band of n_mels/8 mel bins raised by this many standard deviations.
     pub pseudo_shift: f64,
-}
-
-/// Checkpoint choice at the end of the MPDR stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Selection {
-    Last,
-    PseudoAnomaly,
+    /// Decay of an exponential moving average of the energy's weights during MPDR (0 = off);
+    /// the epochs are validated and the stage ends with the averaged weights.
+    pub ema: f64,
 }
 
 impl Default for MpdrSchedule {
@@ -145,7 +147,10 @@ impl Default for MpdrSchedule {
             max_steps: 0,
             validation_samples: 512,
             select: Selection::Last,
+            criterion: Criterion::Both,
+            diagnostics: false,
             pseudo_shift: 2.0,
+            ema: 0.0,
         }
     }
 }
@@ -314,6 +319,8 @@ pub trait TrainHooks {
     fn stop_requested(&self) -> bool {
         false
     }
+    /// After the MPDR stage: every watched epoch (criterion, monitors, diagnostics).
+    fn on_watch(&mut self, _history: &[EpochRecord]) {}
 }
 
 /// Hooks that do nothing.
@@ -331,13 +338,13 @@ struct StageHooks<'a> {
 }
 
 /// Called after each epoch with the epoch number; returns named metrics to log and record.
-type Validation<'a> = Box<dyn FnMut(usize) -> Vec<(&'static str, f64)> + 'a>;
+type Validation<'a> = Box<dyn FnMut(&EpochSummary) -> Vec<(String, f64)> + 'a>;
 
 impl Hooks for StageHooks<'_> {
     fn on_epoch_end(&mut self, s: &EpochSummary) -> anyhow::Result<()> {
         let s = EpochSummary { epoch: s.epoch + self.offset, ..s.clone() };
         if let Some(v) = self.validation.as_mut() {
-            for (name, value) in v(s.epoch) {
+            for (name, value) in v(&s) {
                 tracing::info!(stage = %self.stage, epoch = s.epoch, metric = name, value, "validation");
                 self.metrics.insert(format!("{}_epoch{}_{name}", self.stage, s.epoch), value);
             }
@@ -355,6 +362,11 @@ impl Hooks for StageHooks<'_> {
 pub struct TrainData<'a> {
     pub train: &'a Tensor,
     pub heldout: Option<&'a Tensor>,
+    /// Standardised normal vectors of the *other* machine ids of the same type (`--id`), for
+    /// the label-free selection checks; never trained on.
+    pub other_ids: Option<&'a Tensor>,
+    /// The other ids' remaining normal vectors: real negatives when `mpdr.other_ids_negatives` > 0.
+    pub other_ids_train: Option<&'a Tensor>,
     pub n_mels: i64,
     pub frames: i64,
 }
@@ -433,6 +445,7 @@ pub fn train_with(
     resume: Option<Bundle>,
 ) -> anyhow::Result<Bundle> {
     let (data, heldout, n_mels, frames) = (input.train, input.heldout, input.n_mels, input.frames);
+    let other_ids = input.other_ids.map(|o| o.to_device(device));
     let started = std::time::Instant::now();
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "invalid training config: {problems}");
@@ -514,71 +527,68 @@ pub fn train_with(
     if done >= cfg.mpdr_schedule.epochs {
         return Ok(finish(bundle, metrics, started));
     }
-    let (r, warnings, best) = {
+    let (r, warnings, watch) = {
         let mut obj = MpdrObjective::new(
             &bundle.energy,
             &bundle.energy_vs,
             &bundle.manifold,
             cfg.mpdr.clone(),
             Box::new(TorchNoise),
-        )?;
+        )?
+        .with_ema(cfg.mpdr_schedule.ema)
+        .with_real_negatives(input.other_ids_train.map(|o| o.to_device(device)));
         let s = &cfg.mpdr_schedule;
         let lc = stage_loop("mpdr".into(), s.epochs - done, s.batch_size, cfg.seed + 300 + done as u64, s.max_steps);
-        let per_ae = s.validation_samples;
         let (energy, ens, energy_vs) = (&bundle.energy, &bundle.manifold, &bundle.energy_vs);
-        // Pseudo-anomaly selection: epoch 0 is the energy MPDR starts from.
-        let pseudo = match (&heldout, s.select) {
-            (Some(h), Selection::PseudoAnomaly) => {
-                let p = PseudoAnomaly {
-                    n_mels: n_mels as usize,
-                    frames: frames as usize,
-                    band: (n_mels as usize / 8).max(1),
-                    shift: s.pseudo_shift,
-                    clamp: cfg.clamp,
-                };
-                let pseudo = p.make(h, cfg.seed ^ 0x5EED);
-                let auc0 = pseudo_anomaly_auc(energy, h, &pseudo).unwrap_or(f64::NEG_INFINITY);
-                metrics.insert(format!("mpdr_epoch{done}_pseudo_anomaly_auc"), auc0);
-                tracing::info!(epoch = done, pseudo_anomaly_auc = auc0, "MPDR starts from this energy");
-                Some((pseudo, (done, auc0, Snapshot::take(energy_vs))))
+        // The watch: criterion, monitors and diagnostics; epoch `done` is the energy MPDR starts from.
+        let watch = heldout.as_ref().map(|h| {
+            let p = PseudoAnomaly {
+                n_mels: n_mels as usize,
+                frames: frames as usize,
+                band: (n_mels as usize / 8).max(1),
+                shift: s.pseudo_shift,
+                clamp: cfg.clamp,
+            };
+            std::cell::RefCell::new(Watch::new(WatchInput {
+                heldout: h,
+                pseudo: Some(p.make(h, cfg.seed ^ 0x5EED)),
+                other_ids: other_ids.as_ref(),
+                criterion: s.criterion,
+                uniform_per_ae: s.validation_samples,
+                diagnostics: s.diagnostics,
+                n_mels,
+                seed: cfg.seed,
+            }))
+        });
+        if let Some(w) = &watch {
+            for (name, value) in w.borrow_mut().observe(done, None, energy, energy_vs, ens, &cfg.mpdr) {
+                tracing::info!(stage = "mpdr", epoch = done, metric = %name, value, "MPDR starts from this energy");
+                metrics.insert(format!("mpdr_epoch{done}_{name}"), value);
             }
-            _ => None,
-        };
-        let (pseudo, best) = match pseudo {
-            Some((p, b)) => (Some(p), Some(std::cell::RefCell::new(b))),
-            None => (None, None),
-        };
-        let best_ref = best.as_ref();
-        let validation: Option<Validation> = heldout.as_ref().map(|h| {
-            Box::new(move |epoch: usize| {
-                let mut out = Vec::new();
-                if per_ae > 0 {
-                    if let Some(auc) = manifold_uniform_auc(energy, ens, h, per_ae, &mut TorchNoise) {
-                        out.push(("manifold_uniform_auc", auc));
-                    }
-                }
-                if let (Some(p), Some(best)) = (&pseudo, best_ref) {
-                    if let Some(auc) = pseudo_anomaly_auc(energy, h, p) {
-                        out.push(("pseudo_anomaly_auc", auc));
-                        let mut b = best.borrow_mut();
-                        if auc > b.1 {
-                            *b = (epoch, auc, Snapshot::take(energy_vs));
-                        }
-                    }
-                }
-                out
+        }
+        let watch_ref = watch.as_ref();
+        let mpdr_cfg = &cfg.mpdr;
+        let validation: Option<Validation> = watch_ref.map(|w| {
+            Box::new(move |sum: &EpochSummary| {
+                w.borrow_mut().observe(sum.epoch, sum.e_pos, energy, energy_vs, ens, mpdr_cfg)
             }) as Validation
         });
         let r = run_stage(&mut obj, &data, lc, done, hooks, &bundle, validation, &mut metrics)?;
+        if let Some(g) = obj.gamma_neg_recon {
+            metrics.insert("mpdr_gamma_neg_recon".into(), g);
+        }
         let w = obj.monitor.warnings;
-        (r, w, best.map(|b| b.into_inner()))
+        (r, w, watch.map(|w| w.into_inner()))
     };
     record(&mut bundle, "mpdr", done, &r);
     metrics.insert("mpdr_divergence_warnings".into(), warnings as f64);
-    if let (Some((epoch, auc, snap)), false) = (best, r.interrupted) {
-        metrics.insert("mpdr_selected_epoch".into(), epoch as f64);
-        tracing::info!(epoch, pseudo_anomaly_auc = auc, "keeping the MPDR epoch that best separates pseudo-anomalies");
-        snap.restore(&bundle.energy_vs)?;
+    if let (Some(w), false) = (watch, r.interrupted) {
+        hooks.on_watch(&w.history);
+        if let Some(shipped) = w.decide(cfg.mpdr_schedule.select, &bundle.energy_vs)? {
+            metrics.insert("mpdr_selected_epoch".into(), shipped.epoch as f64);
+            tracing::info!(shipped = %shipped.shipped, epoch = shipped.epoch, reason = %shipped.reason, "MPDR stage: energy shipped");
+            bundle.manifest.provenance.shipped = Some(shipped);
+        }
     }
     Ok(finish(bundle, metrics, started))
 }

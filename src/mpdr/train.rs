@@ -25,6 +25,11 @@ pub struct StepStats {
 /// Something the loop can optimise one batch at a time.
 pub trait Objective {
     fn step(&mut self, batch: &Tensor) -> Result<StepStats, TchError>;
+    /// Called with `true` before the end-of-epoch hooks and `false` after them: an objective
+    /// that averages its weights (EMA) shows the hooks the averaged ones.
+    fn evaluation_weights(&mut self, _on: bool) {}
+    /// After the last step: put the weights to keep in place.
+    fn finish(&mut self) {}
 }
 
 /// Means over an epoch.
@@ -153,13 +158,17 @@ pub fn run(
             sum.loss /= sum.steps as f64;
             sum.seconds = t0.elapsed().as_secs_f64();
             tracing::info!(label = %cfg.label, epoch, steps = sum.steps, loss = sum.loss, e_pos = ?sum.e_pos, e_neg = ?sum.e_neg, seconds = sum.seconds, "epoch done");
-            hooks.on_epoch_end(&sum)?;
+            objective.evaluation_weights(true);
+            let hooked = hooks.on_epoch_end(&sum);
+            objective.evaluation_weights(false);
+            hooked?;
             report.epochs.push(sum);
         }
         if budget_reached {
             break;
         }
     }
+    objective.finish();
     report.seconds = start.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -227,6 +236,30 @@ pub struct MpdrObjective<'a> {
     pub params: Vec<Tensor>,
     pub noise: Box<dyn Noise + 'a>,
     pub monitor: DivergenceMonitor,
+    /// θ₀ for `mpdr.anchor`.
+    anchor: Option<Vec<Tensor>>,
+    /// Weight EMA: decay and the averaged copies (`mpdr_schedule.ema`).
+    ema: Option<(f64, Vec<Tensor>)>,
+    steps: usize,
+    /// `gamma_neg_recon` after `neg_equilibrium` resolved it (first step).
+    pub gamma_neg_recon: Option<f64>,
+    /// Real negatives (other machine ids' normals) for `other_ids_negatives`.
+    real_negatives: Option<Tensor>,
+}
+
+fn copies(params: &[Tensor]) -> Vec<Tensor> {
+    params.iter().map(|p| p.detach().copy()).collect()
+}
+
+/// Swap the values of two lists of same-shaped tensors in place.
+fn swap_values(a: &[Tensor], b: &[Tensor]) {
+    tch::no_grad(|| {
+        for (x, y) in a.iter().zip(b) {
+            let tmp = x.detach().copy();
+            x.detach().copy_(y);
+            y.detach().copy_(&tmp);
+        }
+    });
 }
 
 impl<'a> MpdrObjective<'a> {
@@ -239,15 +272,37 @@ impl<'a> MpdrObjective<'a> {
         noise: Box<dyn Noise + 'a>,
     ) -> Result<Self, TchError> {
         let opt = nn::Adam::default().build(energy_vs, cfg.lr)?;
+        let params = energy_vs.trainable_variables();
+        let anchor = (cfg.anchor > 0.0).then(|| copies(&params));
         Ok(MpdrObjective {
             energy,
             ensemble,
-            params: energy_vs.trainable_variables(),
             cfg,
             opt,
             noise,
             monitor: Default::default(),
+            anchor,
+            ema: None,
+            steps: 0,
+            gamma_neg_recon: None,
+            real_negatives: None,
+            params,
         })
+    }
+
+    /// Replace `cfg.other_ids_negatives` of every batch's negatives by random rows of `real`.
+    pub fn with_real_negatives(mut self, real: Option<Tensor>) -> Self {
+        self.real_negatives = real.filter(|r| r.size()[0] > 0 && self.cfg.other_ids_negatives > 0.0);
+        self
+    }
+
+    /// Keep an exponential moving average of the weights with this decay (0 < decay < 1);
+    /// epoch hooks see it and it is what the stage leaves in place.
+    pub fn with_ema(mut self, decay: f64) -> Self {
+        if decay > 0.0 && decay < 1.0 {
+            self.ema = Some((decay, copies(&self.params)));
+        }
+        self
     }
 }
 
@@ -257,13 +312,55 @@ impl Objective for MpdrObjective<'_> {
             // Too small to give every manifold a sample (a tiny last batch): skip it.
             return Ok(StepStats { loss: 0.0, e_pos: None, e_neg: None });
         }
+        if let (Some(k), None) = (self.cfg.neg_equilibrium, self.gamma_neg_recon) {
+            let e0 = tch::no_grad(|| self.energy.energy(batch, false).mean(Kind::Double)).f_double_value(&[])?;
+            let g = 1.0 / (2.0 * k * e0.max(1e-12));
+            tracing::info!(data_energy = e0, gamma_neg_recon = g, "neg_equilibrium set gamma_neg_recon");
+            self.cfg.gamma_neg_recon = g;
+            self.gamma_neg_recon = Some(g);
+        }
+        self.steps += 1;
+        if self.cfg.warmup_steps > 0 {
+            self.opt.set_lr(self.cfg.lr * (self.steps as f64 / self.cfg.warmup_steps as f64).min(1.0));
+        }
         let negs = sample_negatives(self.energy, self.ensemble, batch, &self.cfg, self.noise.as_mut());
-        let (loss, ep, en) = mpdr_loss(self.energy, batch, &negs.x_neg, &self.cfg, &self.params);
+        let x_neg = match &self.real_negatives {
+            Some(real) => {
+                let n = negs.x_neg.size()[0];
+                let m = ((n as f64 * self.cfg.other_ids_negatives).round() as i64).clamp(0, n);
+                let pick = Tensor::randint(real.size()[0], [m], (Kind::Int64, real.device()));
+                // A random subset of the manifold negatives keeps every AE's share on average.
+                let keep = Tensor::randperm(n, (Kind::Int64, real.device())).narrow(0, 0, n - m);
+                Tensor::cat(&[negs.x_neg.index_select(0, &keep), real.index_select(0, &pick)], 0)
+            }
+            None => negs.x_neg,
+        };
+        let (loss, ep, en) = mpdr_loss(self.energy, batch, &x_neg, &self.cfg, &self.params, self.anchor.as_deref());
         self.opt.zero_grad();
         loss.backward();
         self.opt.step();
+        if let Some((decay, avg)) = &self.ema {
+            tch::no_grad(|| {
+                for (a, p) in avg.iter().zip(&self.params) {
+                    let mixed = &*a * *decay + p.detach() * (1.0 - *decay);
+                    a.shallow_clone().copy_(&mixed);
+                }
+            });
+        }
         let en = en.f_double_value(&[])?;
         self.monitor.observe(en);
         Ok(StepStats { loss: loss.f_double_value(&[])?, e_pos: Some(ep.f_double_value(&[])?), e_neg: Some(en) })
+    }
+
+    fn evaluation_weights(&mut self, _on: bool) {
+        if let Some((_, avg)) = &self.ema {
+            swap_values(&self.params, avg);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some((_, avg)) = self.ema.take() {
+            swap_values(&self.params, &avg);
+        }
     }
 }

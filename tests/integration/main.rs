@@ -8,6 +8,7 @@ mod demo;
 mod golden;
 mod monitor;
 mod mpdr_parity;
+mod mpdr_switches;
 mod recipe;
 mod tch_link;
 mod train_eval;

@@ -61,7 +61,14 @@ fn mpdr_r_recipe_trains_every_stage_and_ships_a_loadable_bundle() {
     let mut rec = Record::default();
     let mut b = recipe::train(
         ModelKind::MpdrR,
-        &TrainData { train: &train, heldout: Some(&heldout), n_mels: 8, frames: 5 },
+        &TrainData {
+            train: &train,
+            heldout: Some(&heldout),
+            other_ids: None,
+            other_ids_train: None,
+            n_mels: 8,
+            frames: 5,
+        },
         &small_config(),
         Device::Cpu,
         &mut rec,
@@ -103,7 +110,7 @@ fn a_stop_request_ends_training_early_with_a_usable_bundle() {
     let mut rec = Record { stop_after: Some(7), ..Default::default() };
     let b = recipe::train(
         ModelKind::MpdrR,
-        &TrainData { train: &train, heldout: None, n_mels: 8, frames: 5 },
+        &TrainData { train: &train, heldout: None, other_ids: None, other_ids_train: None, n_mels: 8, frames: 5 },
         &small_config(),
         Device::Cpu,
         &mut rec,

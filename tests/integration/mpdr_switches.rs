@@ -1,0 +1,227 @@
+//! The issue-12 recipe switches, each on a tiny synthetic problem: it changes the negatives or
+//! the loss exactly as documented. And the product rule: a broken MPDR stage is not shipped.
+
+use mpdr::model::ModelKind;
+use mpdr::mpdr::diagnose::SplitMixNoise;
+use mpdr::mpdr::recipe::{self, EnergyPreset, Selection, TrainConfig, TrainData};
+use mpdr::mpdr::train::{MpdrObjective, Objective};
+use mpdr::mpdr::{mpdr_loss, sample_negatives, MpdrConfig, Texture, TorchNoise};
+use mpdr::nn::ae::{AeSpec, AutoEncoder};
+use mpdr::nn::Activation;
+use tch::{nn, Device, Kind, Tensor};
+
+fn net(vs: &nn::VarStore, latent: i64) -> AutoEncoder {
+    let spec = AeSpec::mlp(12, &[16], latent, &[16], Activation::Relu, Activation::LeakyRelu);
+    AutoEncoder::new(&vs.root(), &spec)
+}
+
+fn close(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn residual_textures_add_the_samples_own_residual_to_the_negatives() {
+    tch::manual_seed(1);
+    let (vs_e, vs_m) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (energy, ae) = (net(&vs_e, 3), net(&vs_m, 4));
+    let x = Tensor::randn([32, 12], (Kind::Float, Device::Cpu));
+    let residual = &x - ae.decode(&ae.encode(&x));
+    let ens = [ae];
+    let mut cfg = MpdrConfig::default();
+    cfg.visible.steps = 0;
+    let draw = |cfg: &MpdrConfig| sample_negatives(&energy, &ens, &x, cfg, &mut SplitMixNoise::new(7)).x_neg;
+    let plain = draw(&cfg);
+    let after = draw(&MpdrConfig { texture: Texture::ResidualAfter, ..cfg.clone() });
+    let before = draw(&MpdrConfig { texture: Texture::ResidualBefore, ..cfg.clone() });
+    assert!(close(&(&after - &plain), &residual) < 1e-5, "after = spec negative + residual");
+    assert!(close(&before, &after) < 1e-5, "without chain steps before and after agree");
+    // With chain steps the two differ: the chain runs on the textured start, or before the residual.
+    cfg.visible = mpdr::mpdr::VisibleChain { steps: 3, step_size: 10.0, noise: 0.0, bound: None };
+    let after = draw(&MpdrConfig { texture: Texture::ResidualAfter, ..cfg.clone() });
+    let before = draw(&MpdrConfig { texture: Texture::ResidualBefore, ..cfg.clone() });
+    assert!(close(&after, &before) > 1e-4);
+    assert!(close(&(&after - draw(&cfg)), &residual) < 1e-5, "after = the spec's chain end + residual");
+    // Matched noise: per-dimension std of the added noise follows the residual's.
+    cfg.visible.steps = 0;
+    let big = Tensor::randn([600, 12], (Kind::Float, Device::Cpu))
+        * Tensor::linspace(0.1, 3.0, 12, (Kind::Float, Device::Cpu));
+    let r_std = (&big - ens[0].decode(&ens[0].encode(&big))).std_dim([0i64].as_slice(), true, false);
+    let spec = sample_negatives(&energy, &ens, &big, &cfg, &mut SplitMixNoise::new(9)).x_neg;
+    let cfg_m = MpdrConfig { texture: Texture::MatchedNoise, ..cfg.clone() };
+    let matched = sample_negatives(&energy, &ens, &big, &cfg_m, &mut SplitMixNoise::new(9)).x_neg;
+    let added = (matched - spec).std_dim([0i64].as_slice(), true, false);
+    let ratio = (added / r_std).to_kind(Kind::Double);
+    let (lo, hi) = (ratio.min().double_value(&[]), ratio.max().double_value(&[]));
+    assert!(lo > 0.8 && hi < 1.2, "added noise std / residual std per dim in [{lo}, {hi}]");
+}
+
+#[test]
+fn the_anchor_adds_its_pull_and_vanishes_at_the_start() {
+    tch::manual_seed(2);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let energy = net(&vs, 3);
+    let params = vs.trainable_variables();
+    let start: Vec<Tensor> = params.iter().map(|p| p.detach().copy()).collect();
+    let x = Tensor::randn([16, 12], (Kind::Float, Device::Cpu));
+    let xn = Tensor::randn([16, 12], (Kind::Float, Device::Cpu));
+    let cfg = MpdrConfig { anchor: 0.5, energy_reg: false, ..MpdrConfig::default() };
+    let loss = |a: Option<&[Tensor]>| mpdr_loss(&energy, &x, &xn, &cfg, &params, a).0.double_value(&[]);
+    assert!((loss(Some(&start)) - loss(None)).abs() < 1e-6, "no pull at θ₀");
+    let moved: Vec<Tensor> = start.iter().map(|p| p - 0.01).collect();
+    let n: i64 = params.iter().map(|p| p.numel() as i64).sum();
+    let want = 0.5 * n as f64 * 1e-4;
+    assert!((loss(Some(&moved)) - loss(None) - want).abs() < 1e-4 * want.max(1.0), "pull = anchor·Σ(θ−θ₀)²");
+}
+
+fn objective_run(
+    cfg: MpdrConfig,
+    ema: f64,
+    steps: usize,
+    real: Option<Tensor>,
+) -> (Vec<Tensor>, Vec<Tensor>, Vec<f64>) {
+    tch::manual_seed(3);
+    let (vs_e, vs_m) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (energy, ae) = (net(&vs_e, 3), net(&vs_m, 4));
+    let ens = [ae];
+    let x = Tensor::randn([64, 12], (Kind::Float, Device::Cpu));
+    let start: Vec<Tensor> = vs_e.trainable_variables().iter().map(|p| p.detach().copy()).collect();
+    let mut obj = MpdrObjective::new(&energy, &vs_e, &ens, cfg, Box::new(TorchNoise))
+        .unwrap()
+        .with_ema(ema)
+        .with_real_negatives(real);
+    let mut e_neg = Vec::new();
+    for _ in 0..steps {
+        e_neg.push(obj.step(&x).unwrap().e_neg.unwrap());
+    }
+    obj.finish();
+    let end = vs_e.trainable_variables().iter().map(|p| p.detach().copy()).collect();
+    (start, end, e_neg)
+}
+
+fn max_change(a: &[Tensor], b: &[Tensor]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| close(x, y)).fold(0.0, f64::max)
+}
+
+#[test]
+fn warm_up_scales_the_first_steps_and_ema_ships_the_averaged_weights() {
+    let lr = 1e-2;
+    let base = MpdrConfig { lr, ..MpdrConfig::default() };
+    let (s, e, _) = objective_run(base.clone(), 0.0, 1, None);
+    let plain = max_change(&s, &e);
+    assert!((plain - lr).abs() < 0.2 * lr, "Adam's first step moves a weight by ≈ lr: {plain}");
+    let (s, e, _) = objective_run(MpdrConfig { warmup_steps: 10, ..base.clone() }, 0.0, 1, None);
+    let warm = max_change(&s, &e);
+    assert!((warm - lr / 10.0).abs() < 0.2 * lr / 10.0, "warm-up step 1 of 10: {warm}");
+    let (s, raw, _) = objective_run(base.clone(), 0.0, 20, None);
+    let (_, avg, _) = objective_run(base.clone(), 0.9, 20, None);
+    let (d_raw, d_avg) = (max_change(&s, &raw), max_change(&s, &avg));
+    assert!(max_change(&raw, &avg) > 1e-4, "EMA weights are not the raw ones");
+    assert!(d_avg < d_raw, "the average lags behind the raw weights: {d_avg} vs {d_raw}");
+}
+
+#[test]
+fn real_negatives_replace_their_share_and_neg_equilibrium_rescales_gamma() {
+    tch::manual_seed(4);
+    let constant = Tensor::full([50, 12], 5.0, (Kind::Float, Device::Cpu));
+    let all_real = MpdrConfig { other_ids_negatives: 1.0, lr: 1e-9, ..MpdrConfig::default() };
+    let (_, _, e_neg) = objective_run(all_real.clone(), 0.0, 1, Some(constant.shallow_clone()));
+    // Recompute the energy of the constant vector with the same (barely moved) network.
+    tch::manual_seed(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let energy = net(&vs, 3);
+    let want = energy.energy(&constant.narrow(0, 0, 1), false).double_value(&[0]);
+    assert!((e_neg[0] - want).abs() < 1e-4 * want.max(1.0), "every negative is a real row: {} vs {want}", e_neg[0]);
+    let (_, _, none) = objective_run(MpdrConfig { other_ids_negatives: 0.0, ..all_real }, 0.0, 1, Some(constant));
+    assert!((none[0] - want).abs() > 1e-3, "share 0 keeps the manifold negatives");
+
+    tch::manual_seed(3);
+    let (vs_e, vs_m) = (nn::VarStore::new(Device::Cpu), nn::VarStore::new(Device::Cpu));
+    let (energy, ae) = (net(&vs_e, 3), net(&vs_m, 4));
+    let ens = [ae];
+    let x = Tensor::randn([64, 12], (Kind::Float, Device::Cpu));
+    let e0 = energy.energy(&x, false).mean(Kind::Double).double_value(&[]);
+    let cfg = MpdrConfig { neg_equilibrium: Some(2.0), ..MpdrConfig::default() };
+    let mut obj = MpdrObjective::new(&energy, &vs_e, &ens, cfg, Box::new(TorchNoise)).unwrap();
+    obj.step(&x).unwrap();
+    let g = obj.gamma_neg_recon.unwrap();
+    assert!((g - 1.0 / (4.0 * e0)).abs() < 1e-6 * g, "γ = 1/(2·k·Ē₀): {g} vs {}", 1.0 / (4.0 * e0));
+}
+
+fn data(n: i64, w: &Tensor) -> Tensor {
+    let g = Tensor::rand([n, 3], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let g = Tensor::cat(&[g.sin(), g.cos() * 0.5], 1);
+    g.matmul(w) + Tensor::randn([n, 40], (Kind::Float, Device::Cpu)) * 0.02
+}
+
+fn small(select: Selection, mpdr_lr: f64) -> TrainConfig {
+    let mut c = TrainConfig { seed: 5, ..TrainConfig::default() };
+    c.manifold.latent_dims = vec![4];
+    c.manifold.hidden = vec![32];
+    c.manifold.epochs = 2;
+    c.manifold.lr = 1e-3;
+    c.manifold.batch_size = 64;
+    c.energy.preset = EnergyPreset::PaperAe128;
+    c.pretrain.epochs = 8;
+    c.pretrain.batch_size = 64;
+    c.mpdr.lr = mpdr_lr;
+    c.mpdr.visible.steps = 1;
+    c.mpdr_schedule.epochs = 2;
+    c.mpdr_schedule.batch_size = 64;
+    c.mpdr_schedule.validation_samples = 0;
+    c.mpdr_schedule.select = select;
+    c.mpdr_schedule.diagnostics = true;
+    c
+}
+
+#[test]
+fn a_broken_mpdr_stage_is_not_shipped() {
+    mpdr::device::init_threads();
+    tch::manual_seed(1);
+    let w = Tensor::randn([6, 40], (Kind::Float, Device::Cpu));
+    let (train, heldout) = (data(400, &w), data(100, &w));
+    let others = data(100, &(w.shallow_clone() * -1.0));
+    let input = TrainData {
+        train: &train,
+        heldout: Some(&heldout),
+        other_ids: Some(&others),
+        other_ids_train: None,
+        n_mels: 8,
+        frames: 5,
+    };
+    let run = |select, lr| {
+        recipe::train(ModelKind::MpdrR, &input, &small(select, lr), Device::Cpu, &mut recipe::Quiet, None).unwrap()
+    };
+    // An absurd learning rate wrecks the energy within two epochs.
+    let broken = run(Selection::Last, 0.5);
+    let guarded = run(Selection::Guard, 0.5);
+    let pre = recipe::train(
+        ModelKind::MpdrR,
+        &input,
+        &TrainConfig {
+            mpdr_schedule: recipe::MpdrSchedule { epochs: 0, ..small(Selection::Guard, 0.5).mpdr_schedule },
+            ..small(Selection::Guard, 0.5)
+        },
+        Device::Cpu,
+        &mut recipe::Quiet,
+        None,
+    )
+    .unwrap();
+    let sh = broken.manifest.provenance.shipped.clone().unwrap();
+    assert_eq!((sh.rule.as_str(), sh.shipped.as_str(), sh.epoch), ("last", "mpdr", 2));
+    assert!(sh.score_last < sh.score_pretrained, "the broken stage scores below its start: {sh:?}");
+    let g = guarded.manifest.provenance.shipped.clone().unwrap();
+    assert_eq!((g.rule.as_str(), g.shipped.as_str(), g.epoch), ("guard", "pretrained", 0), "{g:?}");
+    assert!(g.reason.contains("pre-trained"), "{}", g.reason);
+    let scores = |b: &mpdr::model::Bundle| Vec::<f32>::try_from(b.score(&heldout, 64).unwrap()).unwrap();
+    assert_eq!(scores(&guarded), scores(&pre), "the guard shipped exactly the pre-trained energy");
+    assert_ne!(scores(&broken), scores(&pre));
+    // A sane stage is shipped by the guard when it does not lose on the criterion.
+    let sane = run(Selection::Guard, 1e-6);
+    let s = sane.manifest.provenance.shipped.unwrap();
+    assert_eq!(s.shipped == "mpdr", s.score_last >= s.score_pretrained, "{s:?}");
+    for k in
+        ["mpdr_epoch0_criterion", "mpdr_epoch2_other_ids_auc", "mpdr_epoch2_diag_probe_auc", "mpdr_epoch1_diag_e_neg"]
+    {
+        assert!(broken.manifest.provenance.metrics.contains_key(k), "{k} recorded");
+    }
+}
