@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Research tool behind BENCHMARKS.md (issue 12): MPDR recipe variants from shared starting points.
-# A starting point is an `mpdr train --id <ID> --model mpdr-r --epochs 0` bundle (manifold AEs and
+# A starting point is an `mpdr train --id <ID> --model mpdr-r --epochs 0` bundle (ID "all": no --id,
+# one model for every id of the machine type) (manifold AEs and
 # the pre-trained energy, no MPDR epoch) in <base>/id<ID>-s<SEED>. Each variant resumes from it,
 # keeps every epoch's bundle, and every epoch is evaluated on the test clips of that id (to
 # *report*; nothing here feeds back into training). One TSV row per (variant, id, seed, epoch) goes
@@ -16,10 +17,12 @@ one() {
   local variant=$1 id=$2 seed=$3
   local name; name=$(basename "$variant" .toml)
   local run=$out/$name/id$id-s$seed
+  [[ -f $run/eval/report.json ]] && { echo "kept $name id$id s$seed (already done)"; return 0; }
   rm -rf "$run" && mkdir -p "$run"
   cp -r "$base/id$id-s$seed" "$run/checkpoint"
   local start=$SECONDS
-  "$bin" train --data "$data" --id "$id" --model mpdr-r --seed "$seed" --config "$variant" --out "$run" \
+  local idarg=(--id "$id"); [[ $id == all ]] && idarg=()
+  "$bin" train --data "$data" "${idarg[@]}" --model mpdr-r --seed "$seed" --config "$variant" --out "$run" \
     --resume --keep-epochs --diagnostics >"$run.train.log" 2>&1 || { echo "FAILED $run" >&2; return 0; }
   echo $((SECONDS - start)) >"$run/train_seconds"
   if [[ ! -f $base/id$id-s$seed.eval/report.json ]]; then

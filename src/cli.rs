@@ -126,7 +126,7 @@ pub struct TrainArgs {
 
 fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let cfg: crate::mpdr::recipe::TrainConfig = toml::from_str(&text)
+    let cfg = crate::mpdr::recipe::TrainConfig::from_toml(&text)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::config::one_line_toml_error(&e)))?;
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "{}: {problems}", path.display());

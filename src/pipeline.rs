@@ -193,7 +193,12 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     // The other ids' normals: a held-out share for the selection checks, the rest available
     // as real negatives (`mpdr.other_ids_negatives`); never the same file in both.
     let (other_train_files, other_files) = holdout_split(&others, cfg.holdout.max(0.1));
-    let other_train_files = if cfg.mpdr.other_ids_negatives > 0.0 { other_train_files } else { Vec::new() };
+    let mpdr_stage = matches!(opts.model, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
+    let s = &cfg.mpdr_schedule;
+    let checks_need_others = s.diagnostics || !matches!(s.criterion, crate::mpdr::watch::Criterion::PseudoAnomaly);
+    let other_files = if mpdr_stage && checks_need_others { other_files } else { Vec::new() };
+    let negatives_need_others = mpdr_stage && cfg.mpdr.other_ids_negatives > 0.0;
+    let other_train_files = if negatives_need_others { other_train_files } else { Vec::new() };
     tracing::info!(machine = %md.machine, id = ?opts.id, train = train_files.len(), heldout = held_files.len(), other_ids = other_files.len(), "extracting features");
     let train_items = load(&train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let held_items = load(&held_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;

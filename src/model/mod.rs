@@ -162,9 +162,33 @@ pub struct Manifest {
     pub threshold: Option<Threshold>,
     #[serde(default)]
     pub provenance: Provenance,
+    /// Score fusion (`mpdr_schedule.fuse`): the pre-trained energy is kept as
+    /// `reference.safetensors` (same network as `energy`) and the score is the mean of both
+    /// energies, each standardised by its held-out normal vectors' mean and std.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
     /// Weight files by name, filled in by `save`.
     #[serde(default)]
     pub files: BTreeMap<String, FileEntry>,
+}
+
+/// Standardisation of the two fused energies (held-out normal vectors).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fusion {
+    pub energy_mean: f64,
+    pub energy_std: f64,
+    pub reference_mean: f64,
+    pub reference_std: f64,
+}
+
+impl Fusion {
+    /// The fused score of the two energies.
+    pub fn combine(&self, e: &Tensor, e_ref: &Tensor) -> Tensor {
+        ((e - self.energy_mean) / self.energy_std.max(1e-12)
+            + (e_ref - self.reference_mean) / self.reference_std.max(1e-12))
+            * 0.5
+    }
 }
 
 impl Manifest {
@@ -178,6 +202,7 @@ impl Manifest {
             audio: None,
             scaler: None,
             threshold: None,
+            fusion: None,
             provenance: Provenance { mpdr_version: env!("CARGO_PKG_VERSION").into(), ..Default::default() },
             files: BTreeMap::new(),
         }
@@ -207,6 +232,8 @@ pub struct Bundle {
     pub energy: EnergyNet,
     pub manifold_vs: Vec<nn::VarStore>,
     pub manifold: Vec<AutoEncoder>,
+    /// The pre-trained energy of a fused bundle ([`Fusion`]).
+    pub reference: Option<(nn::VarStore, EnergyNet)>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -292,7 +319,49 @@ impl Bundle {
             manifold.push(AutoEncoder::new(&vs.root(), spec));
             manifold_vs.push(vs);
         }
-        Bundle { manifest, energy_vs, energy, manifold_vs, manifold }
+        let reference = manifest.fusion.map(|_| {
+            let vs = nn::VarStore::new(device);
+            let net = manifest.energy.build(&vs.root());
+            (vs, net)
+        });
+        Bundle { manifest, energy_vs, energy, manifold_vs, manifold, reference }
+    }
+
+    /// Make this a fused bundle: `reference` (named weights of the same network as the energy,
+    /// e.g. the pre-trained ones) is copied in and both are standardised on `heldout` (scaled
+    /// vectors).
+    pub fn fuse_with(&mut self, reference: &[(String, Tensor)], heldout: &Tensor) -> anyhow::Result<Fusion> {
+        let vs = nn::VarStore::new(self.energy_vs.device());
+        let net = self.manifest.energy.build(&vs.root());
+        let src: BTreeMap<&str, &Tensor> = reference.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        tch::no_grad(|| -> anyhow::Result<()> {
+            for (name, mut dst) in vs.variables() {
+                let s = src.get(name.as_str()).ok_or_else(|| anyhow::anyhow!("reference energy lacks {name}"))?;
+                dst.f_copy_(s)?;
+            }
+            Ok(())
+        })?;
+        let stats = |e: &dyn Energy| -> (f64, f64) {
+            tch::no_grad(|| {
+                let v = e.energy(heldout, false).to_kind(Kind::Double);
+                (v.mean(Kind::Double).double_value(&[]), v.std(true).double_value(&[]))
+            })
+        };
+        let (energy_mean, energy_std) = stats(&self.energy);
+        let (reference_mean, reference_std) = stats(&net);
+        let f = Fusion { energy_mean, energy_std, reference_mean, reference_std };
+        self.manifest.fusion = Some(f);
+        self.reference = Some((vs, net));
+        Ok(f)
+    }
+
+    /// Energies of scaled vectors, fused with the reference energy when the bundle has one.
+    fn fused(&self, x: &Tensor) -> Tensor {
+        let e = self.energy.energy(x, false);
+        match (&self.reference, &self.manifest.fusion) {
+            (Some((_, r)), Some(f)) => f.combine(&e, &r.energy(x, false)),
+            _ => e,
+        }
     }
 
     /// Write the bundle to `dir` (created if needed): weights first, then the manifest with
@@ -323,6 +392,9 @@ impl Bundle {
         for (k, vs) in self.manifold_vs.iter().enumerate() {
             write(format!("manifold_{k}.safetensors"), vs)?;
         }
+        if let Some((vs, _)) = &self.reference {
+            write("reference.safetensors".into(), vs)?;
+        }
         let mut m = manifest.clone();
         m.files = files.clone();
         let text = toml::to_string(&m)
@@ -340,6 +412,9 @@ impl Bundle {
         let mut b = Bundle::build(manifest, device);
         let mut expected: Vec<(String, usize)> = vec![("energy.safetensors".into(), usize::MAX)];
         expected.extend((0..b.manifold.len()).map(|k| (format!("manifold_{k}.safetensors"), k)));
+        if b.reference.is_some() {
+            expected.push(("reference.safetensors".into(), usize::MAX - 1));
+        }
         for (name, k) in expected {
             let path = dir.join(&name);
             let entry = b.manifest.files.get(&name).ok_or_else(|| BundleError::Manifest {
@@ -350,7 +425,14 @@ impl Bundle {
             if actual != entry.sha256 {
                 return Err(BundleError::Checksum { path, expected: entry.sha256.clone(), actual });
             }
-            let vs = if k == usize::MAX { &mut b.energy_vs } else { &mut b.manifold_vs[k] };
+            let vs = match k {
+                usize::MAX => &mut b.energy_vs,
+                k if k == usize::MAX - 1 => match b.reference.as_mut() {
+                    Some((vs, _)) => vs,
+                    None => continue,
+                },
+                k => &mut b.manifold_vs[k],
+            };
             verify_and_load(vs, &path)?;
         }
         for vs in &mut b.manifold_vs {
@@ -390,6 +472,10 @@ impl Bundle {
                 None => x,
             };
             let (e, dims) = self.energy.energy_explained(&x);
+            let e = match (&self.reference, &self.manifest.fusion) {
+                (Some((_, r)), Some(f)) => f.combine(&e, &r.energy(&x, false)),
+                _ => e,
+            };
             let bands = match dims {
                 Some(d) if n_mels > 0 && d.size().len() == 2 && d.size()[1] % n_mels == 0 => {
                     let (n, width) = (d.size()[0], d.size()[1]);
@@ -421,7 +507,7 @@ impl Bundle {
                     Some(s) => s.apply(&x),
                     None => x,
                 };
-                out.push(self.energy.energy(&x, false).f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?);
+                out.push(self.fused(&x).f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?);
                 i += len;
             }
             Ok(())

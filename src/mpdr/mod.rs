@@ -118,12 +118,18 @@ pub struct MpdrConfig {
     pub anchor: f64,
     /// Linear learning-rate warm-up from 0 over this many MPDR steps (0 = none).
     pub warmup_steps: usize,
-    /// Sets `gamma_neg_recon` = 1 / (2·k·Ē₀), Ē₀ the mean energy of the training data at MPDR's
-    /// start: the push on a negative then vanishes at k times the data's energy, not at 0.5.
-    pub neg_equilibrium: Option<f64>,
+    /// k > 0 sets `gamma_neg_recon` = 1 / (2·k·Ē₀), Ē₀ the mean energy of the training data at
+    /// MPDR's start: the push on a negative then vanishes at k times the data's energy, not at
+    /// 1 / (2·gamma_neg_recon). 0 = off (`gamma_neg_recon` as given).
+    pub neg_equilibrium: f64,
     /// Share of each batch's negatives replaced by normal vectors of the *other* machine ids
     /// of the same type (`mpdr train --id`; real recordings, so the data's texture). 0 = off.
     pub other_ids_negatives: f64,
+    /// Share of each batch's negatives replaced by copies of positives shifted along the mel
+    /// axis by 1..=`max_shift` bins (up or down, edge bins repeated): the same clip's texture
+    /// with its tones moved, the shape of a speed or load change. 0 = off.
+    pub shift_negatives: f64,
+    pub max_shift: i64,
 }
 
 impl Default for MpdrConfig {
@@ -144,8 +150,10 @@ impl Default for MpdrConfig {
             texture: Texture::None,
             anchor: 0.0,
             warmup_steps: 0,
-            neg_equilibrium: None,
+            neg_equilibrium: 0.0,
             other_ids_negatives: 0.0,
+            shift_negatives: 0.0,
+            max_shift: 2,
         }
     }
 }
@@ -187,13 +195,22 @@ impl MpdrConfig {
                 p.push(key(k), format!("must be a finite number >= 0, got {v}"));
             }
         }
-        if !(0.0..=1.0).contains(&self.other_ids_negatives) {
-            p.push(key("other_ids_negatives"), format!("must be in [0, 1], got {}", self.other_ids_negatives));
-        }
-        if let Some(k) = self.neg_equilibrium {
-            if !(k.is_finite() && k > 0.0) {
-                p.push(key("neg_equilibrium"), format!("must be a finite number > 0, got {k}"));
+        for (k, v) in [("other_ids_negatives", self.other_ids_negatives), ("shift_negatives", self.shift_negatives)] {
+            if !(0.0..=1.0).contains(&v) {
+                p.push(key(k), format!("must be in [0, 1], got {v}"));
             }
+        }
+        if self.other_ids_negatives + self.shift_negatives > 1.0 {
+            p.push(key("shift_negatives"), "other_ids_negatives + shift_negatives must be <= 1".to_string());
+        }
+        if self.max_shift < 1 {
+            p.push(key("max_shift"), format!("must be >= 1, got {}", self.max_shift));
+        }
+        if !(self.neg_equilibrium.is_finite() && self.neg_equilibrium >= 0.0) {
+            p.push(
+                key("neg_equilibrium"),
+                format!("must be a finite number >= 0 (0 = off), got {}", self.neg_equilibrium),
+            );
         }
         if let Some([lo, hi]) = self.visible.bound {
             if lo >= hi || lo.is_nan() || hi.is_nan() {
@@ -258,6 +275,31 @@ pub struct Negatives {
     pub x_init: Tensor,
     /// The σ each negative was drawn with.
     pub sigma: Tensor,
+}
+
+/// Copies of frame-major rows (N, frames·n_mels) shifted along the mel axis by a random
+/// 1..=max_shift bins, up or down, per row; bins shifted in repeat the edge bin.
+pub fn mel_shifted(x: &Tensor, n_mels: i64, max_shift: i64, noise: &mut dyn Noise) -> Tensor {
+    let (n, d) = (x.size()[0], x.size()[1]);
+    let frames = d / n_mels.max(1);
+    let u = Vec::<f64>::try_from(noise.uniform(&[n], x).to_kind(Kind::Double)).unwrap_or_default();
+    let bins = Tensor::arange(n_mels, (Kind::Int64, x.device()));
+    let shifts: Vec<i64> = u
+        .iter()
+        .map(|&v| {
+            let k = ((v * 2.0 * max_shift as f64).floor() as i64).clamp(0, 2 * max_shift - 1);
+            if k < max_shift {
+                -(k + 1)
+            } else {
+                k - max_shift + 1
+            }
+        })
+        .collect();
+    let shift = Tensor::from_slice(&shifts).to_device(x.device()).unsqueeze(1);
+    // Output bin m reads input bin m - shift, clamped to the band edges.
+    let src = (bins.unsqueeze(0) - shift).clamp(0, n_mels - 1); // (N, n_mels)
+    let idx = src.unsqueeze(1).expand([n, frames, n_mels], false);
+    x.view([n, frames, n_mels]).gather(2, &idx, false).view([n, d])
 }
 
 /// Recovery energy Ẽ(x | z̃, σ) per sample.

@@ -101,6 +101,11 @@ impl Snapshot {
         Snapshot(vars)
     }
 
+    /// The copies, by variable name (sorted).
+    pub fn tensors(&self) -> &[(String, Tensor)] {
+        &self.0
+    }
+
     /// Write the copies back (same names and shapes, as taken from this store).
     pub fn restore(&self, vs: &tch::nn::VarStore) -> anyhow::Result<()> {
         let vars = vs.variables();

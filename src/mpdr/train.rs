@@ -245,6 +245,8 @@ pub struct MpdrObjective<'a> {
     pub gamma_neg_recon: Option<f64>,
     /// Real negatives (other machine ids' normals) for `other_ids_negatives`.
     real_negatives: Option<Tensor>,
+    /// Mel bands per frame of the vectors (0 = unknown: no shifted negatives).
+    n_mels: i64,
 }
 
 fn copies(params: &[Tensor]) -> Vec<Tensor> {
@@ -286,6 +288,7 @@ impl<'a> MpdrObjective<'a> {
             steps: 0,
             gamma_neg_recon: None,
             real_negatives: None,
+            n_mels: 0,
             params,
         })
     }
@@ -294,6 +297,37 @@ impl<'a> MpdrObjective<'a> {
     pub fn with_real_negatives(mut self, real: Option<Tensor>) -> Self {
         self.real_negatives = real.filter(|r| r.size()[0] > 0 && self.cfg.other_ids_negatives > 0.0);
         self
+    }
+
+    /// Tell the objective the frame layout (needed by `shift_negatives`).
+    pub fn with_mel_bands(mut self, n_mels: i64) -> Self {
+        self.n_mels = n_mels;
+        self
+    }
+
+    /// Swap shares of the manifold negatives for real ones (other ids) and mel-shifted
+    /// positives; a random subset of the manifold negatives is kept (every AE's share on average).
+    fn replace_negatives(&mut self, x_neg: Tensor, batch: &Tensor) -> Tensor {
+        let n = x_neg.size()[0];
+        let count = |share: f64| ((n as f64 * share).round() as i64).clamp(0, n);
+        let m_real = if self.real_negatives.is_some() { count(self.cfg.other_ids_negatives) } else { 0 };
+        let m_shift = if self.n_mels > 0 { count(self.cfg.shift_negatives).min(n - m_real) } else { 0 };
+        if m_real + m_shift == 0 {
+            return x_neg;
+        }
+        let dev = x_neg.device();
+        let keep = Tensor::randperm(n, (Kind::Int64, dev)).narrow(0, 0, n - m_real - m_shift);
+        let mut parts = vec![x_neg.index_select(0, &keep)];
+        if let (Some(real), true) = (&self.real_negatives, m_real > 0) {
+            let pick = Tensor::randint(real.size()[0], [m_real], (Kind::Int64, dev));
+            parts.push(real.index_select(0, &pick));
+        }
+        if m_shift > 0 {
+            let pick = Tensor::randint(batch.size()[0], [m_shift], (Kind::Int64, dev));
+            let src = batch.index_select(0, &pick);
+            parts.push(super::mel_shifted(&src, self.n_mels, self.cfg.max_shift, self.noise.as_mut()));
+        }
+        Tensor::cat(&parts, 0)
     }
 
     /// Keep an exponential moving average of the weights with this decay (0 < decay < 1);
@@ -312,7 +346,8 @@ impl Objective for MpdrObjective<'_> {
             // Too small to give every manifold a sample (a tiny last batch): skip it.
             return Ok(StepStats { loss: 0.0, e_pos: None, e_neg: None });
         }
-        if let (Some(k), None) = (self.cfg.neg_equilibrium, self.gamma_neg_recon) {
+        let k = self.cfg.neg_equilibrium;
+        if k > 0.0 && self.gamma_neg_recon.is_none() {
             let e0 = tch::no_grad(|| self.energy.energy(batch, false).mean(Kind::Double)).f_double_value(&[])?;
             let g = 1.0 / (2.0 * k * e0.max(1e-12));
             tracing::info!(data_energy = e0, gamma_neg_recon = g, "neg_equilibrium set gamma_neg_recon");
@@ -324,17 +359,7 @@ impl Objective for MpdrObjective<'_> {
             self.opt.set_lr(self.cfg.lr * (self.steps as f64 / self.cfg.warmup_steps as f64).min(1.0));
         }
         let negs = sample_negatives(self.energy, self.ensemble, batch, &self.cfg, self.noise.as_mut());
-        let x_neg = match &self.real_negatives {
-            Some(real) => {
-                let n = negs.x_neg.size()[0];
-                let m = ((n as f64 * self.cfg.other_ids_negatives).round() as i64).clamp(0, n);
-                let pick = Tensor::randint(real.size()[0], [m], (Kind::Int64, real.device()));
-                // A random subset of the manifold negatives keeps every AE's share on average.
-                let keep = Tensor::randperm(n, (Kind::Int64, real.device())).narrow(0, 0, n - m);
-                Tensor::cat(&[negs.x_neg.index_select(0, &keep), real.index_select(0, &pick)], 0)
-            }
-            None => negs.x_neg,
-        };
+        let x_neg = self.replace_negatives(negs.x_neg, batch);
         let (loss, ep, en) = mpdr_loss(self.energy, batch, &x_neg, &self.cfg, &self.params, self.anchor.as_deref());
         self.opt.zero_grad();
         loss.backward();

@@ -38,11 +38,11 @@ pub enum Selection {
 #[serde(rename_all = "kebab-case")]
 pub enum Criterion {
     /// AUC of held-out normals against band-raised pseudo-anomalies.
+    #[default]
     PseudoAnomaly,
     /// AUC of held-out normals against the other machine ids' normals (`--id` only).
     OtherIds,
     /// The mean of the two (pseudo-anomalies alone when there are no other ids).
-    #[default]
     Both,
 }
 

@@ -7,7 +7,7 @@ use mpdr::mpdr::recipe::{self, EnergyPreset, Selection, TrainConfig, TrainData};
 use mpdr::mpdr::train::{MpdrObjective, Objective};
 use mpdr::mpdr::{mpdr_loss, sample_negatives, MpdrConfig, Texture, TorchNoise};
 use mpdr::nn::ae::{AeSpec, AutoEncoder};
-use mpdr::nn::Activation;
+use mpdr::nn::{Activation, Energy};
 use tch::{nn, Device, Kind, Tensor};
 
 fn net(vs: &nn::VarStore, latent: i64) -> AutoEncoder {
@@ -140,7 +140,7 @@ fn real_negatives_replace_their_share_and_neg_equilibrium_rescales_gamma() {
     let ens = [ae];
     let x = Tensor::randn([64, 12], (Kind::Float, Device::Cpu));
     let e0 = energy.energy(&x, false).mean(Kind::Double).double_value(&[]);
-    let cfg = MpdrConfig { neg_equilibrium: Some(2.0), ..MpdrConfig::default() };
+    let cfg = MpdrConfig { neg_equilibrium: 2.0, ..MpdrConfig::default() };
     let mut obj = MpdrObjective::new(&energy, &vs_e, &ens, cfg, Box::new(TorchNoise)).unwrap();
     obj.step(&x).unwrap();
     let g = obj.gamma_neg_recon.unwrap();
@@ -224,4 +224,66 @@ fn a_broken_mpdr_stage_is_not_shipped() {
     {
         assert!(broken.manifest.provenance.metrics.contains_key(k), "{k} recorded");
     }
+}
+
+#[test]
+fn a_fused_bundle_scores_the_mean_of_both_standardised_energies_and_survives_save_and_load() {
+    mpdr::device::init_threads();
+    tch::manual_seed(6);
+    let w = Tensor::randn([6, 40], (Kind::Float, Device::Cpu));
+    let (train, heldout) = (data(400, &w), data(100, &w));
+    let input = TrainData {
+        train: &train,
+        heldout: Some(&heldout),
+        other_ids: None,
+        other_ids_train: None,
+        n_mels: 8,
+        frames: 5,
+    };
+    let mut cfg = small(Selection::Last, 1e-3);
+    cfg.mpdr_schedule.fuse = true;
+    let mut b = recipe::train(ModelKind::MpdrR, &input, &cfg, Device::Cpu, &mut recipe::Quiet, None).unwrap();
+    let f = b.manifest.fusion.expect("MPDR shipped, so the bundle is fused");
+    let (_, reference) = b.reference.as_ref().unwrap();
+    let (e, e_ref) = tch::no_grad(|| (b.energy.energy(&heldout, false), reference.energy(&heldout, false)));
+    let want = ((&e - f.energy_mean) / f.energy_std + (&e_ref - f.reference_mean) / f.reference_std) * 0.5;
+    let got = b.score(&heldout, 33).unwrap();
+    assert!(close(&got, &want) < 1e-5, "score = mean of the standardised energies");
+    assert!(got.mean(Kind::Double).double_value(&[]).abs() < 1e-4, "held-out normals average 0 after fusion");
+    assert!(close(&e, &e_ref) > 1e-6, "the reference is the pre-trained energy, not the MPDR one");
+    let dir = tempfile::tempdir().unwrap();
+    b.save(dir.path()).unwrap();
+    assert!(dir.path().join("reference.safetensors").exists());
+    let back = mpdr::model::Bundle::load(dir.path(), Device::Cpu).unwrap();
+    assert!(close(&back.score(&heldout, 7).unwrap(), &got) < 1e-6);
+}
+
+#[test]
+fn mel_shifted_negatives_move_every_frame_by_one_or_two_bins_with_edges_repeated() {
+    let (n, frames, n_mels) = (64i64, 3i64, 8i64);
+    // Row r, frame f, bin m holds 100·r + 10·f + m: a shift is visible in every cell.
+    let x = Tensor::arange(n * frames * n_mels, (Kind::Float, Device::Cpu)).view([n, frames, n_mels]);
+    let x = (x.shallow_clone() % n_mels)
+        + (x.shallow_clone() / n_mels % frames) * 10.0
+        + (x / (n_mels * frames)).floor() * 100.0;
+    let x = x.view([n, frames * n_mels]);
+    let y = mpdr::mpdr::mel_shifted(&x, n_mels, 2, &mut SplitMixNoise::new(11));
+    let (xv, yv) = (Vec::<f32>::try_from(x.flatten(0, -1)).unwrap(), Vec::<f32>::try_from(y.flatten(0, -1)).unwrap());
+    let mut seen = std::collections::BTreeSet::new();
+    for r in 0..n as usize {
+        let row = |v: &[f32], f: usize, m: usize| v[r * 24 + f * 8 + m];
+        // The shift is the one k in ±1, ±2 that explains bin 4 of frame 0.
+        let k = [-2i64, -1, 1, 2]
+            .into_iter()
+            .find(|&k| row(&yv, 0, 4) == row(&xv, 0, (4 - k) as usize))
+            .expect("a shift of 1 or 2 bins");
+        seen.insert(k);
+        for f in 0..3 {
+            for m in 0..8i64 {
+                let src = (m - k).clamp(0, 7) as usize;
+                assert_eq!(row(&yv, f, m as usize), row(&xv, f, src), "row {r} frame {f} bin {m} shift {k}");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 4, "all four shifts occur: {seen:?}");
 }

@@ -257,3 +257,48 @@ fn eval_decodes_recordings_with_the_channel_the_model_was_trained_on() {
         serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
     assert!(json["mean_auc"].as_f64().unwrap() > 0.9, "channel 1 separates the clips: {json}");
 }
+
+#[test]
+fn a_model_of_one_machine_id_uses_the_other_ids_for_its_checks_and_is_evaluated_on_its_own_id() {
+    let recipe = "holdout = 0.2\n[manifold]\nlatent_dims = [8]\nhidden = [64]\nepochs = 2\nbatch_size = 128\n\
+                  [pretrain]\nepochs = 5\nbatch_size = 128\n[mpdr]\nlr = 1e-4\ntexture = \"residual-after\"\nneg_equilibrium = 2.0\n\
+                  other_ids_negatives = 0.25\n[mpdr_schedule]\nepochs = 2\nbatch_size = 128\nselect = \"guard\"\n\
+                  validation_samples = 0\n[calibration]\nwindow_s = 2.0\n";
+    let (d, machine, cfg) = toy_with_recipe(recipe);
+    let (bundle, report) = (d.path().join("bundle"), d.path().join("report"));
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    train_ok(&machine, "mpdr-r", &bundle, &cfg, &["--no-cache", "--id", "02", "--diagnostics"]);
+    let b = mpdr::model::Bundle::load(&bundle, tch::Device::Cpu).unwrap();
+    assert_eq!(b.manifest.provenance.machine_id.as_deref(), Some("02"));
+    let shipped = b.manifest.provenance.shipped.clone().expect("the product rule's decision is in the manifest");
+    assert_eq!((shipped.rule.as_str(), shipped.criterion.as_str()), ("guard", "both"));
+    assert!(["pretrained", "mpdr"].contains(&shipped.shipped.as_str()));
+    let m = &b.manifest.provenance.metrics;
+    assert!(m.contains_key("mpdr_epoch0_other_ids_auc") && m.contains_key("mpdr_epoch2_diag_probe_auc"), "{m:?}");
+    let md = std::fs::read_to_string(bundle.join("training.md")).unwrap();
+    assert!(md.contains("**Shipped:") && md.contains("| 2 |"), "{md}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("training.json")).unwrap()).unwrap();
+    assert_eq!(json["epochs"].as_array().unwrap().len(), 3, "epochs 0, 1, 2 watched");
+    let o = mpdr(&["eval", "--bundle", &s(&bundle), "--data", &s(&machine), "--out", &s(&report), "--no-cache"]);
+    assert!(o.status.success(), "eval failed: {}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
+    let ids: Vec<&str> = r["ids"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["02"], "a model of id 02 is evaluated on id 02 only");
+    // An id without training files is refused, naming the folder and the ids there.
+    let o = mpdr(&[
+        "train",
+        "--data",
+        &s(&machine),
+        "--model",
+        "ae",
+        "--out",
+        &s(&d.path().join("x")),
+        "--id",
+        "07",
+        "--no-cache",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--id 07") && err.contains("00, 02"), "{err}");
+}
