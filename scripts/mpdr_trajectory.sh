@@ -7,12 +7,14 @@
 # *report*; nothing here feeds back into training). One TSV row per (variant, id, seed, epoch) goes
 # to <out>/trajectories.tsv; epoch 0 is the pre-trained energy (= the AE row); "shipped" is the
 # bundle the product rule kept.
+# MPDR_MODEL=mpdr-idnn runs MPDR-IDNN starting points instead of MPDR-R ones.
 #   scripts/mpdr_trajectory.sh <machine_dir> <base> <out> "<variant.toml ...>" "<ids>" "<seeds>" [jobs=2]
 # All (variant, id, seed) runs share one pool of <jobs> single-threaded processes.
 set -euo pipefail
 data=$1 base=$2 out=$3 variants=$4 ids=$5 seeds=$6 jobs=${7:-2}
 bin=${MPDR_BIN:-$PWD/target/release/mpdr}
-export OMP_WAIT_POLICY=PASSIVE data base out bin
+model=${MPDR_MODEL:-mpdr-r}
+export OMP_WAIT_POLICY=PASSIVE data base out bin model
 one() {
   local variant=$1 id=$2 seed=$3
   local name; name=$(basename "$variant" .toml)
@@ -22,7 +24,7 @@ one() {
   cp -r "$base/id$id-s$seed" "$run/checkpoint"
   local start=$SECONDS
   local idarg=(--id "$id"); [[ $id == all ]] && idarg=()
-  "$bin" train --data "$data" "${idarg[@]}" --model mpdr-r --seed "$seed" --config "$variant" --out "$run" \
+  "$bin" train --data "$data" "${idarg[@]}" --model "$model" --seed "$seed" --config "$variant" --out "$run" \
     --resume --keep-epochs --diagnostics >"$run.train.log" 2>&1 || { echo "FAILED $run" >&2; return 0; }
   echo $((SECONDS - start)) >"$run/train_seconds"
   if [[ ! -f $base/id$id-s$seed.eval/report.json ]]; then

@@ -133,6 +133,9 @@ pub struct ShippedEnergy {
     pub score_pretrained: f64,
     /// The criterion of MPDR's last epoch.
     pub score_last: f64,
+    /// How much an MPDR epoch had to beat the pre-trained energy by (criterion units).
+    #[serde(default)]
+    pub margin: f64,
     pub reason: String,
 }
 

@@ -367,7 +367,7 @@ impl Objective for MpdrObjective<'_> {
         if let Some((decay, avg)) = &self.ema {
             tch::no_grad(|| {
                 for (a, p) in avg.iter().zip(&self.params) {
-                    let mixed = &*a * *decay + p.detach() * (1.0 - *decay);
+                    let mixed = a * *decay + p.detach() * (1.0 - *decay);
                     a.shallow_clone().copy_(&mixed);
                 }
             });

@@ -8,9 +8,14 @@
 //! energy MPDR starts from, so every rule can compare MPDR with its own starting point:
 //!
 //! - `last`: ship the last epoch (the paper's recipe);
-//! - `guard`: ship the last epoch unless its criterion is below the pre-trained energy's, then
-//!   ship the pre-trained energy — MPDR never ships below its own AE on the criterion;
-//! - `best`: ship the epoch (0 included) with the best criterion.
+//! - `guard`: ship the last epoch if its criterion beats the pre-trained energy's by more than
+//!   a margin, else the pre-trained energy — MPDR never ships below its own AE on the criterion;
+//! - `best`: ship the MPDR epoch with the best criterion if it beats the pre-trained energy's
+//!   by more than the margin, else the pre-trained energy.
+//!
+//! The margin is `margin_se` standard errors of the pre-trained energy's criterion AUC
+//! (Hanley–McNeil): an epoch must win by more than the criterion's own noise, so a noisy
+//! flicker of the criterion does not ship a worse energy (BENCHMARKS.md, issue 12 §5).
 
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -142,10 +147,12 @@ impl<'a> Watch<'a> {
             diagnose(energy, ensemble, cfg, &di, epoch, e_train)
         });
         if let Some(c) = criterion {
-            if self.start.is_none() {
+            let first = self.start.is_none();
+            if first {
                 self.start = Some((epoch, c, Snapshot::take(energy_vs)));
             }
-            if self.best.as_ref().is_none_or(|b| c > b.1) {
+            // The best *MPDR* epoch (the start only until there is one).
+            if first || self.best.as_ref().is_none_or(|b| c > b.1 || Some(b.0) == self.start.as_ref().map(|s| s.0)) {
                 self.best = Some((epoch, c, Snapshot::take(energy_vs)));
             }
         }
@@ -179,32 +186,42 @@ impl<'a> Watch<'a> {
 
     /// Apply `rule` after the stage: restore the chosen epoch's weights into `energy_vs` and
     /// say what was shipped and why. `None` when no epoch had a criterion (no held-out data).
-    pub fn decide(self, rule: Selection, energy_vs: &tch::nn::VarStore) -> anyhow::Result<Option<ShippedEnergy>> {
+    pub fn decide(
+        self,
+        rule: Selection,
+        margin_se: f64,
+        energy_vs: &tch::nn::VarStore,
+    ) -> anyhow::Result<Option<ShippedEnergy>> {
         let crit = self.input.criterion.name().to_string();
         let (Some((e0, c0, snap0)), Some((eb, cb, snapb))) = (self.start, self.best) else { return Ok(None) };
         let last = self.history.iter().rev().find_map(|r| r.criterion.map(|c| (r.epoch, c)));
         let Some((el, cl)) = last else { return Ok(None) };
+        let h = self.input.heldout.size()[0].max(1) as usize;
+        let p = self.input.pseudo.as_ref().map(|p| p.size()[0].max(1) as usize).unwrap_or(h);
+        let margin = margin_se * auc_standard_error(c0, p, h);
+        let need = c0 + margin;
+        let beat = |c: f64| if margin > 0.0 { c > need } else { c >= need };
+        let pre = |why: String| -> anyhow::Result<(usize, f64, String)> {
+            snap0.restore(energy_vs)?;
+            Ok((e0, c0, format!("{why}: shipped the pre-trained energy")))
+        };
         let (epoch, score, reason) = match rule {
             Selection::Last => (el, cl, "rule `last`: the last epoch, whatever the criterion".to_string()),
-            Selection::Guard if cl >= c0 => (
+            Selection::Guard if beat(cl) => (
                 el,
                 cl,
-                format!("rule `guard`: the last epoch's criterion {cl:.4} >= the pre-trained energy's {c0:.4}"),
+                format!("rule `guard`: the last epoch's criterion {cl:.4} beats the pre-trained energy's {c0:.4} by more than the margin {margin:.4}"),
             ),
-            Selection::Guard => {
-                snap0.restore(energy_vs)?;
-                (e0, c0, format!("rule `guard`: the last epoch's criterion {cl:.4} < the pre-trained energy's {c0:.4}: shipped the pre-trained energy"))
-            }
-            Selection::Best => {
+            Selection::Guard => pre(format!(
+                "rule `guard`: the last epoch's criterion {cl:.4} does not beat the pre-trained energy's {c0:.4} by the margin {margin:.4}"
+            ))?,
+            Selection::Best if eb != e0 && beat(cb) => {
                 snapb.restore(energy_vs)?;
-                (
-                    eb,
-                    cb,
-                    format!(
-                        "rule `best`: epoch {eb} has the best criterion {cb:.4} (pre-trained {c0:.4}, last {cl:.4})"
-                    ),
-                )
+                (eb, cb, format!("rule `best`: epoch {eb} has the best criterion {cb:.4}, above the pre-trained energy's {c0:.4} by more than the margin {margin:.4} (last {cl:.4})"))
             }
+            Selection::Best => pre(format!(
+                "rule `best`: no MPDR epoch beats the pre-trained energy's criterion {c0:.4} by the margin {margin:.4} (best {cb:.4} at epoch {eb}, last {cl:.4})"
+            ))?,
         };
         Ok(Some(ShippedEnergy {
             rule: rule_name(rule).into(),
@@ -214,9 +231,20 @@ impl<'a> Watch<'a> {
             score_shipped: score,
             score_pretrained: c0,
             score_last: cl,
+            margin,
             reason,
         }))
     }
+}
+
+/// Standard error of an AUC `a` estimated from `n_pos` positives and `n_neg` negatives
+/// (Hanley & McNeil 1982).
+pub fn auc_standard_error(a: f64, n_pos: usize, n_neg: usize) -> f64 {
+    let a = a.clamp(0.0, 1.0);
+    let (q1, q2) = (a / (2.0 - a), 2.0 * a * a / (1.0 + a));
+    let (n1, n2) = (n_pos.max(1) as f64, n_neg.max(1) as f64);
+    let var = (a * (1.0 - a) + (n1 - 1.0) * (q1 - a * a) + (n2 - 1.0) * (q2 - a * a)) / (n1 * n2);
+    var.max(0.0).sqrt()
 }
 
 pub fn rule_name(rule: Selection) -> &'static str {
@@ -224,5 +252,20 @@ pub fn rule_name(rule: Selection) -> &'static str {
         Selection::Last => "last",
         Selection::Guard => "guard",
         Selection::Best => "best",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hanley_mcneil_standard_error() {
+        // A = 0.5, 100 + 100: Q1 = Q2 = 1/3, var = (0.25 + 2·99·(1/3 − 1/4)) / 10^4.
+        let want = ((0.25 + 2.0 * 99.0 * (1.0 / 3.0 - 0.25)) / 1e4f64).sqrt();
+        assert!((auc_standard_error(0.5, 100, 100) - want).abs() < 1e-12);
+        assert!(auc_standard_error(0.98, 4000, 4000) < auc_standard_error(0.98, 400, 400));
+        assert!(auc_standard_error(0.99, 4000, 4000) < auc_standard_error(0.9, 4000, 4000));
+        assert_eq!(auc_standard_error(1.0, 10, 10), 0.0);
     }
 }

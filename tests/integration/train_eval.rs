@@ -271,7 +271,7 @@ fn a_model_of_one_machine_id_uses_the_other_ids_for_its_checks_and_is_evaluated_
     let b = mpdr::model::Bundle::load(&bundle, tch::Device::Cpu).unwrap();
     assert_eq!(b.manifest.provenance.machine_id.as_deref(), Some("02"));
     let shipped = b.manifest.provenance.shipped.clone().expect("the product rule's decision is in the manifest");
-    assert_eq!((shipped.rule.as_str(), shipped.criterion.as_str()), ("guard", "both"));
+    assert_eq!((shipped.rule.as_str(), shipped.criterion.as_str()), ("guard", "pseudo-anomaly"));
     assert!(["pretrained", "mpdr"].contains(&shipped.shipped.as_str()));
     let m = &b.manifest.provenance.metrics;
     assert!(m.contains_key("mpdr_epoch0_other_ids_auc") && m.contains_key("mpdr_epoch2_diag_probe_auc"), "{m:?}");

@@ -123,6 +123,9 @@ pub struct MpdrSchedule {
     pub select: Selection,
     /// The label-free criterion of `select` ([`Criterion`]).
     pub criterion: Criterion,
+    /// An MPDR epoch is shipped by `best` / `guard` only if its criterion beats the pre-trained
+    /// energy's by more than this many standard errors of that AUC (0 = any tie or gain).
+    pub margin_se: f64,
     /// Per-epoch diagnostics (energies, texture probe) in the training report.
     pub diagnostics: bool,
     /// Score fusion: when MPDR is shipped, keep the pre-trained energy too and score with the
@@ -144,6 +147,7 @@ impl Default for MpdrSchedule {
             validation_samples: 512,
             select: Selection::Last,
             criterion: Criterion::PseudoAnomaly,
+            margin_se: 1.0,
             diagnostics: false,
             fuse: false,
             pseudo_shift: 2.0,
@@ -278,6 +282,10 @@ impl TrainConfig {
             if !(l2.is_finite() && l2 >= 0.0) {
                 p.push("energy.l2", format!("must be >= 0, got {l2}"));
             }
+        }
+        let m = self.mpdr_schedule.margin_se;
+        if !(m.is_finite() && m >= 0.0) {
+            p.push("mpdr_schedule.margin_se", format!("must be a finite number >= 0, got {m}"));
         }
         let shift = self.mpdr_schedule.pseudo_shift;
         if !(shift.is_finite() && shift > 0.0) {

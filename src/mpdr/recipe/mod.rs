@@ -268,7 +268,7 @@ pub fn train_with(
     metrics.insert("mpdr_divergence_warnings".into(), warnings as f64);
     if let (Some(w), false) = (watch, r.interrupted) {
         hooks.on_watch(&w.history);
-        if let Some(shipped) = w.decide(cfg.mpdr_schedule.select, &bundle.energy_vs)? {
+        if let Some(shipped) = w.decide(cfg.mpdr_schedule.select, cfg.mpdr_schedule.margin_se, &bundle.energy_vs)? {
             metrics.insert("mpdr_selected_epoch".into(), shipped.epoch as f64);
             tracing::info!(shipped = %shipped.shipped, epoch = shipped.epoch, reason = %shipped.reason, "MPDR stage: energy shipped");
             let fuse = shipped.shipped == "mpdr";
