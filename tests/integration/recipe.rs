@@ -7,13 +7,13 @@ use mpdr::mpdr::recipe::{self, EnergyPreset, TrainConfig, TrainData, TrainHooks}
 use mpdr::mpdr::train::EpochSummary;
 use tch::{Device, Kind, Tensor};
 
-fn data(n: i64, w: &Tensor) -> Tensor {
+pub(super) fn data(n: i64, w: &Tensor) -> Tensor {
     let g = Tensor::rand([n, 3], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let g = Tensor::cat(&[g.sin(), g.cos() * 0.5], 1);
     g.matmul(w) + Tensor::randn([n, 40], (Kind::Float, Device::Cpu)) * 0.02
 }
 
-fn small_config() -> TrainConfig {
+pub(super) fn small_config() -> TrainConfig {
     let mut c = TrainConfig { seed: 5, ..TrainConfig::default() };
     c.manifold.latent_dims = vec![4, 6];
     c.manifold.hidden = vec![32];
