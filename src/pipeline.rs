@@ -217,12 +217,12 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let scaler = Scaler::fit(&raw, dim, clamp);
     let to_tensor = |v: &[f32], rows: usize| scaler.apply(&Tensor::from_slice(v).reshape([rows as i64, dim as i64]));
     let train_t = to_tensor(&raw, n);
-    let (held_raw, held_n) = stack(&held_items, params.frames);
-    let held_t = (held_n > 0).then(|| to_tensor(&held_raw, held_n));
-    let (other_raw, other_n) = stack(&other_items, params.frames);
-    let other_t = (other_n > 0).then(|| to_tensor(&other_raw, other_n));
-    let (other_train_raw, other_train_n) = stack(&other_train_items, params.frames);
-    let other_train_t = (other_train_n > 0).then(|| to_tensor(&other_train_raw, other_train_n));
+    // Scaled vectors of a file set, `None` when it gives none.
+    let scaled = |items: &[(DcaseFile, LogMel)]| {
+        let (raw, rows) = stack(items, params.frames);
+        (rows > 0).then(|| to_tensor(&raw, rows))
+    };
+    let (held_t, other_t, other_train_t) = (scaled(&held_items), scaled(&other_items), scaled(&other_train_items));
     let device = cfg.device.resolve()?;
     let input = TrainData {
         train: &train_t,

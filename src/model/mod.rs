@@ -330,20 +330,17 @@ impl Bundle {
         Bundle { manifest, energy_vs, energy, manifold_vs, manifold, reference }
     }
 
-    /// Make this a fused bundle: `reference` (named weights of the same network as the energy,
-    /// e.g. the pre-trained ones) is copied in and both are standardised on `heldout` (scaled
-    /// vectors).
-    pub fn fuse_with(&mut self, reference: &[(String, Tensor)], heldout: &Tensor) -> anyhow::Result<Fusion> {
+    /// Make this a fused bundle: a second copy of the energy's network is built, `fill` writes
+    /// the reference weights into its store (e.g. a snapshot of the pre-trained energy), and
+    /// both energies are standardised on `heldout` (scaled vectors).
+    pub fn fuse_with(
+        &mut self,
+        fill: impl FnOnce(&nn::VarStore) -> anyhow::Result<()>,
+        heldout: &Tensor,
+    ) -> anyhow::Result<Fusion> {
         let vs = nn::VarStore::new(self.energy_vs.device());
         let net = self.manifest.energy.build(&vs.root());
-        let src: BTreeMap<&str, &Tensor> = reference.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        tch::no_grad(|| -> anyhow::Result<()> {
-            for (name, mut dst) in vs.variables() {
-                let s = src.get(name.as_str()).ok_or_else(|| anyhow::anyhow!("reference energy lacks {name}"))?;
-                dst.f_copy_(s)?;
-            }
-            Ok(())
-        })?;
+        fill(&vs)?;
         let stats = |e: &dyn Energy| -> (f64, f64) {
             tch::no_grad(|| {
                 let v = e.energy(heldout, false).to_kind(Kind::Double);

@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::select::SplitMix64;
+use super::select::{energies, SplitMix64};
 use super::{sample_negatives, MpdrConfig, Noise};
 use crate::nn::ae::AutoEncoder;
 use crate::nn::Energy;
@@ -157,13 +157,8 @@ impl Diagnostics {
 }
 
 fn mean_energy(energy: &dyn Energy, x: &Tensor) -> f64 {
-    tch::no_grad(|| {
-        let mut sum = 0.0;
-        for chunk in x.split(4096, 0) {
-            sum += energy.energy(&chunk, false).sum(Kind::Double).double_value(&[]);
-        }
-        sum / x.size()[0].max(1) as f64
-    })
+    let e = energies(energy, x).unwrap_or_default();
+    e.iter().sum::<f64>() / e.len().max(1) as f64
 }
 
 /// Everything to diagnose an epoch with (held-out normals at most `max_rows` rows are used).

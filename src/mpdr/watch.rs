@@ -93,10 +93,6 @@ pub struct Watch<'a> {
     best: Option<(usize, f64, Snapshot)>,
 }
 
-fn auc_vs(energy: &dyn Energy, normal: &Tensor, other: &Tensor) -> Option<f64> {
-    pseudo_anomaly_auc(energy, normal, other)
-}
-
 impl<'a> Watch<'a> {
     pub fn new(input: WatchInput<'a>) -> Self {
         Watch { input, history: Vec::new(), start: None, best: None }
@@ -105,8 +101,8 @@ impl<'a> Watch<'a> {
     /// The criterion of the current weights, with its parts (pseudo-anomaly, other-ids).
     fn criterion(&self, energy: &dyn Energy) -> (Option<f64>, Option<f64>, Option<f64>) {
         let h = self.input.heldout;
-        let pseudo = self.input.pseudo.as_ref().and_then(|p| auc_vs(energy, h, p));
-        let others = self.input.other_ids.and_then(|o| auc_vs(energy, h, o));
+        let pseudo = self.input.pseudo.as_ref().and_then(|p| pseudo_anomaly_auc(energy, h, p));
+        let others = self.input.other_ids.and_then(|o| pseudo_anomaly_auc(energy, h, o));
         let c = match self.input.criterion {
             Criterion::PseudoAnomaly => pseudo,
             Criterion::OtherIds => others.or(pseudo),
@@ -116,6 +112,11 @@ impl<'a> Watch<'a> {
             },
         };
         (c, pseudo, others)
+    }
+
+    /// The weights of the first watched epoch (the energy MPDR started from).
+    pub fn start_weights(&self) -> Option<&Snapshot> {
+        self.start.as_ref().map(|s| &s.2)
     }
 
     /// Watch the weights now in `energy_vs` as epoch `epoch` (0 = before MPDR); returns named
@@ -187,13 +188,14 @@ impl<'a> Watch<'a> {
     /// Apply `rule` after the stage: restore the chosen epoch's weights into `energy_vs` and
     /// say what was shipped and why. `None` when no epoch had a criterion (no held-out data).
     pub fn decide(
-        self,
+        &self,
         rule: Selection,
         margin_se: f64,
         energy_vs: &tch::nn::VarStore,
     ) -> anyhow::Result<Option<ShippedEnergy>> {
         let crit = self.input.criterion.name().to_string();
-        let (Some((e0, c0, snap0)), Some((eb, cb, snapb))) = (self.start, self.best) else { return Ok(None) };
+        let (Some((e0, c0, snap0)), Some((eb, cb, snapb))) = (&self.start, &self.best) else { return Ok(None) };
+        let (e0, c0, eb, cb) = (*e0, *c0, *eb, *cb);
         let last = self.history.iter().rev().find_map(|r| r.criterion.map(|c| (r.epoch, c)));
         let Some((el, cl)) = last else { return Ok(None) };
         let h = self.input.heldout.size()[0].max(1) as usize;

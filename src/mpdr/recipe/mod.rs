@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use tch::{Device, Tensor};
 
 pub use self::config::*;
-use super::select::{PseudoAnomaly, Snapshot};
+use super::select::PseudoAnomaly;
 use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Objective, Pretrain, TrainReport};
 use super::watch::{EpochRecord, Watch, WatchInput};
 use super::TorchNoise;
@@ -209,7 +209,6 @@ pub fn train_with(
     if done >= cfg.mpdr_schedule.epochs {
         return Ok(finish(bundle, metrics, started));
     }
-    let start = cfg.mpdr_schedule.fuse.then(|| Snapshot::take(&bundle.energy_vs));
     let (r, warnings, watch) = {
         let mut obj = MpdrObjective::new(
             &bundle.energy,
@@ -271,10 +270,10 @@ pub fn train_with(
         if let Some(shipped) = w.decide(cfg.mpdr_schedule.select, cfg.mpdr_schedule.margin_se, &bundle.energy_vs)? {
             metrics.insert("mpdr_selected_epoch".into(), shipped.epoch as f64);
             tracing::info!(shipped = %shipped.shipped, epoch = shipped.epoch, reason = %shipped.reason, "MPDR stage: energy shipped");
-            let fuse = shipped.shipped == "mpdr";
+            let fuse = cfg.mpdr_schedule.fuse && shipped.shipped == "mpdr";
             bundle.manifest.provenance.shipped = Some(shipped);
-            if let (true, Some(start), Some(h)) = (fuse, &start, &heldout) {
-                let f = bundle.fuse_with(start.tensors(), h)?;
+            if let (true, Some(start), Some(h)) = (fuse, w.start_weights(), &heldout) {
+                let f = bundle.fuse_with(|vs| start.restore(vs), h)?;
                 tracing::info!(?f, "score fusion: the pre-trained energy is kept beside the MPDR energy");
             }
         }
