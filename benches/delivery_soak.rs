@@ -15,7 +15,7 @@ use mpdr::alarm::deliver::now_ms;
 use mpdr::alarm::{AlarmEvent, EventKind};
 use mpdr::daemon::config::MonitorConfig;
 use mpdr::daemon::events;
-use mpdr::daemon::metrics::{Metrics, StreamMetrics};
+use mpdr::metrics::{Metrics, StreamMetrics};
 
 fn p99(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -18,10 +18,10 @@ use serde::Serialize;
 use crate::alarm::hmac::{hex, hmac_sha256};
 use crate::alarm::{format_range, AlarmEvent, EventKind};
 use crate::audio::synth::{Fault, Machine, Synth, SynthSpec};
-use crate::daemon::metrics::Metrics;
 use crate::daemon::{run, RunControl};
 use crate::eval::plot::{font_available, spectrogram_png, timeline_png, TimelinePoint};
 use crate::features::{logmel, FeatureParams};
+use crate::metrics::Metrics;
 
 /// The demo's knobs (`mpdr demo --help`).
 #[derive(Debug, Clone, clap::Args)]
@@ -199,7 +199,7 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
                     t_s,
                     score: s.window_score.get(),
                     threshold: s.threshold.get(),
-                    alarm: s.alarm_state.load(Ordering::Relaxed) >= 2,
+                    alarm: s.alarm_state().is_raised(),
                 });
             }
         }
@@ -234,7 +234,10 @@ fn status_line(m: &Metrics, t: f64) -> String {
         .streams
         .iter()
         .map(|s| {
-            let st = ["normal", "pending", "ALARM", "clearing"][s.alarm_state.load(Ordering::Relaxed).min(3) as usize];
+            let st = match s.alarm_state() {
+                crate::detect::AlarmState::Alarm => "ALARM",
+                other => other.as_str(),
+            };
             format!("{} {:.3}/{:.3} {st}", s.name, s.window_score.get(), s.threshold.get())
         })
         .collect();
@@ -262,10 +265,10 @@ fn draw(m: &Metrics, machines: &[Machine], events: &[AlarmEvent], t: f64, total:
                 }
             })
             .collect();
-        let state = s.alarm_state.load(Ordering::Relaxed);
+        let state = s.alarm_state();
         let (label, color) = match state {
-            2 | 3 => ("ALARM  ", "\x1b[1;31m"),
-            1 => ("pending", "\x1b[33m"),
+            _ if state.is_raised() => ("ALARM  ", "\x1b[1;31m"),
+            crate::detect::AlarmState::Pending => ("pending", "\x1b[33m"),
             _ => ("normal ", "\x1b[32m"),
         };
         o += &format!(

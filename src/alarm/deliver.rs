@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::outbox::Outbox;
 use super::{Sink, SinkError};
-use crate::daemon::metrics::SinkMetrics;
+use crate::metrics::SinkMetrics;
 use crate::mpdr::select::SplitMix64;
 
 /// Retry policy of one sink (`retry = { ... }`).

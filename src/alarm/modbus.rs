@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::daemon::metrics::Metrics;
+use crate::detect::AlarmState;
+use crate::metrics::Metrics;
 
 pub const STREAM_BASE: u16 = 10;
 pub const STREAM_STRIDE: u16 = 10;
@@ -46,8 +47,7 @@ impl ModbusState {
 
     fn acknowledged(&self, i: usize) -> bool {
         let s = &self.metrics.streams[i];
-        s.alarm_state.load(Ordering::Relaxed) >= 2
-            && self.acked[i].load(Ordering::Relaxed) == s.alarms_raised.load(Ordering::Relaxed)
+        s.alarm_state().is_raised() && self.acked[i].load(Ordering::Relaxed) == s.alarms_raised.load(Ordering::Relaxed)
     }
 
     /// The value of one register, or None for an address outside the map.
@@ -82,17 +82,17 @@ impl ModbusState {
     fn stream_registers(&self, i: usize) -> Option<[u16; 10]> {
         let m = &self.metrics;
         let s = m.streams.get(i)?;
-        let state = s.alarm_state.load(Ordering::Relaxed);
+        let state = s.alarm_state();
         let score = s.window_score.get();
         let thr = s.threshold.get();
         let scaled = |v: f64| if v.is_finite() { (v * 1000.0).clamp(0.0, 65535.0) as u16 } else { u16::MAX };
         let (sb, tb) = ((score as f32).to_bits(), (thr as f32).to_bits());
         let acked = self.acknowledged(i);
-        let status = (state >= 2) as u16
+        let status = state.is_raised() as u16
             | ((!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) as u16) << 1
             | (m.ready.load(Ordering::Relaxed) as u16) << 2
             | (acked as u16) << 3
-            | ((state == 1) as u16) << 4
+            | ((state == AlarmState::Pending) as u16) << 4
             | (s.ended.load(Ordering::Relaxed) as u16) << 5;
         Some([
             status,
@@ -287,7 +287,7 @@ fn read_full(sock: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> std::io
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::metrics::StreamMetrics;
+    use crate::metrics::StreamMetrics;
 
     fn state() -> ModbusState {
         let m = Metrics::new(vec![StreamMetrics::new("a", "m"), StreamMetrics::new("b", "m")], vec![]);
@@ -317,7 +317,7 @@ mod tests {
     fn only_acknowledge_registers_are_writable_and_ack_lasts_until_the_next_alarm() {
         let s = state();
         let sm = &s.metrics.streams[0];
-        sm.alarm_state.store(2, Ordering::Relaxed);
+        sm.set_alarm_state(crate::detect::AlarmState::Alarm);
         sm.alarms_raised.store(1, Ordering::Relaxed);
         assert_eq!(s.handle(&[6, 0, 11, 0, 1]), vec![0x86, 2], "score register is read-only");
         assert_eq!(s.handle(&[6, 0, 0, 0, 1]), vec![0x86, 2], "heartbeat is read-only");

@@ -13,7 +13,6 @@ use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use super::config::{MonitorConfig, SinkConfig};
-use super::metrics::{Metrics, SinkMetrics};
 use super::EventMsg;
 use crate::alarm::deliver::{RetryPolicy, Worker};
 use crate::alarm::exec::ExecSink;
@@ -21,6 +20,7 @@ use crate::alarm::mqtt::{MqttSettings, MqttSink};
 use crate::alarm::outbox::Outbox;
 use crate::alarm::webhook::{read_secret, WebhookSink};
 use crate::alarm::{EventKind, LogSink, Sink};
+use crate::metrics::{Metrics, SinkMetrics};
 
 /// A delivery worker and the streams it wants (empty = all).
 pub struct SinkSlot {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Seconds of scorer silence after which `/healthz` reports unhealthy.
 pub const HEALTHY_WITHIN_S: f64 = 10.0;

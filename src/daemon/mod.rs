@@ -23,7 +23,6 @@
 pub mod config;
 pub mod events;
 pub mod http;
-pub mod metrics;
 pub mod notify;
 pub mod scorer;
 
@@ -42,9 +41,9 @@ use crate::audio::AudioOptions;
 use crate::detect::{DetectConfig, Detector, ThresholdSetting};
 use crate::features::stream::StreamingExtractor;
 use crate::features::FeatureParams;
+use crate::metrics::{Metrics, ModelInfo, StreamMetrics};
 use crate::model::{Bundle, Manifest};
 use config::{MonitorConfig, SinkConfig, SourceConfig, StreamConfig};
-use metrics::{Metrics, ModelInfo, StreamMetrics};
 use scorer::{LoadedModel, ScoredStream, Scorer};
 
 /// From the stream threads to the scorer.
@@ -344,7 +343,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
 
 fn status_line(m: &Metrics) -> String {
     let up = m.streams.iter().filter(|s| s.up.load(Ordering::Relaxed)).count();
-    let alarms = m.streams.iter().filter(|s| s.alarm_state.load(Ordering::Relaxed) >= 2).count();
+    let alarms = m.streams.iter().filter(|s| s.alarm_state().is_raised()).count();
     format!("{} streams, {up} up, {alarms} in alarm", m.streams.len())
 }
 

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use tch::Tensor;
 
-use super::metrics::Metrics;
 use super::{Control, EventMsg, StreamMsg};
 use crate::alarm::{format_range, AlarmEvent, BandShare, EventKind};
-use crate::detect::{top_bands, AlarmState, Decision, DetectConfig, Detector, Transition};
+use crate::detect::{top_bands, Decision, DetectConfig, Detector, Transition};
+use crate::metrics::Metrics;
 use crate::model::Bundle;
 
 /// A loaded model and what explanations need.
@@ -216,15 +216,7 @@ impl Scorer {
         sm.decisions.fetch_add(1, Ordering::Relaxed);
         sm.window_score.set(d.score);
         sm.threshold.set(d.threshold);
-        sm.alarm_state.store(
-            match d.state {
-                AlarmState::Normal => 0,
-                AlarmState::Pending => 1,
-                AlarmState::Alarm => 2,
-                AlarmState::Clearing => 3,
-            },
-            Ordering::Relaxed,
-        );
+        sm.set_alarm_state(d.state);
         let Some(t) = d.transition else { return };
         let s = &self.streams[stream];
         let model = &self.models[s.model];

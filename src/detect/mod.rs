@@ -99,6 +99,7 @@ pub enum Transition {
 /// Alarm state of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
+#[repr(u8)]
 pub enum AlarmState {
     Normal,
     /// Above the threshold, waiting out the on-delay.
@@ -106,6 +107,35 @@ pub enum AlarmState {
     Alarm,
     /// Below the threshold while alarmed, waiting out the off-delay.
     Clearing,
+}
+
+impl AlarmState {
+    /// Every state in its gauge order (`mpdr_alarm_state`: 0 normal ... 3 clearing).
+    pub const ALL: [AlarmState; 4] = [AlarmState::Normal, AlarmState::Pending, AlarmState::Alarm, AlarmState::Clearing];
+
+    /// The gauge value.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// The state of a gauge value (anything out of range reads as `Normal`).
+    pub fn from_code(code: u8) -> Self {
+        Self::ALL.get(code as usize).copied().unwrap_or(AlarmState::Normal)
+    }
+
+    /// An alarm is raised: `Alarm`, or `Clearing` (below the threshold, waiting out the off-delay).
+    pub fn is_raised(self) -> bool {
+        matches!(self, AlarmState::Alarm | AlarmState::Clearing)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmState::Normal => "normal",
+            AlarmState::Pending => "pending",
+            AlarmState::Alarm => "alarm",
+            AlarmState::Clearing => "clearing",
+        }
+    }
 }
 
 /// One window decision.

@@ -2,8 +2,10 @@
 //! rendered in the Prometheus text format for `/metrics`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::time::Instant;
+
+use crate::detect::AlarmState;
 
 /// An f64 gauge stored as bits.
 #[derive(Debug, Default)]
@@ -88,8 +90,8 @@ pub struct StreamMetrics {
     pub decisions: AtomicU64,
     pub window_score: Gauge,
     pub threshold: Gauge,
-    /// 0 normal, 1 pending, 2 alarm, 3 clearing.
-    pub alarm_state: AtomicU64,
+    /// The detector's [`AlarmState`], as its gauge code.
+    alarm_state: AtomicU8,
     pub alarms_raised: AtomicU64,
     pub up: AtomicBool,
     pub ended: AtomicBool,
@@ -107,12 +109,20 @@ impl StreamMetrics {
             decisions: AtomicU64::new(0),
             window_score: Gauge::default(),
             threshold: Gauge::default(),
-            alarm_state: AtomicU64::new(0),
+            alarm_state: AtomicU8::new(AlarmState::Normal.code()),
             alarms_raised: AtomicU64::new(0),
             up: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             outages: AtomicU64::new(0),
         }
+    }
+
+    pub fn alarm_state(&self) -> AlarmState {
+        AlarmState::from_code(self.alarm_state.load(Ordering::Relaxed))
+    }
+
+    pub fn set_alarm_state(&self, state: AlarmState) {
+        self.alarm_state.store(state.code(), Ordering::Relaxed)
     }
 }
 
@@ -227,7 +237,7 @@ impl Metrics {
             ("mpdr_window_score", "gauge", "Latest window score (mean energy)", |s| s.window_score.get()),
             ("mpdr_threshold", "gauge", "Alarm threshold in force", |s| s.threshold.get()),
             ("mpdr_alarm_state", "gauge", "0 normal, 1 pending, 2 alarm, 3 clearing", |s| {
-                s.alarm_state.load(Ordering::Relaxed) as f64
+                s.alarm_state().code() as f64
             }),
             ("mpdr_alarms_raised_total", "counter", "Alarms raised (re-alarms included)", |s| {
                 s.alarms_raised.load(Ordering::Relaxed) as f64
