@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::audio::ChannelSelect;
-use crate::config::FrontEndConfig;
+use crate::data::frontend::FrontEndConfig;
 use crate::data::{load_logmel, npy};
 use crate::features::PadMode;
 
@@ -127,7 +127,7 @@ pub struct TrainArgs {
 fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let cfg = crate::mpdr::recipe::TrainConfig::from_toml(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::config::one_line_toml_error(&e)))?;
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "{}: {problems}", path.display());
     Ok(cfg)

@@ -1,13 +1,17 @@
-//! Configuration in three steps: raw serde types (`deny_unknown_fields`) -> `validate()`, which
-//! collects every problem with its key path -> building the objects that open files/devices.
+//! What every configuration shares, and nothing else (a leaf: it imports no other module of
+//! the crate). Configuration comes in three steps:
+//!
+//! 1. raw serde types (`deny_unknown_fields`), parsed by [`parse_toml`]: a syntax or type error
+//!    is one line with its position (`line L, column C`) and the key path;
+//! 2. a pure `validate()` that collects every [`Problem`] with its key path, and turns the raw
+//!    type into a validated one ([`Valid`], or a type of its own) that cannot hold an invalid
+//!    value;
+//! 3. building the objects — the only step that opens files, devices and sockets.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use crate::audio::AudioOptions;
-use crate::features::FeatureParams;
+use serde::de::DeserializeOwned;
 
 /// One problem: the key path (e.g. `features.n_fft`) and what is wrong with its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,39 +68,6 @@ pub enum ConfigError {
     Invalid { path: PathBuf, problems: Problems },
 }
 
-/// The front-end part of a config file: `[features]` and `[audio]`. Both optional; missing
-/// keys take the DCASE defaults.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FrontEndConfig {
-    pub features: FeatureParams,
-    pub audio: AudioOptions,
-}
-
-impl FrontEndConfig {
-    pub fn validate(&self) -> Problems {
-        let mut p = Problems::default();
-        self.features.validate("features", &mut p);
-        self.audio.validate("audio", &mut p);
-        p
-    }
-
-    /// Read, parse and validate a TOML file.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        Self::parse(&text).map_err(|e| match e {
-            ParseOrInvalid::Parse(message) => ConfigError::Parse { path: path.into(), message },
-            ParseOrInvalid::Invalid(problems) => ConfigError::Invalid { path: path.into(), problems },
-        })
-    }
-
-    pub fn parse(text: &str) -> Result<Self, ParseOrInvalid> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ParseOrInvalid::Parse(one_line_toml_error(&e)))?;
-        let problems = cfg.validate();
-        problems.into_result(cfg).map_err(ParseOrInvalid::Invalid)
-    }
-}
-
 /// A parse failure (message) or a parsed-but-invalid config (problems).
 #[derive(Debug)]
 pub enum ParseOrInvalid {
@@ -104,12 +75,78 @@ pub enum ParseOrInvalid {
     Invalid(Problems),
 }
 
-/// toml's messages span several lines with a source excerpt; keep them to one line.
-pub fn one_line_toml_error(e: &toml::de::Error) -> String {
+/// `line L, column C` (both 1-based) of byte `offset` in `text`: the one position format of
+/// every configuration and manifest error.
+pub fn position(text: &str, offset: usize) -> String {
+    let before = &text[..floor_char_boundary(text, offset.min(text.len()))];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}")
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// One line for a toml error of `text`: position, key path (when known) and toml's message
+/// (which spans several lines with a source excerpt otherwise).
+pub fn toml_error(text: &str, e: &toml::de::Error, key: &str) -> String {
     let msg = e.message().trim().replace('\n', " ");
-    match e.span() {
-        Some(span) => format!("{msg} (at byte {})", span.start),
-        None => msg,
+    let at = e.span().map(|s| position(text, s.start));
+    match (at, key.is_empty()) {
+        (Some(at), false) => format!("{at}: {key}: {msg}"),
+        (Some(at), true) => format!("{at}: {msg}"),
+        (None, false) => format!("{key}: {msg}"),
+        (None, true) => msg,
+    }
+}
+
+/// Parse TOML `text` into `T`; an error is one line with the position and the key path.
+pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        toml_error(text, e.inner(), &key)
+    })
+}
+
+/// Read and parse a TOML file (not yet validated).
+pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    parse_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+}
+
+/// A configuration that can check itself without touching the disk.
+pub trait Validate {
+    /// Every problem, each with its key path.
+    fn validate(&self) -> Problems;
+}
+
+/// A configuration that passed [`Validate::validate`]: only [`Valid::new`] makes one, so a
+/// function taking `&Valid<T>` never sees an invalid `T` and never validates again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valid<T>(T);
+
+impl<T: Validate> Valid<T> {
+    pub fn new(cfg: T) -> Result<Self, Problems> {
+        cfg.validate().into_result(Valid(cfg))
+    }
+}
+
+impl<T> Valid<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T> std::ops::Deref for Valid<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
     }
 }
 
@@ -117,34 +154,26 @@ pub fn one_line_toml_error(e: &toml::de::Error) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn unknown_keys_and_bad_values_are_named() {
-        let e = FrontEndConfig::parse("[features]\nn_ffft = 1024\n").unwrap_err();
-        match e {
-            ParseOrInvalid::Parse(m) => assert!(m.contains("n_ffft"), "{m}"),
-            ParseOrInvalid::Invalid(p) => panic!("expected a parse error, got {p}"),
-        }
-        let e =
-            FrontEndConfig::parse("[features]\nn_fft = 1000\nn_mels = 0\n[audio]\nchannel = \"left\"\n").unwrap_err();
-        match e {
-            ParseOrInvalid::Parse(m) => assert!(m.contains("channel"), "{m}"),
-            ParseOrInvalid::Invalid(p) => panic!("expected a parse error, got {p}"),
-        }
-        let e = FrontEndConfig::parse("[features]\nn_fft = 1001\nn_mels = 0\n").unwrap_err();
-        match e {
-            ParseOrInvalid::Invalid(p) => {
-                let keys: Vec<_> = p.0.iter().map(|x| x.key.as_str()).collect();
-                assert_eq!(keys, vec!["features.n_fft", "features.n_mels"]);
-            }
-            ParseOrInvalid::Parse(m) => panic!("expected problems, got {m}"),
-        }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: u32,
+    }
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Inner,
     }
 
     #[test]
-    fn example_config_parses_to_the_defaults_it_documents() {
-        let text = include_str!("../../config/features.example.toml");
-        let cfg = FrontEndConfig::parse(text).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(cfg.features, FeatureParams::default());
-        assert_eq!(cfg.audio, AudioOptions::default());
+    fn errors_give_line_column_and_key_path_on_one_line() {
+        let e = parse_toml::<Outer>("\n[inner]\nn = \"three\"\n").unwrap_err();
+        assert!(e.starts_with("line 3, column 5: inner.n: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+        let e = parse_toml::<Outer>("[inner]\nn = 1\nm = 2\n").unwrap_err();
+        assert!(e.starts_with("line 3, column 1:") && e.contains('m'), "{e}");
+        assert_eq!(position("ab\ncé\nx", 6), "line 2, column 3");
     }
 }

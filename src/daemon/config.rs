@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alarm::deliver::RetryPolicy;
 use crate::audio::ChannelSelect;
-use crate::config::{one_line_toml_error, Problems};
+use crate::config::Problems;
 use crate::detect::DetectConfig;
 use crate::device::DeviceChoice;
 
@@ -311,14 +311,7 @@ impl SinkConfig {
 impl MonitorConfig {
     /// Parse TOML text; errors are one line with the line number.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-            let msg = one_line_toml_error(&e);
-            match line {
-                Some(l) => format!("line {l}: {msg}"),
-                None => msg,
-            }
-        })
+        crate::config::parse_toml(text)
     }
 
     /// Read and parse `path`, make its relative paths absolute against its folder, and
@@ -731,7 +724,7 @@ streams = ["b"]
     #[test]
     fn unknown_keys_and_types_are_one_line_errors_with_the_line() {
         let e = MonitorConfig::parse("[scoring]\nmax_bach = 3\n").unwrap_err();
-        assert!(e.starts_with("line 2:") && e.contains("max_bach") && !e.contains('\n'), "{e}");
+        assert!(e.starts_with("line 2, column 1: scoring") && e.contains("max_bach") && !e.contains('\n'), "{e}");
         let e = MonitorConfig::parse("[[sink]]\ntype = \"pager\"\n").unwrap_err();
         assert!(e.contains("pager"), "{e}");
     }

@@ -4,6 +4,7 @@
 
 pub mod dcase;
 pub mod extract;
+pub mod frontend;
 pub mod idx;
 pub mod npy;
 pub mod npz;

@@ -454,8 +454,7 @@ impl Bundle {
                 }
             }
         }
-        toml::from_str(&text)
-            .map_err(|e| BundleError::Manifest { path: mpath, message: crate::config::one_line_toml_error(&e) })
+        crate::config::parse_toml(&text).map_err(|message| BundleError::Manifest { path: mpath, message })
     }
 
     /// Energies (N,) and per-mel-band errors (N, n_mels) of raw vectors (N, D), on the CPU,

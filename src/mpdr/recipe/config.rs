@@ -231,14 +231,13 @@ impl TrainConfig {
     /// ([`TrainConfig::default`]); every key it leaves out keeps its default — also inside a
     /// table it gives only in part (`[mpdr]\nlr = 3e-5` changes the learning rate and nothing
     /// else). Unknown keys and wrong types are errors naming the key.
-    pub fn from_toml(text: &str) -> Result<TrainConfig, toml::de::Error> {
-        // Alone first: errors then point at the file's own lines.
-        let _: TrainConfig = toml::from_str(text)?;
-        let user: toml::Table = text.parse()?;
-        let mut merged = toml::Table::try_from(TrainConfig::default())
-            .map_err(|e| <toml::de::Error as serde::de::Error>::custom(format!("default recipe: {e}")))?;
+    pub fn from_toml(text: &str) -> Result<TrainConfig, String> {
+        // Alone first: errors then point at the file's own lines and keys.
+        let _: TrainConfig = crate::config::parse_toml(text)?;
+        let user: toml::Table = text.parse().map_err(|e| crate::config::toml_error(text, &e, ""))?;
+        let mut merged = toml::Table::try_from(TrainConfig::default()).map_err(|e| format!("default recipe: {e}"))?;
         merge_tables(&mut merged, user);
-        merged.try_into()
+        merged.try_into().map_err(|e: toml::de::Error| e.message().trim().replace('\n', " "))
     }
 
     pub fn validate(&self) -> Problems {
@@ -389,8 +388,8 @@ mod tests {
         assert_eq!(c.mpdr, MpdrConfig { lr: 3e-5, ..d.mpdr.clone() }, "only lr changed");
         assert_eq!(c.mpdr_schedule, MpdrSchedule { epochs: 4, ..d.mpdr_schedule.clone() });
         assert_eq!(TrainConfig::from_toml("").unwrap(), d);
-        let e = TrainConfig::from_toml("[mpdr]\nlr = \"fast\"\n").unwrap_err().to_string();
-        assert!(e.contains("lr") || e.contains("line 2"), "{e}");
+        let e = TrainConfig::from_toml("[mpdr]\nlr = \"fast\"\n").unwrap_err();
+        assert!(e.starts_with("line 2, column 6: mpdr.lr: "), "{e}");
     }
 
     #[test]
