@@ -110,10 +110,10 @@ fn main() {
     if broker.is_some() {
         text += &format!("[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\ntopic = \"soak/{{stream}}/event\"\nstate_topic = \"soak/{{stream}}/state\"\n");
     }
-    let cfg = MonitorConfig::parse(&text).unwrap();
+    let cfg = MonitorConfig::parse(&text).unwrap().into_valid(d.path()).unwrap();
     let metrics = Arc::new(Metrics::new(vec![StreamMetrics::new("s", "m")], vec![]));
     let state = d.path().join("state");
-    let slots = events::build_workers(&cfg, &state, &metrics).unwrap();
+    let slots = events::build_workers(&cfg.sinks(), &state, &metrics).unwrap();
     let (tx, rx) = bounded(10_000);
     let ev_thread = events::spawn(rx, slots, state.clone(), 1_000_000, metrics.clone()).unwrap();
     std::thread::sleep(Duration::from_millis(500)); // MQTT connects

@@ -126,8 +126,8 @@ pub struct TrainArgs {
 
 fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let cfg = crate::mpdr::recipe::TrainConfig::from_toml(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let cfg =
+        crate::mpdr::recipe::TrainConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let problems = cfg.validate();
     anyhow::ensure!(problems.is_empty(), "{}: {problems}", path.display());
     Ok(cfg)
@@ -257,7 +257,7 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
 
 /// `mpdr validate`: every problem of a monitor config (syntax, values, models, files) at once.
 pub fn validate(config: &Path) -> Result<()> {
-    let (cfg, p) = crate::daemon::config::MonitorConfig::read(config, true)?;
+    let (cfg, p) = crate::daemon::config::inspect(config, true)?;
     if p.is_empty() {
         println!("{}: OK ({} stream(s), {} sink(s))", config.display(), cfg.streams.len(), cfg.sinks.len().max(1));
         return Ok(());
@@ -270,7 +270,7 @@ pub fn validate(config: &Path) -> Result<()> {
 
 /// `mpdr devices`: the input devices cpal sees.
 pub fn devices() -> Result<()> {
-    let list = crate::audio::source::list_devices().map_err(|e| anyhow::anyhow!(e))?;
+    let list = crate::audio::source::device::list_devices().map_err(|e| anyhow::anyhow!(e))?;
     if list.is_empty() {
         println!("no input devices found");
     }

@@ -2,16 +2,18 @@
 //!
 //! The detector's transitions and the sources' up/down changes become [`AlarmEvent`]s with a
 //! unique, time-ordered id (UUID v7) that delivery uses as its idempotency key. Sinks implement
-//! [`Sink`]; they run on the daemon's event thread, never on the audio or scoring path. A sink
+//! [`Sink`]; each kind of sink is one file of [`sink`]. They run on their own delivery
+//! workers, never on the audio or scoring path. A sink
 //! that fails is logged and counted and never stops the daemon.
 
 pub mod deliver;
-pub mod exec;
 pub mod hmac;
-pub mod modbus;
-pub mod mqtt;
 pub mod outbox;
-pub mod webhook;
+pub mod sink;
+
+pub use deliver::RetryPolicy;
+pub use sink::log::LogSink;
+pub use sink::{SinkConfig, SinkSpec};
 
 use serde::{Deserialize, Serialize};
 
@@ -135,43 +137,18 @@ pub fn rfc3339_utc(unix_ms: u64) -> String {
 }
 
 /// Why a delivery failed: try again later, or never (dead letter).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SinkError {
+    #[error("{0} (will retry)")]
     Retry(String),
+    #[error("{0} (permanent)")]
     Permanent(String),
-}
-
-impl std::fmt::Display for SinkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SinkError::Retry(m) => write!(f, "{m} (will retry)"),
-            SinkError::Permanent(m) => write!(f, "{m} (permanent)"),
-        }
-    }
 }
 
 /// Where events go. Each sink runs on its own delivery worker thread, fed from the outbox;
 /// `deliver` may block up to the sink's timeout. The event id is the idempotency key.
 pub trait Sink: Send {
     fn deliver(&mut self, event: &AlarmEvent) -> Result<(), SinkError>;
-}
-
-/// Writes each event as one structured log line (target `mpdr::alarm`, field `event` = JSON).
-#[derive(Debug, Default)]
-pub struct LogSink;
-
-impl Sink for LogSink {
-    fn deliver(&mut self, e: &AlarmEvent) -> Result<(), SinkError> {
-        match e.kind {
-            EventKind::Raised | EventKind::StreamDown => {
-                tracing::warn!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)
-            }
-            EventKind::Cleared | EventKind::StreamUp => {
-                tracing::info!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

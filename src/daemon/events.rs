@@ -12,14 +12,11 @@ use std::time::Duration;
 use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
-use super::config::{MonitorConfig, SinkConfig};
 use super::EventMsg;
-use crate::alarm::deliver::{RetryPolicy, Worker};
-use crate::alarm::exec::ExecSink;
-use crate::alarm::mqtt::{MqttSettings, MqttSink};
+use crate::alarm::deliver::Worker;
 use crate::alarm::outbox::Outbox;
-use crate::alarm::webhook::{read_secret, WebhookSink};
-use crate::alarm::{EventKind, LogSink, Sink};
+use crate::alarm::sink::{BuildContext, Built, NamedSink};
+use crate::alarm::EventKind;
 use crate::metrics::{Metrics, SinkMetrics};
 
 /// A delivery worker and the streams it wants (empty = all).
@@ -28,86 +25,41 @@ pub struct SinkSlot {
     pub streams: Vec<String>,
 }
 
-/// One idle worker per outbox-fed sink of `cfg` (a log sink when none is configured), their
-/// counters published in `metrics`; [`spawn`] starts them.
-pub fn build_workers(cfg: &MonitorConfig, state_dir: &Path, metrics: &Metrics) -> Result<Vec<SinkSlot>> {
-    let names = cfg.sink_names();
-    struct Spec(String, Box<dyn Sink>, RetryPolicy, Vec<String>);
-    let mut specs: Vec<Spec> = Vec::new();
-    for (s, name) in cfg.sinks.iter().zip(names) {
-        let key = |k: &str| format!("sink \"{name}\": {k}");
-        let (sink, retry): (Box<dyn Sink>, RetryPolicy) = match s {
-            SinkConfig::Modbus { .. } => continue,
-            SinkConfig::Log { .. } => (Box::new(LogSink), RetryPolicy::default()),
-            SinkConfig::Webhook { url, hmac_secret_env, hmac_secret_file, timeout_s, retry, .. } => {
-                let secret = read_secret(hmac_secret_env.as_deref(), hmac_secret_file.as_deref())
-                    .map_err(|e| anyhow::anyhow!("{}", key(&e)))?;
-                if secret.is_none() {
-                    tracing::warn!(sink = %name, "webhook without hmac_secret_env/hmac_secret_file: bodies are not signed");
-                }
-                (Box::new(WebhookSink::new(url, Duration::from_secs_f64(*timeout_s), secret)), retry.clone())
-            }
-            SinkConfig::Mqtt {
-                host,
-                port,
-                client_id,
-                topic,
-                state_topic,
-                status_topic,
-                username,
-                password_env,
-                password_file,
-                tls,
-                ca_file,
-                timeout_s,
-                retry,
-                ..
-            } => {
-                let password = read_secret(password_env.as_deref(), password_file.as_deref())
-                    .map_err(|e| anyhow::anyhow!("{}", key(&e)))?
-                    .map(|p| String::from_utf8_lossy(&p).to_string());
-                let ca = match ca_file {
-                    Some(f) => Some(
-                        std::fs::read(f).map_err(|e| anyhow::anyhow!("{}", key(&format!("{}: {e}", f.display()))))?,
-                    ),
-                    None => None,
-                };
-                let settings = MqttSettings {
-                    host: host.clone(),
-                    port: *port,
-                    client_id: client_id.clone(),
-                    topic: topic.clone(),
-                    state_topic: state_topic.clone(),
-                    status_topic: status_topic.clone(),
-                    username: username.clone(),
-                    password,
-                    tls: *tls,
-                    ca,
-                    timeout: Duration::from_secs_f64(*timeout_s),
-                };
-                (Box::new(MqttSink::connect(settings).map_err(|e| anyhow::anyhow!("{}", key(&e)))?), retry.clone())
-            }
-            SinkConfig::Exec { command, timeout_s, retry, .. } => {
-                (Box::new(ExecSink::new(command.clone(), Duration::from_secs_f64(*timeout_s))), retry.clone())
-            }
-        };
-        specs.push(Spec(name, sink, retry, s.streams().to_vec()));
-    }
-    if cfg.sinks.is_empty() {
-        specs.push(Spec("log".into(), Box::new(LogSink), RetryPolicy::default(), Vec::new()));
-    }
+/// One idle worker per delivery sink of `sinks` (status servers are not fed from the outbox),
+/// their counters published in `metrics`; [`spawn`] starts them.
+pub fn build_workers(sinks: &[NamedSink], state_dir: &Path, metrics: &Arc<Metrics>) -> Result<Vec<SinkSlot>> {
     let old = metrics.sinks.lock().map(|v| v.clone()).unwrap_or_default();
     let mut slots = Vec::new();
     let mut published = Vec::new();
-    for Spec(name, sink, retry, streams) in specs {
-        let m = old.iter().find(|m| m.name == name).cloned().unwrap_or_else(|| Arc::new(SinkMetrics::new(&name)));
+    for s in sinks.iter().filter(|s| !s.config.spec().is_server()) {
+        let ctx = BuildContext { name: &s.name, metrics };
+        let Built::Delivery { sink, retry } =
+            s.config.spec().build(&ctx).map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", s.name))?
+        else {
+            continue;
+        };
+        let m = old.iter().find(|m| m.name == s.name).cloned().unwrap_or_else(|| Arc::new(SinkMetrics::new(&s.name)));
         published.push(m.clone());
-        slots.push(SinkSlot { worker: Worker::spawn(name, sink, state_dir.to_path_buf(), retry, m)?, streams });
+        let worker = Worker::spawn(s.name.clone(), sink, state_dir.to_path_buf(), retry, m)?;
+        slots.push(SinkSlot { worker, streams: s.config.streams().to_vec() });
     }
     if let Ok(mut v) = metrics.sinks.lock() {
         *v = published;
     }
     Ok(slots)
+}
+
+/// The status servers of `sinks`, started; they run until dropped.
+pub fn start_servers(sinks: &[NamedSink], metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn Send>>> {
+    let mut servers = Vec::new();
+    for s in sinks.iter().filter(|s| s.config.spec().is_server()) {
+        let ctx = BuildContext { name: &s.name, metrics };
+        match s.config.spec().build(&ctx).map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", s.name))? {
+            Built::Server(server) => servers.push(server),
+            Built::Delivery { .. } => anyhow::bail!("sink \"{}\": not a status server", s.name),
+        }
+    }
+    Ok(servers)
 }
 
 /// The event thread's handle plus its worker-replacement channel.

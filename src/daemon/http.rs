@@ -19,7 +19,7 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn start(listen: &str, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    pub fn start(listen: SocketAddr, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
         let server = tiny_http::Server::http(listen)
             .map_err(|e| anyhow::anyhow!("server.listen = \"{listen}\": cannot listen: {e}"))?;
         let addr = server

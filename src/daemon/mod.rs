@@ -36,14 +36,13 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
 use crate::alarm::{band_ranges, AlarmEvent};
-use crate::audio::source::{sleep_unless, DeviceSource, FileSource, Next, Source, SynthSource};
-use crate::audio::AudioOptions;
+use crate::audio::source::{sleep_unless, Next, OpenContext};
 use crate::detect::{DetectConfig, Detector, ThresholdSetting};
 use crate::features::stream::StreamingExtractor;
 use crate::features::FeatureParams;
 use crate::metrics::{Metrics, ModelInfo, StreamMetrics};
 use crate::model::{Bundle, Manifest};
-use config::{MonitorConfig, SinkConfig, SourceConfig, StreamConfig};
+use config::{Monitor, StreamConfig};
 use scorer::{LoadedModel, ScoredStream, Scorer};
 
 /// From the stream threads to the scorer.
@@ -117,7 +116,8 @@ fn threshold_of(setting: ThresholdSetting, m: &Manifest) -> f64 {
 /// Run the monitor until `ctl.stop` (or, with `exit_when_done`, until every replay ended).
 pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     crate::device::init_threads();
-    let cfg = MonitorConfig::load(config_path, true)?;
+    let valid = Monitor::load(config_path, true)?;
+    let cfg = valid.config().clone();
     let device = cfg.scoring.device.resolve().context("scoring.device")?;
 
     // Models: one per distinct bundle folder, loaded on the scorer thread (tch stays there).
@@ -149,31 +149,23 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     }
 
     let http_stop = Arc::new(AtomicBool::new(false));
-    let http = if cfg.server.listen.is_empty() {
-        None
-    } else {
-        let h = http::HttpServer::start(&cfg.server.listen, metrics.clone(), http_stop.clone())?;
-        tracing::info!(address = %h.addr, "serving /metrics, /healthz, /readyz");
-        Some(h)
+    let http = match valid.listen() {
+        None => None,
+        Some(addr) => {
+            let h = http::HttpServer::start(addr, metrics.clone(), http_stop.clone())?;
+            tracing::info!(address = %h.addr, "serving /metrics, /healthz, /readyz");
+            Some(h)
+        }
     };
 
-    // Alarm delivery: the outbox, one worker per sink, the event thread; the Modbus server.
-    let config_dir = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let state_dir = cfg.state_dir(&config_dir);
+    // Alarm delivery: the outbox, one worker per delivery sink, the event thread; the status
+    // servers (Modbus).
+    let state_dir = valid.state_dir().to_path_buf();
     let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
-    let slots = events::build_workers(&cfg, &state_dir, &metrics)?;
+    let slots = events::build_workers(&valid.sinks(), &state_dir, &metrics)?;
     let events = events::spawn(ev_rx, slots, state_dir.clone(), cfg.state.max_events, metrics.clone())?;
     tracing::info!(outbox = %state_dir.join(crate::alarm::outbox::DB_FILE).display(), "alarm outbox open");
-    let mut modbus = Vec::new();
-    for s in &cfg.sinks {
-        if let SinkConfig::Modbus { listen, .. } = s {
-            let state = Arc::new(crate::alarm::modbus::ModbusState::new(metrics.clone()));
-            let server = crate::alarm::modbus::ModbusServer::start(listen, state)
-                .map_err(|e| anyhow::anyhow!("modbus sink: {e}"))?;
-            tracing::info!(address = %server.addr, "Modbus TCP server listening");
-            modbus.push(server);
-        }
-    }
+    let servers = events::start_servers(&valid.sinks(), &metrics)?;
 
     // Scorer thread: load the models there, report back, then run.
     let (tx, rx) = bounded::<StreamMsg>(cfg.pipeline.vector_queue);
@@ -270,7 +262,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let watchdog = notify::watchdog_interval();
     let mut last_pet = Instant::now();
     let mut last_status = Instant::now();
-    let mut current = cfg;
+    let mut current = valid;
     let scorer_alive = || !scorer.is_finished();
     loop {
         if ctl.stop.load(Ordering::Relaxed) {
@@ -319,7 +311,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     // Shutdown: streams end in-band, then the queue closes and the scorer and events drain.
     notify::notify("STOPPING=1");
     metrics.ready.store(false, Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs_f64(current.pipeline.shutdown_timeout_s);
+    let deadline = Instant::now() + Duration::from_secs_f64(current.config().pipeline.shutdown_timeout_s);
     stream_stop.store(true, Ordering::Relaxed);
     keep_tx.take();
     drop(ctrl_tx);
@@ -329,7 +321,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     // The event thread ends when the scorer's sender is gone; it stops the sink workers
     // (a delivery in progress may take up to its sink's timeout).
     clean &= join_until(vec![events.handle], deadline + Duration::from_secs(30), "events");
-    drop(modbus);
+    drop(servers);
     http_stop.store(true, Ordering::Relaxed);
     if let Some(h) = http {
         h.join();
@@ -370,21 +362,19 @@ fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant, what: &str) -> bo
 /// Validate the new file and push what may change live; stream or model changes need a restart.
 fn reload(
     path: &Path,
-    current: &MonitorConfig,
+    current: &Monitor,
     ctrl: &Sender<Control>,
     state_dir: &Path,
-    metrics: &Metrics,
-) -> Result<(MonitorConfig, Vec<events::SinkSlot>)> {
-    let new = MonitorConfig::load(path, false)?;
-    let modbus = |c: &MonitorConfig| {
-        c.sinks.iter().filter(|s| matches!(s, SinkConfig::Modbus { .. })).cloned().collect::<Vec<_>>()
-    };
-    if modbus(&new) != modbus(current) {
-        tracing::warn!("modbus sink changes take effect after a restart");
+    metrics: &Arc<Metrics>,
+) -> Result<(Monitor, Vec<events::SinkSlot>)> {
+    let new = Monitor::load(path, false)?;
+    let servers = |c: &Monitor| c.sinks().into_iter().filter(|s| s.config.spec().is_server()).collect::<Vec<_>>();
+    if servers(&new) != servers(current) {
+        tracing::warn!("status-server sink (modbus) changes take effect after a restart");
     }
     let mut changes = Vec::new();
-    for (i, old) in current.streams.iter().enumerate() {
-        let Some(n) = new.streams.iter().find(|s| s.name == old.name) else {
+    for (i, old) in current.streams().iter().enumerate() {
+        let Some(n) = new.streams().iter().find(|s| s.name == old.name) else {
             tracing::warn!(stream = %old.name, "removed from the config: keeps running until restart");
             continue;
         };
@@ -394,12 +384,12 @@ fn reload(
         let manifest = Bundle::read_manifest(&old.model)?;
         changes.push((i, n.detect.clone(), threshold_of(n.detect.threshold, &manifest)));
     }
-    for n in &new.streams {
-        if !current.streams.iter().any(|s| s.name == n.name) {
+    for n in new.streams() {
+        if !current.streams().iter().any(|s| s.name == n.name) {
             tracing::warn!(stream = %n.name, "new stream: starts after a restart");
         }
     }
-    let slots = events::build_workers(&new, state_dir, metrics)?;
+    let slots = events::build_workers(&new.sinks(), state_dir, metrics)?;
     ctrl.send(Control::Reconfigure(changes)).map_err(|_| anyhow::anyhow!("the scorer has stopped"))?;
     Ok((new, slots))
 }
@@ -414,49 +404,7 @@ fn stream_loop(
     stop: &AtomicBool,
     pl: &config::PipelineConfig,
 ) {
-    let mut source: Box<dyn Source> = match &cfg.source {
-        SourceConfig::Device { device, channel, block } => {
-            Box::new(DeviceSource::new(device.clone(), *channel, *block, features.sample_rate, pl.audio_queue_blocks))
-        }
-        SourceConfig::File { path, realtime, speed, looped, channel, resample } => Box::new(FileSource::new(
-            path.clone(),
-            features.sample_rate,
-            AudioOptions { channel: *channel, resample: *resample },
-            *realtime,
-            *speed,
-            *looped,
-        )),
-        SourceConfig::Synth {
-            machine,
-            seed,
-            instance,
-            fault,
-            fault_at_s,
-            ramp_s,
-            severity,
-            snr_db,
-            realtime,
-            speed,
-        } => Box::new(SynthSource::new(
-            crate::audio::synth::SynthSpec {
-                machine: *machine,
-                seed: *seed,
-                instance: *instance,
-                snr_db: *snr_db,
-                fault: *fault,
-                fault_at_s: *fault_at_s,
-                ramp_s: *ramp_s,
-                severity: *severity,
-            },
-            *realtime,
-            *speed,
-        )),
-    };
-    if let SourceConfig::Synth { .. } = &cfg.source {
-        if features.sample_rate != crate::audio::synth::RATE {
-            tracing::error!(stream = %cfg.name, rate = features.sample_rate, "synthetic sources are 16 kHz; the model expects another rate");
-        }
-    }
+    let mut source = cfg.source.build(OpenContext { rate: features.sample_rate, queue_blocks: pl.audio_queue_blocks });
     let sm = &metrics.streams[idx];
     let dim = features.vector_dim();
     let mut extractor = StreamingExtractor::new(features);
@@ -480,7 +428,7 @@ fn stream_loop(
                 Err(e) => {
                     if !down_reported {
                         tracing::warn!(stream = %cfg.name, source = %source.describe(), error = %e, "source unavailable; retrying with backoff");
-                        control(StreamMsg::Down { stream: idx, reason: e });
+                        control(StreamMsg::Down { stream: idx, reason: e.to_string() });
                         down_reported = true;
                     }
                     sleep_unless(stop, Duration::from_secs_f64(backoff));
@@ -523,7 +471,7 @@ fn stream_loop(
             Err(e) => {
                 tracing::warn!(stream = %cfg.name, source = %source.describe(), error = %e, "source failed; reopening");
                 open = false;
-                control(StreamMsg::Down { stream: idx, reason: e });
+                control(StreamMsg::Down { stream: idx, reason: e.to_string() });
                 down_reported = true;
             }
         }

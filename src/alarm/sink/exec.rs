@@ -4,10 +4,70 @@
 //! or running past the timeout (the process is killed), = retry.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{AlarmEvent, Sink, SinkError};
+use serde::{Deserialize, Serialize};
+
+use super::{check_timeout, BuildContext, Built, Common, SinkSpec};
+use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
+use crate::config::Problems;
+
+/// `[[sink]] type = "exec"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    #[serde(flatten)]
+    pub common: Common,
+    /// Program and arguments; the event JSON arrives on stdin.
+    pub command: Vec<String>,
+    #[serde(default = "ten")]
+    pub timeout_s: f64,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn ten() -> f64 {
+    10.0
+}
+
+impl SinkSpec for ExecConfig {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn validate(&self, key: &str, p: &mut Problems) {
+        if self.command.first().is_none_or(|c| c.is_empty()) {
+            p.push(format!("{key}.command"), "needs a program, e.g. [\"/usr/local/bin/notify\", \"--urgent\"]");
+        }
+        check_timeout(key, self.timeout_s, p);
+        self.retry.validate(&format!("{key}.retry"), p);
+    }
+
+    fn check(&self, key: &str, p: &mut Problems, _ports: bool) {
+        if let Some(prog) = self.command.first().filter(|c| !c.is_empty()) {
+            if !program_exists(prog) {
+                p.push(format!("{key}.command"), format!("\"{prog}\" is not an executable file or on PATH"));
+            }
+        }
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+        let sink = ExecSink::new(self.command.clone(), Duration::from_secs_f64(self.timeout_s));
+        Ok(Built::Delivery { sink: Box::new(sink), retry: self.retry.clone() })
+    }
+}
+
+fn program_exists(prog: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable =
+        |p: &Path| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    if prog.contains('/') {
+        return executable(Path::new(prog));
+    }
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|d| executable(&d.join(prog))))
+}
 
 pub struct ExecSink {
     command: Vec<String>,

@@ -4,10 +4,73 @@
 //! idempotency key. 2xx = delivered; 4xx other than 408/429 = dead letter with the reason;
 //! anything else (5xx, 408, 429, timeouts, connection errors) = retry.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::hmac::{hex, hmac_sha256};
-use super::{AlarmEvent, Sink, SinkError};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    absolute, check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec,
+};
+use crate::alarm::hmac::{hex, hmac_sha256};
+use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
+use crate::config::Problems;
+
+/// `[[sink]] type = "webhook"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    #[serde(flatten)]
+    pub common: Common,
+    pub url: String,
+    /// HMAC-SHA256 signing secret from this environment variable ...
+    pub hmac_secret_env: Option<String>,
+    /// ... or from this file (never in the config text).
+    pub hmac_secret_file: Option<PathBuf>,
+    #[serde(default = "five")]
+    pub timeout_s: f64,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+impl SinkSpec for WebhookConfig {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn validate(&self, key: &str, p: &mut Problems) {
+        let ok = self
+            .url
+            .strip_prefix("http://")
+            .or_else(|| self.url.strip_prefix("https://"))
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '));
+        if !ok {
+            p.push(format!("{key}.url"), format!("expected an http:// or https:// URL, got \"{}\"", self.url));
+        }
+        check_secret_keys(key, "hmac_secret", &self.hmac_secret_env, &self.hmac_secret_file, p);
+        check_timeout(key, self.timeout_s, p);
+        self.retry.validate(&format!("{key}.retry"), p);
+    }
+
+    fn check(&self, key: &str, p: &mut Problems, _ports: bool) {
+        check_secret(key, "hmac_secret", &self.hmac_secret_env, &self.hmac_secret_file, p);
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(f) = &mut self.hmac_secret_file {
+            absolute(f, base);
+        }
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        let secret = read_secret(self.hmac_secret_env.as_deref(), self.hmac_secret_file.as_deref())?;
+        if secret.is_none() {
+            tracing::warn!(sink = %ctx.name, "webhook without hmac_secret_env/hmac_secret_file: bodies are not signed");
+        }
+        let sink = WebhookSink::new(&self.url, Duration::from_secs_f64(self.timeout_s), secret);
+        Ok(Built::Delivery { sink: Box::new(sink), retry: self.retry.clone() })
+    }
+}
 
 pub struct WebhookSink {
     url: String,
@@ -57,27 +120,6 @@ impl Sink for WebhookSink {
     }
 }
 
-/// Read a secret: the named environment variable, or a file's content (trailing newline cut).
-pub fn read_secret(env: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<Vec<u8>>, String> {
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(v.into_bytes())),
-            _ => Err(format!("environment variable {var} is not set (or empty)")),
-        };
-    }
-    if let Some(path) = file {
-        let mut bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read the secret: {e}", path.display()))?;
-        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            bytes.pop();
-        }
-        if bytes.is_empty() {
-            return Err(format!("{}: the secret file is empty", path.display()));
-        }
-        return Ok(Some(bytes));
-    }
-    Ok(None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,14 +135,7 @@ mod tests {
     }
 
     #[test]
-    fn secrets_come_from_files_without_the_newline() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("s");
-        std::fs::write(&p, "k3y\n").unwrap();
-        assert_eq!(read_secret(None, Some(&p)).unwrap(), Some(b"k3y".to_vec()));
-        assert!(read_secret(Some("MPDR_TEST_SURELY_UNSET_VAR"), None)
-            .unwrap_err()
-            .contains("MPDR_TEST_SURELY_UNSET_VAR"));
+    fn signatures_are_sha256_hex() {
         assert_eq!(signature(b"Jefe", b"what do ya want for nothing?").len(), 7 + 64);
     }
 }

@@ -4,6 +4,7 @@
 //! once connected, and the broker publishes the Last Will `offline` if the daemon vanishes.
 //! TLS (system roots or a CA file) and username/password are options.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,22 +12,110 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
 use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
 
-use super::{AlarmEvent, EventKind, Sink, SinkError};
+use serde::{Deserialize, Serialize};
 
-/// What the sink needs to connect (built from `[[sink]] type = "mqtt"`).
-#[derive(Debug, Clone)]
-pub struct MqttSettings {
+use super::{
+    absolute, check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec,
+};
+use crate::alarm::{AlarmEvent, EventKind, RetryPolicy, Sink, SinkError};
+use crate::config::Problems;
+
+/// `[[sink]] type = "mqtt"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    #[serde(flatten)]
+    pub common: Common,
     pub host: String,
+    #[serde(default = "mqtt_port")]
     pub port: u16,
+    #[serde(default = "client_id")]
     pub client_id: String,
+    /// `{stream}` and `{kind}` are filled in.
+    #[serde(default = "event_topic")]
     pub topic: String,
+    /// Retained per-stream state (alarm / normal / down / up).
+    #[serde(default = "state_topic")]
     pub state_topic: String,
+    /// Retained `online`; the Last Will sets `offline`.
+    #[serde(default = "status_topic")]
     pub status_topic: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
     pub tls: bool,
-    pub ca: Option<Vec<u8>>,
-    pub timeout: Duration,
+    /// CA certificate (PEM) for TLS.
+    pub ca_file: Option<PathBuf>,
+    #[serde(default = "five")]
+    pub timeout_s: f64,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+fn mqtt_port() -> u16 {
+    1883
+}
+fn client_id() -> String {
+    format!("mpdr-{}", std::process::id())
+}
+fn event_topic() -> String {
+    "mpdr/{stream}/event".into()
+}
+fn state_topic() -> String {
+    "mpdr/{stream}/state".into()
+}
+fn status_topic() -> String {
+    "mpdr/status".into()
+}
+
+impl SinkSpec for MqttConfig {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn validate(&self, key: &str, p: &mut Problems) {
+        if self.host.trim().is_empty() {
+            p.push(format!("{key}.host"), "must not be empty");
+        }
+        for (k, t) in [("topic", &self.topic), ("state_topic", &self.state_topic)] {
+            if t.is_empty() || t.contains('+') || t.contains('#') {
+                p.push(format!("{key}.{k}"), format!("a topic to publish to (no wildcards), got \"{t}\""));
+            }
+        }
+        check_secret_keys(key, "password", &self.password_env, &self.password_file, p);
+        if self.tls && self.ca_file.is_none() {
+            p.push(format!("{key}.ca_file"), "tls = true needs the broker's CA certificate (PEM)");
+        }
+        check_timeout(key, self.timeout_s, p);
+        self.retry.validate(&format!("{key}.retry"), p);
+    }
+
+    fn check(&self, key: &str, p: &mut Problems, _ports: bool) {
+        check_secret(key, "password", &self.password_env, &self.password_file, p);
+        if let Some(ca) = &self.ca_file {
+            if let Err(e) = std::fs::read(ca) {
+                p.push(format!("{key}.ca_file"), format!("{}: {e}", ca.display()));
+            }
+        }
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        for f in [&mut self.password_file, &mut self.ca_file].into_iter().flatten() {
+            absolute(f, base);
+        }
+    }
+
+    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+        let password = read_secret(self.password_env.as_deref(), self.password_file.as_deref())?
+            .map(|p| String::from_utf8_lossy(&p).to_string());
+        let ca = match &self.ca_file {
+            Some(f) => Some(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?),
+            None => None,
+        };
+        let sink = MqttSink::connect(self.clone(), password, ca)?;
+        Ok(Built::Delivery { sink: Box::new(sink), retry: self.retry.clone() })
+    }
 }
 
 enum Note {
@@ -39,7 +128,8 @@ pub struct MqttSink {
     notes: Receiver<Note>,
     connected: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    s: MqttSettings,
+    s: MqttConfig,
+    timeout: Duration,
     /// Per stream, (time, id) of the newest event whose state was published: the outbox may
     /// deliver a retried older event after a newer one, which must not roll the state back.
     newest_state: std::collections::HashMap<String, (u64, String)>,
@@ -51,15 +141,15 @@ pub fn fill(template: &str, ev: &AlarmEvent) -> String {
 }
 
 impl MqttSink {
-    pub fn connect(s: MqttSettings) -> Result<Self, String> {
+    pub fn connect(s: MqttConfig, password: Option<String>, ca: Option<Vec<u8>>) -> Result<Self, String> {
         let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
         o.set_keep_alive(Duration::from_secs(10));
         o.set_last_will(LastWill::new(&s.status_topic, "offline", QoS::AtLeastOnce, true));
         if let Some(u) = &s.username {
-            o.set_credentials(u, s.password.clone().unwrap_or_default());
+            o.set_credentials(u, password.unwrap_or_default());
         }
         if s.tls {
-            let ca = s.ca.clone().ok_or("tls = true needs ca_file (the broker's CA certificate, PEM)")?;
+            let ca = ca.ok_or("tls = true needs ca_file (the broker's CA certificate, PEM)")?;
             o.set_transport(Transport::Tls(TlsConfiguration::Simple { ca, alpn: None, client_auth: None }));
         }
         let (client, mut connection) = Client::new(o, 64);
@@ -103,7 +193,8 @@ impl MqttSink {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(MqttSink { client, notes, connected, stop, s, newest_state: Default::default() })
+        let timeout = Duration::from_secs_f64(s.timeout_s);
+        Ok(MqttSink { client, notes, connected, stop, s, timeout, newest_state: Default::default() })
     }
 
     /// Publish with QoS 1 and wait for this publish's PUBACK.
@@ -115,7 +206,7 @@ impl MqttSink {
         self.client
             .try_publish(topic, QoS::AtLeastOnce, retain, payload)
             .map_err(|e| SinkError::Retry(format!("publish to {topic}: {e}")))?;
-        let until = Instant::now() + self.s.timeout;
+        let until = Instant::now() + self.timeout;
         let mut pkid = None;
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -124,7 +215,7 @@ impl MqttSink {
                 Ok(Note::Acked(p)) if Some(p) == pkid => return Ok(()),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                    return Err(SinkError::Retry(format!("no PUBACK for {topic} within {:?}", self.s.timeout)))
+                    return Err(SinkError::Retry(format!("no PUBACK for {topic} within {:?}", self.timeout)))
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! `modbus` sink: a Modbus TCP server (function codes 3 and 4 to read, 6 and 16 to write)
+//! `modbus` sink, a status server: a Modbus TCP server (function codes 3 and 4 to read, 6 and 16 to write)
 //! that a PLC or SCADA polls. The register map (all 16-bit registers, holding and input
 //! registers alike; documented in the README):
 //!
@@ -24,8 +24,57 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use super::{BuildContext, Built, Common, SinkSpec};
+use crate::config::Problems;
 use crate::detect::AlarmState;
 use crate::metrics::Metrics;
+
+/// `[[sink]] type = "modbus"`: the registers of every stream (so no `streams` key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusConfig {
+    #[serde(flatten)]
+    pub common: Common,
+    /// `host:port` to listen on (port 0: any free port, logged).
+    #[serde(default = "modbus_listen")]
+    pub listen: SocketAddr,
+}
+
+fn modbus_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1502))
+}
+
+impl SinkSpec for ModbusConfig {
+    fn common(&self) -> &Common {
+        &self.common
+    }
+
+    fn validate(&self, key: &str, p: &mut Problems) {
+        if !self.common.streams.is_empty() {
+            p.push(format!("{key}.streams"), "a Modbus server serves every stream's registers: remove streams");
+        }
+    }
+
+    fn check(&self, key: &str, p: &mut Problems, ports: bool) {
+        if ports {
+            if let Err(e) = TcpListener::bind(self.listen) {
+                p.push(format!("{key}.listen"), format!("cannot listen on {}: {e}", self.listen));
+            }
+        }
+    }
+
+    fn is_server(&self) -> bool {
+        true
+    }
+
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
+        let server = ModbusServer::start(self.listen, Arc::new(ModbusState::new(ctx.metrics.clone())))?;
+        tracing::info!(address = %server.addr, "Modbus TCP server listening");
+        Ok(Built::Server(Box::new(server)))
+    }
+}
 
 pub const STREAM_BASE: u16 = 10;
 pub const STREAM_STRIDE: u16 = 10;
@@ -188,7 +237,7 @@ pub struct ModbusServer {
 }
 
 impl ModbusServer {
-    pub fn start(listen: &str, state: Arc<ModbusState>) -> Result<Self, String> {
+    pub fn start(listen: SocketAddr, state: Arc<ModbusState>) -> Result<Self, String> {
         let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;

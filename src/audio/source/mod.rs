@@ -1,0 +1,203 @@
+//! The source seam: where a stream's audio comes from. Each kind of source is one file here
+//! — its configuration (`[stream.source]`, tagged by `type`), its checks and its [`Source`]
+//! — plus one variant of [`SourceConfig`]; [`SourceConfig::open`] is the factory.
+//!
+//! A source is created and driven on its stream's own thread (cpal streams are not `Send`
+//! everywhere): the stream thread calls [`Source::open`] until it succeeds (with backoff) and
+//! then [`Source::next`] for mono blocks at the model's rate.
+
+pub mod device;
+pub mod file;
+pub mod synthetic;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Problems;
+
+pub use device::{DeviceConfig, DeviceSource};
+pub use file::{FileConfig, FileSource};
+pub use synthetic::{SynthConfig, SynthSource};
+
+/// What one call of [`Source::next`] produced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    /// `out` holds a new block; its last sample arrived at this instant.
+    Data(Instant),
+    /// Nothing yet; call again (the call waited a little).
+    Idle,
+    /// The source is finished (a file replay without loop).
+    End,
+}
+
+/// Why a source cannot deliver audio: the stream goes down and the source is reopened.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SourceError {
+    /// A file (or folder) of a replay.
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    /// A sound-card input.
+    #[error("{device}: {message}")]
+    Device { device: String, message: String },
+    /// `next` before a successful `open`.
+    #[error("the source is not open")]
+    NotOpen,
+}
+
+pub trait Source {
+    /// Describes the source for logs and errors.
+    fn describe(&self) -> String;
+    /// (Re)open. An error leaves the stream down; the caller retries with backoff.
+    fn open(&mut self) -> Result<(), SourceError>;
+    /// The next block into `out` (cleared first). An error means the source failed while
+    /// running: the caller marks the stream down and reopens.
+    fn next(&mut self, out: &mut Vec<f32>) -> Result<Next, SourceError>;
+    /// Real-time sources drop when the pipeline is full; others apply back-pressure.
+    fn realtime(&self) -> bool;
+    /// Samples dropped at capture so far (before they reached the stream thread).
+    fn dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// Where a stream's audio comes from (`source = { type = "...", ... }`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum SourceConfig {
+    /// A sound card input through cpal (ALSA on Linux).
+    Device(DeviceConfig),
+    /// Replay of a WAV file or of every WAV in a folder (sorted by name).
+    File(FileConfig),
+    /// A machine of the synthetic plant (16 kHz; see `mpdr synth --help`).
+    Synth(SynthConfig),
+}
+
+/// What opening a source needs from the rest of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpenContext {
+    /// The model's sample rate: every source delivers mono blocks at this rate.
+    pub rate: u32,
+    /// Capture queue length of device sources, in blocks.
+    pub queue_blocks: usize,
+}
+
+impl SourceConfig {
+    /// Every problem that needs no disk access, keys under `key` (e.g. `stream[0].source`).
+    pub fn validate(&self, key: &str, p: &mut Problems) {
+        match self {
+            SourceConfig::Device(c) => c.validate(key, p),
+            SourceConfig::File(c) => c.validate(key, p),
+            SourceConfig::Synth(c) => c.validate(key, p),
+        }
+    }
+
+    /// Problems against the model's sample rate and on disk (WAV headers of a replay).
+    pub fn check(&self, key: &str, rate: u32, p: &mut Problems) {
+        match self {
+            SourceConfig::Device(_) => {}
+            SourceConfig::File(c) => c.check(key, rate, p),
+            SourceConfig::Synth(c) => c.check(key, rate, p),
+        }
+    }
+
+    /// Make relative paths absolute against `base` (the config file's folder).
+    pub fn resolve_paths(&mut self, base: &Path) {
+        if let SourceConfig::File(c) = self {
+            c.resolve_paths(base)
+        }
+    }
+
+    /// The factory: a closed source of this kind (the stream thread opens it).
+    pub fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
+        match self {
+            SourceConfig::Device(c) => Box::new(DeviceSource::new(c.clone(), ctx)),
+            SourceConfig::File(c) => Box::new(FileSource::new(c.clone(), ctx.rate)),
+            SourceConfig::Synth(c) => Box::new(SynthSource::new(c.clone())),
+        }
+    }
+}
+
+/// The WAV files a file source plays: the file itself, or a folder's `*.wav` sorted by name.
+pub fn wav_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    crate::data::file_or_folder(path, "wav")
+}
+
+/// `speed` must be a positive number (both paced sources share it).
+fn check_speed(key: &str, speed: f64, p: &mut Problems) {
+    if !(speed.is_finite() && speed > 0.0) {
+        p.push(format!("{key}.speed"), format!("must be > 0, got {speed}"));
+    }
+}
+
+/// Wait, in steps of at most 50 ms, until `samples` more samples are due at `rate` x `speed`
+/// since `t0`; false when they are not due yet (the caller returns `Next::Idle`).
+fn paced(t0: Instant, samples: u64, rate: u32, speed: f64) -> bool {
+    let due = t0 + Duration::from_secs_f64(samples as f64 / rate as f64 / speed);
+    let now = Instant::now();
+    if due > now {
+        std::thread::sleep((due - now).min(Duration::from_millis(50)));
+        return Instant::now() >= due;
+    }
+    true
+}
+
+fn yes() -> bool {
+    true
+}
+fn one() -> f64 {
+    1.0
+}
+
+/// Stop flag helper for sleeps that must end early on shutdown.
+pub fn sleep_unless(stop: &AtomicBool, total: Duration) {
+    let until = Instant::now() + total;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct W {
+        source: SourceConfig,
+    }
+
+    #[test]
+    fn each_kind_parses_with_its_defaults_and_rejects_unknown_keys() {
+        let w: W = crate::config::parse_toml("source = { type = \"synth\", machine = \"fan\", seed = 3 }").unwrap();
+        let SourceConfig::Synth(c) = w.source else { panic!("{:?}", w.source) };
+        assert_eq!(
+            c.spec,
+            crate::audio::synth::SynthSpec {
+                seed: 3,
+                ..crate::audio::synth::SynthSpec::normal(crate::audio::synth::Machine::Fan, 3)
+            }
+        );
+        assert!(c.realtime && c.speed == 1.0);
+        let w: W = crate::config::parse_toml("source = { type = \"file\", path = \"a.wav\", channel = 1 }").unwrap();
+        let SourceConfig::File(f) = w.source else { panic!() };
+        assert_eq!(
+            f.audio,
+            crate::audio::AudioOptions { channel: crate::audio::ChannelSelect::Index(1), resample: false }
+        );
+        for bad in [
+            "source = { type = \"synth\", machine = \"fan\", sed = 3 }",
+            "source = { type = \"file\", path = \"a.wav\", lop = true }",
+            "source = { type = \"device\", devise = \"hw:0\" }",
+            "source = { type = \"tape\" }",
+        ] {
+            let e = crate::config::parse_toml::<W>(bad).unwrap_err();
+            assert!(e.starts_with("line 1, column") && !e.contains('\n'), "{bad}: {e}");
+        }
+    }
+}
