@@ -166,7 +166,7 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
-    let opts = crate::pipeline::TrainOptions {
+    let opts = crate::offline::TrainOptions {
         data: args.data.clone(),
         model: args.model,
         out: args.out.clone(),
@@ -178,7 +178,7 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
         keep_epochs: args.keep_epochs,
         stop,
     };
-    let b = crate::pipeline::train(&opts)?;
+    let b = crate::offline::train(&opts)?;
     tracing::info!(out = %args.out.display(), threshold = ?b.manifest.threshold.as_ref().map(|t| t.value), "bundle written");
     Ok(b)
 }
@@ -202,7 +202,7 @@ pub struct EvalArgs {
 }
 
 /// `mpdr eval`: one report per machine folder (and a summary when there are several).
-pub fn eval(args: &EvalArgs) -> Result<Vec<crate::pipeline::Report>> {
+pub fn eval(args: &EvalArgs) -> Result<Vec<crate::eval::report::Report>> {
     let device = args.device.unwrap_or_default().resolve()?;
     let bundle = crate::model::Bundle::load(&args.bundle, device)?;
     let cache = args.data_options.cache();
@@ -211,7 +211,7 @@ pub fn eval(args: &EvalArgs) -> Result<Vec<crate::pipeline::Report>> {
     let mut reports = Vec::new();
     for m in &machines {
         let out = if single { args.out.clone() } else { args.out.join(m.file_name().unwrap_or_default()) };
-        let r = crate::pipeline::evaluate(&bundle, m, &out, cache.as_deref(), args.data_options.on_bad_file)?;
+        let r = crate::offline::evaluate(&bundle, m, &out, cache.as_deref(), args.data_options.on_bad_file)?;
         println!(
             "{}: mean AUC {:.4}, mean pAUC {:.4} ({} ids) -> {}",
             r.machine,

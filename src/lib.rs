@@ -21,4 +21,4 @@ pub mod metrics;
 pub mod model;
 pub mod mpdr;
 pub mod nn;
-pub mod pipeline;
+pub mod offline;

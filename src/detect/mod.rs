@@ -4,7 +4,11 @@
 //! replays and real-time capture behave the same and tests are deterministic. One
 //! [`Detector`] per stream, owned by the scorer thread; nothing here allocates per vector.
 
+pub mod window;
+
 use serde::{Deserialize, Serialize};
+
+pub use window::{window_scores, WindowMean};
 
 /// Detection settings of one stream (`[stream.detect]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,15 +162,11 @@ pub struct Detector {
     threshold: f64,
     /// Vector period in seconds (hop_length / sample_rate).
     vector_s: f64,
-    /// Ring of the last `window` vector energies and their band contributions.
-    energies: Vec<f64>,
+    /// The window score of the last `window` vector energies (the one window-scoring path).
+    scores: WindowMean,
+    /// Band shares of the same `window` vectors, in step with the energy ring.
     bands: Vec<f64>,
     n_bands: usize,
-    head: usize,
-    filled: usize,
-    window: usize,
-    hop: usize,
-    since_decision: usize,
     vectors_seen: u64,
     state: AlarmState,
     /// Stream time when the current Pending/Clearing/Alarm phase began.
@@ -178,19 +178,13 @@ pub struct Detector {
 impl Detector {
     /// `vector_s`: seconds between vectors; `n_bands`: mel bands per explanation (0 = none).
     pub fn new(cfg: DetectConfig, threshold: f64, vector_s: f64, n_bands: usize) -> Self {
-        let window = ((cfg.window_s / vector_s).round() as usize).max(1);
-        let hop = ((cfg.hop_s / vector_s).round() as usize).max(1);
+        let scores = WindowMean::from_seconds(cfg.window_s, cfg.hop_s, vector_s);
         Detector {
             threshold,
             vector_s,
-            energies: vec![0.0; window],
-            bands: vec![0.0; window * n_bands],
+            bands: vec![0.0; scores.window() * n_bands],
+            scores,
             n_bands,
-            head: 0,
-            filled: 0,
-            window,
-            hop,
-            since_decision: 0,
             vectors_seen: 0,
             state: AlarmState::Normal,
             phase_since: 0.0,
@@ -214,14 +208,12 @@ impl Detector {
     /// alarm state is kept either way, so a reload neither raises nor clears by itself.
     pub fn reconfigure(&mut self, cfg: DetectConfig, threshold: f64) {
         let keep = Detector::new(cfg.clone(), threshold, self.vector_s, self.n_bands);
-        if keep.window != self.window {
-            self.energies = keep.energies;
+        if keep.scores.window() != self.scores.window() {
+            self.scores = keep.scores;
             self.bands = keep.bands;
-            self.window = keep.window;
-            self.head = 0;
-            self.filled = 0;
+        } else {
+            self.scores.set_hop(keep.scores.hop());
         }
-        self.hop = keep.hop;
         self.threshold = threshold;
         self.cfg = cfg;
     }
@@ -229,9 +221,9 @@ impl Detector {
     /// Add one vector's energy (and its per-band errors, `n_bands` long, when available);
     /// returns a decision when a hop completes over a full window.
     pub fn push(&mut self, energy: f64, bands: Option<&[f32]>) -> Option<Decision> {
-        self.energies[self.head] = energy;
         if self.n_bands > 0 {
-            let slot = &mut self.bands[self.head * self.n_bands..(self.head + 1) * self.n_bands];
+            let head = self.scores.head();
+            let slot = &mut self.bands[head * self.n_bands..(head + 1) * self.n_bands];
             match bands {
                 Some(b) if b.len() == self.n_bands => {
                     let total: f64 = b.iter().map(|&v| v.max(0.0) as f64).sum();
@@ -242,22 +234,16 @@ impl Detector {
                 _ => slot.fill(0.0),
             }
         }
-        self.head = (self.head + 1) % self.window;
-        self.filled = (self.filled + 1).min(self.window);
         self.vectors_seen += 1;
-        self.since_decision += 1;
-        if self.filled < self.window || self.since_decision < self.hop {
-            return None;
-        }
-        self.since_decision = 0;
-        let score = self.energies.iter().sum::<f64>() / self.window as f64;
+        let score = self.scores.push(energy)?;
+        let window = self.scores.window() as f64;
         let t_s = self.vectors_seen as f64 * self.vector_s;
         let transition = self.step(score, t_s);
         let bands = (self.n_bands > 0).then(|| {
             let mut mean = vec![0.0; self.n_bands];
             for row in self.bands.chunks_exact(self.n_bands) {
                 for (m, v) in mean.iter_mut().zip(row) {
-                    *m += v / self.window as f64;
+                    *m += v / window;
                 }
             }
             mean

@@ -1,5 +1,7 @@
-//! Evaluation: ranking metrics now; per-id DCASE reports and plots come with `mpdr eval`.
+//! Evaluation: ranking metrics (AUC, pAUC), threshold calibration, plots and the report files
+//! of `mpdr eval`.
 
 pub mod calibrate;
 pub mod metrics;
 pub mod plot;
+pub mod report;

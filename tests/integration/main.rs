@@ -13,3 +13,4 @@ mod recipe;
 mod tch_link;
 mod train_eval;
 mod util;
+mod windows;

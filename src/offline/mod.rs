@@ -1,23 +1,26 @@
-//! `mpdr train` and `mpdr eval` on DCASE folders: files -> cached log-mel -> standardised
-//! vectors -> recipe -> calibrated bundle; bundle + test files -> per-file scores -> per-id
-//! AUC / pAUC -> report files.
+//! Offline training and evaluation on DCASE folders (`mpdr train`, `mpdr eval`): files ->
+//! cached log-mel -> standardised vectors -> recipe -> calibrated bundle ([`train`]); bundle +
+//! test files -> per-file and per-window scores -> per-id AUC / pAUC ([`evaluate`]), written
+//! by `eval::report`.
+
+pub mod evaluate;
+
+pub use evaluate::{evaluate, score_files};
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
 use crate::data::dcase::{self, DcaseFile, MachineDir};
 use crate::data::extract::{self, OnBadFile};
+use crate::detect::window_scores;
 use crate::eval::calibrate::calibrate;
-use crate::eval::metrics::{partial_auc, roc_auc, PaucKind};
 use crate::features::{FeatureParams, LogMel};
 use crate::model::{Bundle, ModelKind, Scaler};
 use crate::mpdr::recipe::{self, TrainConfig, TrainData, TrainHooks};
@@ -157,7 +160,7 @@ fn stack(items: &[(DcaseFile, LogMel)], frames: usize) -> (Vec<f32>, usize) {
 
 /// Energies of every stacked vector of `lm` under `bundle` (raw features in; the bundle
 /// scales them). `None` when the clip is too short for one vector.
-fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Result<Option<Vec<f32>>> {
+pub(crate) fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Result<Option<Vec<f32>>> {
     let v = lm.vectors(frames);
     if v.n == 0 {
         return Ok(None);
@@ -166,14 +169,9 @@ fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Result<Option
     Ok(Some(Vec::<f32>::try_from(&e)?))
 }
 
-/// Window scores of one file: means of consecutive non-overlapping windows of vectors (a
-/// file shorter than a window is one window).
-pub fn window_scores(energies: &[f32], vectors_per_window: usize) -> Vec<f64> {
-    let w = vectors_per_window.max(1);
-    if energies.len() <= w {
-        return vec![energies.iter().map(|&e| e as f64).sum::<f64>() / energies.len().max(1) as f64];
-    }
-    energies.chunks_exact(w).map(|c| c.iter().map(|&e| e as f64).sum::<f64>() / w as f64).collect()
+/// Vectors in a window of `window_s` seconds (one vector per hop).
+pub fn vectors_per_window(window_s: f64, params: &FeatureParams) -> usize {
+    ((window_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize).max(1)
 }
 
 /// Train on one machine folder and write the bundle. Returns it. A checkpoint is written to
@@ -266,11 +264,11 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     bundle.manifest.provenance.metrics.insert("train_vectors".into(), n as f64);
 
     // Threshold on held-out normal files.
-    let per_window = (cfg.calibration.window_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize;
+    let per_window = vectors_per_window(cfg.calibration.window_s, &params);
     let mut windows = Vec::new();
     for (_, lm) in &held_items {
         if let Some(e) = vector_energies(&bundle, lm, params.frames)? {
-            windows.extend(window_scores(&e, per_window));
+            windows.extend(window_scores(&e, per_window, per_window));
         }
     }
     match calibrate(&windows, &cfg.calibration) {
@@ -285,164 +283,6 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     crate::mpdr::report::write(&opts.out, &bundle.manifest, &hooks.watched)?;
     let _ = std::fs::remove_dir_all(&ckpt);
     Ok(bundle)
-}
-
-/// Per-id results, as `report.json` writes them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdReport {
-    pub id: String,
-    pub auc: f64,
-    pub pauc: f64,
-    pub n_normal: usize,
-    pub n_anomaly: usize,
-}
-
-/// `report.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub machine: String,
-    pub model: String,
-    pub ids: Vec<IdReport>,
-    pub mean_auc: f64,
-    pub mean_pauc: f64,
-    pub threshold: Option<f64>,
-    /// Share of test files above the threshold, normal and anomalous.
-    pub false_alarm_rate: Option<f64>,
-    pub detection_rate: Option<f64>,
-}
-
-/// Score every test file of `md` with `bundle` (mean energy over the file's vectors).
-pub fn score_files(
-    bundle: &Bundle,
-    md: &MachineDir,
-    cache: Option<&Path>,
-    on_bad: OnBadFile,
-) -> Result<Vec<(DcaseFile, f64)>> {
-    let params =
-        bundle.manifest.features.clone().context("the bundle has no feature parameters: not an audio model")?;
-    let audio = bundle.manifest.audio.unwrap_or_default();
-    let paths: Vec<PathBuf> = md.test.iter().map(|f| f.path.clone()).collect();
-    let lms = extract::logmels(&paths, &params, &audio, cache, on_bad)?;
-    let mut out = Vec::new();
-    for (f, lm) in md.test.iter().zip(lms) {
-        let Some(lm) = lm else { continue };
-        match vector_energies(bundle, &lm, params.frames)? {
-            Some(e) => out.push((f.clone(), e.iter().map(|&x| x as f64).sum::<f64>() / e.len() as f64)),
-            None => tracing::warn!(file = %f.path.display(), "too short for one vector; skipped"),
-        }
-    }
-    Ok(out)
-}
-
-/// Evaluate one machine folder and write report.json, report.md and scores.csv to `out`.
-pub fn evaluate(
-    bundle: &Bundle,
-    machine_dir: &Path,
-    out: &Path,
-    cache: Option<&Path>,
-    on_bad: OnBadFile,
-) -> Result<Report> {
-    let mut md = dcase::scan(machine_dir)?;
-    // A model of one machine id is evaluated on that id's test clips only.
-    if let Some(id) = &bundle.manifest.provenance.machine_id {
-        md.test.retain(|f| &f.id == id);
-    }
-    if md.test.is_empty() {
-        bail!("{}: no test files", machine_dir.join("test").display());
-    }
-    let scores = score_files(bundle, &md, cache, on_bad)?;
-    let mut ids = Vec::new();
-    for id in md.test_ids() {
-        let (labels, s): (Vec<bool>, Vec<f64>) =
-            scores.iter().filter(|(f, _)| f.id == id).map(|(f, s)| (f.anomaly, *s)).unzip();
-        let auc = roc_auc(&labels, &s).with_context(|| format!("{}: machine id {id}", machine_dir.display()))?;
-        let pauc = partial_auc(&labels, &s, 0.1, PaucKind::McClish)?;
-        let n_anomaly = labels.iter().filter(|&&l| l).count();
-        ids.push(IdReport { id, auc, pauc, n_normal: labels.len() - n_anomaly, n_anomaly });
-    }
-    let mean = |f: fn(&IdReport) -> f64| ids.iter().map(f).sum::<f64>() / ids.len().max(1) as f64;
-    let threshold = bundle.manifest.threshold.as_ref().map(|t| t.value);
-    let rate = |anomaly: bool| {
-        let t = threshold?;
-        let group: Vec<f64> = scores.iter().filter(|(f, _)| f.anomaly == anomaly).map(|(_, s)| *s).collect();
-        (!group.is_empty()).then(|| group.iter().filter(|&&s| s > t).count() as f64 / group.len() as f64)
-    };
-    let report = Report {
-        machine: md.machine.clone(),
-        model: serde_json::to_value(bundle.manifest.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        mean_auc: mean(|r| r.auc),
-        mean_pauc: mean(|r| r.pauc),
-        ids,
-        threshold,
-        false_alarm_rate: rate(false),
-        detection_rate: rate(true),
-    };
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    let mut csv = String::from("file,id,label,score\n");
-    for (f, s) in &scores {
-        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let _ = writeln!(csv, "{name},{},{},{s}", f.id, if f.anomaly { "anomaly" } else { "normal" });
-    }
-    std::fs::write(out.join("scores.csv"), csv)?;
-    std::fs::write(out.join("report.md"), markdown(&report))?;
-    plots(&report, &scores, out)?;
-    Ok(report)
-}
-
-/// `roc_<id>.png` and `hist_<id>.png` for every id (skipped, with a warning, without a font).
-fn plots(report: &Report, scores: &[(DcaseFile, f64)], out: &Path) -> Result<()> {
-    if !crate::eval::plot::font_available() {
-        tracing::warn!("no TrueType font found (install fonts-dejavu-core): report plots skipped");
-        return Ok(());
-    }
-    for id in &report.ids {
-        let (labels, s): (Vec<bool>, Vec<f64>) =
-            scores.iter().filter(|(f, _)| f.id == id.id).map(|(f, s)| (f.anomaly, *s)).unzip();
-        let roc = crate::eval::metrics::roc_curve(&labels, &s)?;
-        let title =
-            format!("{} id {} — {}: AUC {:.3}, pAUC {:.3}", report.machine, id.id, report.model, id.auc, id.pauc);
-        crate::eval::plot::roc_png(&out.join(format!("roc_{}.png", id.id)), &title, &roc.fpr, &roc.tpr)?;
-        let pick = |anomalous: bool| -> Vec<f64> {
-            labels.iter().zip(&s).filter(|(l, _)| **l == anomalous).map(|(_, v)| *v).collect()
-        };
-        let (normal, anomaly) = (pick(false), pick(true));
-        let title = format!("{} id {}: file scores and threshold", report.machine, id.id);
-        crate::eval::plot::histogram_png(
-            &out.join(format!("hist_{}.png", id.id)),
-            &title,
-            &normal,
-            &anomaly,
-            report.threshold,
-        )?;
-    }
-    Ok(())
-}
-
-fn markdown(r: &Report) -> String {
-    let mut s = format!(
-        "# {} — {}\n\nPlots: `roc_<id>.png` (ROC curve), `hist_<id>.png` (file-score histograms with the threshold).\n\n| id | AUC | pAUC (0.1, McClish) | normal | anomaly |\n|---|---|---|---|---|\n",
-        r.machine, r.model
-    );
-    for i in &r.ids {
-        let _ = writeln!(s, "| {} | {:.4} | {:.4} | {} | {} |", i.id, i.auc, i.pauc, i.n_normal, i.n_anomaly);
-    }
-    let _ = writeln!(s, "| **mean** | **{:.4}** | **{:.4}** | | |\n", r.mean_auc, r.mean_pauc);
-    match (r.threshold, r.false_alarm_rate, r.detection_rate) {
-        (Some(t), Some(fa), Some(d)) => {
-            let _ = writeln!(
-                s,
-                "Calibrated threshold {t:.6}: {:.1}% of normal test files above it, {:.1}% of anomalous.",
-                fa * 100.0,
-                d * 100.0
-            );
-        }
-        _ => s.push_str("No calibrated threshold in this bundle.\n"),
-    }
-    s
 }
 
 #[cfg(test)]
@@ -466,11 +306,5 @@ mod tests {
         let two: Vec<DcaseFile> = files.iter().filter(|f| f.id == "00").take(2).cloned().collect();
         let (_, held) = holdout_split(&two, 0.1);
         assert_eq!(held.len(), 1, "at least one per id when possible");
-    }
-
-    #[test]
-    fn window_scores_average_non_overlapping_windows() {
-        assert_eq!(window_scores(&[1.0, 3.0, 5.0, 7.0, 9.0], 2), vec![2.0, 6.0]);
-        assert_eq!(window_scores(&[1.0, 3.0], 5), vec![2.0]);
     }
 }
