@@ -124,20 +124,17 @@ pub struct TrainArgs {
     pub data_options: DataOptions,
 }
 
-fn load_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
+/// Read a recipe file over the defaults (validated later, once, after the overrides).
+fn read_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let cfg =
-        crate::mpdr::recipe::TrainConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let problems = cfg.validate();
-    anyhow::ensure!(problems.is_empty(), "{}: {problems}", path.display());
-    Ok(cfg)
+    crate::mpdr::recipe::TrainConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// `mpdr train`.
 pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     use crate::model::ModelKind;
     let mut cfg = match &args.config {
-        Some(p) => load_train_config(p)?,
+        Some(p) => read_train_config(p)?,
         None => Default::default(),
     };
     if let Some(s) = args.seed {
@@ -166,11 +163,14 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
+    // Validated once, with the command line's overrides applied.
+    let source = args.config.as_ref().map_or("the default recipe".to_string(), |p| p.display().to_string());
+    let config = crate::config::Valid::new(cfg).map_err(|p| anyhow::anyhow!("{source}: {p}"))?;
     let opts = crate::offline::TrainOptions {
         data: args.data.clone(),
         model: args.model,
         out: args.out.clone(),
-        config: cfg,
+        config,
         cache: args.data_options.cache(),
         on_bad: args.data_options.on_bad_file,
         resume: args.resume,
@@ -454,46 +454,16 @@ pub fn synth(args: &SynthArgs) -> Result<()> {
 }
 
 fn synth_dataset(d: &SynthDatasetArgs) -> Result<()> {
-    use crate::audio::synth::{Machine, Synth, SynthSpec};
-    let machines = if d.machine.is_empty() { Machine::ALL.to_vec() } else { d.machine.clone() };
-    for m in machines {
-        let root = d.out.join(m.name());
-        for sub in ["train", "test"] {
-            std::fs::create_dir_all(root.join(sub))
-                .with_context(|| format!("{}: cannot create", root.join(sub).display()))?;
-        }
-        let faults = m.typical_faults();
-        let mut n = 0;
-        for id in 0..d.ids {
-            let instance = d.seed * 1000 + id;
-            let clip = |seed: u64, fault: Option<crate::audio::synth::Fault>, severity: f64| -> Vec<f32> {
-                let spec =
-                    SynthSpec { fault, fault_at_s: 0.0, ramp_s: 0.0, severity, instance, ..SynthSpec::normal(m, seed) };
-                Synth::render(&spec, d.clip_s)
-            };
-            let write = |name: String, x: &[f32]| {
-                crate::audio::wav::write_pcm16(&root.join(name), crate::audio::synth::RATE, 1, x)
-            };
-            let label = 2 * id;
-            for k in 0..d.train {
-                write(format!("train/normal_id_{label:02}_{k:08}.wav"), &clip(instance * 100_000 + k, None, 0.0))?;
-                n += 1;
-            }
-            for k in 0..d.test {
-                write(
-                    format!("test/normal_id_{label:02}_{k:08}.wav"),
-                    &clip(instance * 100_000 + 50_000 + k, None, 0.0),
-                )?;
-                let fault = faults[k as usize % faults.len()];
-                // Severity 0.3–1.0: some anomalies are subtle.
-                let severity = 0.3 + 0.7 * ((k * 7919 + id * 104_729) % 1000) as f64 / 999.0;
-                write(
-                    format!("test/anomaly_id_{label:02}_{k:08}.wav"),
-                    &clip(instance * 100_000 + 70_000 + k, Some(fault), severity),
-                )?;
-                n += 2;
-            }
-        }
+    let spec = crate::data::synthetic::DatasetSpec {
+        out: d.out.clone(),
+        machines: d.machine.clone(),
+        ids: d.ids,
+        train: d.train,
+        test: d.test,
+        clip_s: d.clip_s,
+        seed: d.seed,
+    };
+    for (root, n) in crate::data::synthetic::write(&spec)? {
         println!("{}: {n} clips of {:.0} s", root.display(), d.clip_s);
     }
     Ok(())

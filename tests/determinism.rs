@@ -25,7 +25,7 @@ fn same_seed_gives_identical_models_and_another_seed_does_not() {
         let b = recipe::train(
             ModelKind::MpdrR,
             &TrainData { train: &data, heldout: None, other_ids: None, other_ids_train: None, n_mels: 8, frames: 3 },
-            &c,
+            &mpdr::config::Valid::new(c).unwrap(),
             Device::Cpu,
             &mut Quiet,
             None,

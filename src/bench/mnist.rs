@@ -28,6 +28,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+use crate::config::Valid;
 use crate::data::idx::read_idx;
 use crate::eval::metrics::{average_precision, roc_auc};
 use crate::model::{Bundle, Manifest, ModelKind};
@@ -363,8 +364,15 @@ pub fn run_digit(
     // The conv AE first: the AE baseline, and the manifold of the MPDR models.
     let ae_cfg = recipe(ModelKind::Ae, n_train, budget, seed);
     let start = Instant::now();
-    let ae =
-        recipe::train_with(ModelKind::Ae, &input, &ae_cfg, networks(ModelKind::Ae), device, &mut recipe::Quiet, None)?;
+    let ae = recipe::train_with(
+        ModelKind::Ae,
+        &input,
+        &valid(&ae_cfg)?,
+        networks(ModelKind::Ae),
+        device,
+        &mut recipe::Quiet,
+        None,
+    )?;
     let ae_s = start.elapsed().as_secs_f64();
     let mut out = Vec::new();
     for &kind in models {
@@ -374,8 +382,15 @@ pub fn run_digit(
                 let cfg = recipe(kind, n_train, budget, seed);
                 let start = Instant::now();
                 let resume = with_manifold(kind, &cfg, &ae, device)?;
-                let b =
-                    recipe::train_with(kind, &input, &cfg, networks(kind), device, &mut recipe::Quiet, Some(resume))?;
+                let b = recipe::train_with(
+                    kind,
+                    &input,
+                    &valid(&cfg)?,
+                    networks(kind),
+                    device,
+                    &mut recipe::Quiet,
+                    Some(resume),
+                )?;
                 score(&b, kind, &test, &labels, &inliers, start.elapsed().as_secs_f64())?
             }
             other => anyhow::bail!("--model {other}: the MNIST benchmark runs ae, mpdr-r or mpdr-s"),
@@ -439,6 +454,11 @@ fn write_outputs(out: &Path, protocol: &str, results: &[DigitResult], budget: Bu
         }
     }
     super::write_results(out, &json, &md)
+}
+
+/// A recipe of this benchmark, validated.
+fn valid(cfg: &TrainConfig) -> Result<Valid<TrainConfig>> {
+    Valid::new(cfg.clone()).map_err(|p| anyhow::anyhow!("MNIST recipe: {p}"))
 }
 
 #[cfg(test)]

@@ -185,7 +185,14 @@ pub fn run_one(
         n_mels: t.d as i64,
         frames: 1,
     };
-    let bundle = recipe::train(kind, &data, &cfg, device, &mut recipe::Quiet, None)?;
+    let bundle = recipe::train(
+        kind,
+        &data,
+        &crate::config::Valid::new(cfg.clone()).map_err(|p| anyhow::anyhow!("{p}"))?,
+        device,
+        &mut recipe::Quiet,
+        None,
+    )?;
     let train_s = start.elapsed().as_secs_f64();
     let scores: Vec<f64> = Vec::<f64>::try_from(bundle.score(&test, 4096)?.to_kind(Kind::Double))?;
     let labels: Vec<bool> = s.test.iter().map(|&i| t.y[i]).collect();

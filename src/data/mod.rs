@@ -8,6 +8,7 @@ pub mod frontend;
 pub mod idx;
 pub mod npy;
 pub mod npz;
+pub mod synthetic;
 
 use std::path::Path;
 

@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
+use crate::config::Valid;
 use crate::data::dcase::{self, DcaseFile, MachineDir};
 use crate::data::extract::{self, OnBadFile};
 use crate::detect::window_scores;
@@ -31,7 +32,8 @@ pub struct TrainOptions {
     pub data: PathBuf,
     pub model: ModelKind,
     pub out: PathBuf,
-    pub config: TrainConfig,
+    /// The recipe, validated once (after the command line's overrides).
+    pub config: Valid<TrainConfig>,
     pub cache: Option<PathBuf>,
     pub on_bad: OnBadFile,
     /// Continue from `<out>/checkpoint` instead of starting afresh.
@@ -180,10 +182,6 @@ pub fn vectors_per_window(window_s: f64, params: &FeatureParams) -> usize {
 pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let started = std::time::Instant::now();
     let cfg = &opts.config;
-    let problems = cfg.validate();
-    if !problems.is_empty() {
-        bail!("invalid training config: {problems}");
-    }
     let md = dcase::scan(&opts.data)?;
     let params = cfg.features.clone();
     let (own, others) = split_by_id(&md, opts.id.as_deref())?;

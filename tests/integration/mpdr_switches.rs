@@ -1,6 +1,7 @@
 //! The issue-12 recipe switches, each on a tiny synthetic problem: it changes the negatives or
 //! the loss exactly as documented. And the product rule: a broken MPDR stage is not shipped.
 
+use mpdr::config::Valid;
 use mpdr::model::ModelKind;
 use mpdr::mpdr::diagnose::SplitMixNoise;
 use mpdr::mpdr::recipe::{self, Selection, TrainConfig, TrainData};
@@ -193,7 +194,15 @@ fn a_broken_mpdr_stage_is_not_shipped() {
         frames: 5,
     };
     let run = |select, lr| {
-        recipe::train(ModelKind::MpdrR, &input, &small(select, lr), Device::Cpu, &mut recipe::Quiet, None).unwrap()
+        recipe::train(
+            ModelKind::MpdrR,
+            &input,
+            &Valid::new(small(select, lr)).unwrap(),
+            Device::Cpu,
+            &mut recipe::Quiet,
+            None,
+        )
+        .unwrap()
     };
     // An absurd learning rate (2,000x the default) wrecks the energy within two epochs.
     let broken = run(Selection::Last, 0.02);
@@ -241,7 +250,15 @@ fn a_fused_bundle_scores_the_mean_of_both_standardised_energies_and_survives_sav
     };
     let mut cfg = small(Selection::Last, 1e-3);
     cfg.mpdr_schedule.fuse = true;
-    let mut b = recipe::train(ModelKind::MpdrR, &input, &cfg, Device::Cpu, &mut recipe::Quiet, None).unwrap();
+    let mut b = recipe::train(
+        ModelKind::MpdrR,
+        &input,
+        &Valid::new(cfg.clone()).unwrap(),
+        Device::Cpu,
+        &mut recipe::Quiet,
+        None,
+    )
+    .unwrap();
     let f = b.manifest.fusion.expect("MPDR shipped, so the bundle is fused");
     let (_, reference) = b.reference.as_ref().unwrap();
     let (e, e_ref) = tch::no_grad(|| (b.energy.energy(&heldout, false), reference.energy(&heldout, false)));

@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 
+use mpdr::config::Valid;
 use mpdr::model::{Bundle, ModelKind};
 use mpdr::mpdr::recipe::{self, EnergyPreset, TrainConfig, TrainData, TrainHooks};
 use mpdr::mpdr::train::EpochSummary;
@@ -69,7 +70,7 @@ fn mpdr_r_recipe_trains_every_stage_and_ships_a_loadable_bundle() {
             n_mels: 8,
             frames: 5,
         },
-        &small_config(),
+        &Valid::new(small_config()).unwrap(),
         Device::Cpu,
         &mut rec,
         None,
@@ -111,7 +112,7 @@ fn a_stop_request_ends_training_early_with_a_usable_bundle() {
     let b = recipe::train(
         ModelKind::MpdrR,
         &TrainData { train: &train, heldout: None, other_ids: None, other_ids_train: None, n_mels: 8, frames: 5 },
-        &small_config(),
+        &Valid::new(small_config()).unwrap(),
         Device::Cpu,
         &mut rec,
         None,

@@ -240,6 +240,7 @@ impl TrainConfig {
         merged.try_into().map_err(|e: toml::de::Error| e.message().trim().replace('\n', " "))
     }
 
+    /// Every problem, with its key path ([`crate::config::Validate`]).
     pub fn validate(&self) -> Problems {
         let mut p = Problems::default();
         if !(0.0..0.9).contains(&self.holdout) {
@@ -374,6 +375,12 @@ impl TrainConfig {
             energy: energy_cfg.energy_spec(dim, n_mels, frames),
             manifold: if uses_mpdr { self.manifold_specs(dim) } else { Vec::new() },
         }
+    }
+}
+
+impl crate::config::Validate for TrainConfig {
+    fn validate(&self) -> Problems {
+        TrainConfig::validate(self)
     }
 }
 

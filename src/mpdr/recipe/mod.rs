@@ -14,6 +14,7 @@ use super::select::PseudoAnomaly;
 use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Objective, Pretrain, TrainReport};
 use super::watch::{EpochRecord, Watch, WatchInput};
 use super::TorchNoise;
+use crate::config::Valid;
 use crate::model::{Bundle, Manifest, ModelKind};
 
 /// Progress of a whole training run, for front ends (logging, checkpoints, Ctrl-C).
@@ -89,7 +90,7 @@ pub fn epochs_done(bundle: &Bundle, stage: &str) -> usize {
 pub fn train(
     kind: ModelKind,
     input: &TrainData<'_>,
-    cfg: &TrainConfig,
+    cfg: &Valid<TrainConfig>,
     device: Device,
     hooks: &mut dyn TrainHooks,
     resume: Option<Bundle>,
@@ -120,7 +121,7 @@ pub fn copy_matching(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> anyhow
 pub fn train_with(
     kind: ModelKind,
     input: &TrainData<'_>,
-    cfg: &TrainConfig,
+    cfg: &Valid<TrainConfig>,
     nets: Networks,
     device: Device,
     hooks: &mut dyn TrainHooks,
@@ -129,8 +130,6 @@ pub fn train_with(
     let (data, heldout, n_mels, frames) = (input.train, input.heldout, input.n_mels, input.frames);
     let other_ids = input.other_ids.map(|o| o.to_device(device));
     let started = std::time::Instant::now();
-    let problems = cfg.validate();
-    anyhow::ensure!(problems.is_empty(), "invalid training config: {problems}");
     let data = data.to_device(device);
     let heldout = heldout.map(|h| h.to_device(device));
     let uses_mpdr = matches!(kind, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
