@@ -72,14 +72,37 @@ impl Scaler {
         Scaler { mean: mean.iter().map(|&m| m as f32).collect(), std, clamp }
     }
 
-    /// (x − mean) / std, then clamp.
+    /// (x − mean) / std, then clamp (training-time use; scoring goes through [`ScalerTensors`]).
     pub fn apply(&self, x: &Tensor) -> Tensor {
-        let m = Tensor::from_slice(&self.mean).to_kind(x.kind()).to_device(x.device());
-        let s = Tensor::from_slice(&self.std).to_kind(x.kind()).to_device(x.device());
-        let z = (x - m) / s;
+        match self.tensors(x.kind(), x.device()).and_then(|t| t.f_apply(x)) {
+            Ok(z) => z,
+            Err(e) => panic!("scaler: {e}"),
+        }
+    }
+
+    /// The mean and std as tensors of `kind` on `device`, built once for many batches.
+    pub fn tensors(&self, kind: Kind, device: Device) -> Result<ScalerTensors, tch::TchError> {
+        let t = |v: &[f32]| Tensor::f_from_slice(v)?.f_to_kind(kind)?.f_to_device(device);
+        Ok(ScalerTensors { of: self.clone(), mean: t(&self.mean)?, std: t(&self.std)?, clamp: self.clamp })
+    }
+}
+
+/// A [`Scaler`]'s tensors on the scoring device, with the scaler they were built from.
+#[derive(Debug)]
+pub struct ScalerTensors {
+    of: Scaler,
+    mean: Tensor,
+    std: Tensor,
+    clamp: Option<f32>,
+}
+
+impl ScalerTensors {
+    /// (x − mean) / std, then clamp; every libtorch call fallible.
+    pub fn f_apply(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        let z = x.f_sub(&self.mean)?.f_div(&self.std)?;
         match self.clamp {
-            Some(c) => z.clamp(-c as f64, c as f64),
-            None => z,
+            Some(c) => z.f_clamp(-c as f64, c as f64),
+            None => Ok(z),
         }
     }
 }
@@ -237,6 +260,9 @@ pub struct Bundle {
     pub manifold: Vec<AutoEncoder>,
     /// The pre-trained energy of a fused bundle ([`Fusion`]).
     pub reference: Option<(nn::VarStore, EnergyNet)>,
+    /// The manifest's scaler as tensors on the energy's device, built on first use and again
+    /// only when `manifest.scaler` changes (not per batch).
+    scaler_tensors: std::cell::RefCell<Option<ScalerTensors>>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -327,7 +353,7 @@ impl Bundle {
             let net = manifest.energy.build(&vs.root());
             (vs, net)
         });
-        Bundle { manifest, energy_vs, energy, manifold_vs, manifold, reference }
+        Bundle { manifest, energy_vs, energy, manifold_vs, manifold, reference, scaler_tensors: Default::default() }
     }
 
     /// Make this a fused bundle: a second copy of the energy's network is built, `fill` writes
@@ -356,6 +382,19 @@ impl Bundle {
     }
 
     /// Energies of scaled vectors, fused with the reference energy when the bundle has one.
+    /// Standardise raw vectors with the manifest's scaler (its tensors cached).
+    fn f_scale(&self, x: &Tensor) -> Result<Tensor, tch::TchError> {
+        let Some(scaler) = &self.manifest.scaler else { return Ok(x.shallow_clone()) };
+        let mut cache = self.scaler_tensors.borrow_mut();
+        if cache.as_ref().is_none_or(|t| t.of != *scaler) {
+            *cache = Some(scaler.tensors(x.kind(), x.device())?);
+        }
+        match cache.as_ref() {
+            Some(t) => t.f_apply(x),
+            None => Ok(x.shallow_clone()),
+        }
+    }
+
     fn fused(&self, x: &Tensor) -> Tensor {
         let e = self.energy.energy(x, false);
         match (&self.reference, &self.manifest.fusion) {
@@ -465,12 +504,8 @@ impl Bundle {
         let device = self.energy_vs.device();
         let kind = self.energy_vs.kind();
         tch::no_grad(|| {
-            let x = vectors.f_to_device(device)?.f_to_kind(kind)?;
-            let x = match &self.manifest.scaler {
-                Some(s) => s.apply(&x),
-                None => x,
-            };
-            let (e, dims) = self.energy.energy_explained(&x);
+            let x = self.f_scale(&vectors.f_to_device(device)?.f_to_kind(kind)?)?;
+            let (e, dims) = self.energy.energy_explained(&x)?;
             let e = match (&self.reference, &self.manifest.fusion) {
                 (Some((_, r)), Some(f)) => f.combine(&e, &r.energy(&x, false)),
                 _ => e,
@@ -501,11 +536,7 @@ impl Bundle {
             let mut i = 0;
             while i < n {
                 let len = batch.min(n - i);
-                let x = vectors.f_narrow(0, i, len)?.f_to_device(device)?.f_to_kind(kind)?;
-                let x = match &self.manifest.scaler {
-                    Some(s) => s.apply(&x),
-                    None => x,
-                };
+                let x = self.f_scale(&vectors.f_narrow(0, i, len)?.f_to_device(device)?.f_to_kind(kind)?)?;
                 out.push(self.fused(&x).f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?);
                 i += len;
             }

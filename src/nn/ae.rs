@@ -149,17 +149,17 @@ impl Energy for AutoEncoder {
     fn per_dim_error(&self, x: &Tensor) -> Option<Tensor> {
         AutoEncoder::per_dim_error(self, x)
     }
-    fn energy_explained(&self, x: &Tensor) -> (Tensor, Option<Tensor>) {
-        let sq = self.sq_error(x, false).flatten(1, -1);
+    fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
+        let sq = self.sq_error(x, false).f_flatten(1, -1)?;
         let e = match self.spec.reduction {
-            Reduction::Mean => sq.mean_dim([1i64].as_slice(), false, sq.kind()),
-            Reduction::Sum => sq.sum_dim_intlist([1i64].as_slice(), false, sq.kind()),
+            Reduction::Mean => sq.f_mean_dim([1i64].as_slice(), false, sq.kind())?,
+            Reduction::Sum => sq.f_sum_dim_intlist([1i64].as_slice(), false, sq.kind())?,
         };
         let e = match &self.out_scale {
-            Some(s) => e * s.square(),
+            Some(s) => e.f_mul(&s.f_square()?)?,
             None => e,
         };
-        (e, Some(sq))
+        Ok((e, Some(sq)))
     }
 }
 
@@ -189,7 +189,7 @@ mod tests {
         let want = (&x - ae.decode(&z)).square().mean_dim([1i64].as_slice(), false, Kind::Float);
         assert!((ae.energy(&x, false) - want).abs().max().double_value(&[]) < 1e-6);
         assert_eq!(ae.enc_vars.len(), 4, "encoder weights and biases of 2 layers");
-        let (e, dims) = Energy::energy_explained(&ae, &x);
+        let (e, dims) = Energy::energy_explained(&ae, &x).unwrap();
         assert!((e - ae.energy(&x, false)).abs().max().double_value(&[]) < 1e-6);
         assert!((dims.unwrap() - (&x - ae.decode(&z)).square()).abs().max().double_value(&[]) < 1e-6);
     }

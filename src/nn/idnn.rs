@@ -90,9 +90,9 @@ impl Energy for Idnn {
     fn per_dim_error(&self, x: &Tensor) -> Option<Tensor> {
         Some(self.sq_error(x, false))
     }
-    fn energy_explained(&self, x: &Tensor) -> (Tensor, Option<Tensor>) {
+    fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
         let sq = self.sq_error(x, false);
-        (sq.mean_dim([1i64].as_slice(), false, sq.kind()), Some(sq))
+        Ok((sq.f_mean_dim([1i64].as_slice(), false, sq.kind())?, Some(sq)))
     }
 }
 

@@ -272,9 +272,10 @@ pub trait Energy {
         None
     }
     /// Energy (B,) and per-dimension error (B, D_out) from one forward pass (eval mode): what
-    /// the daemon scores, so explanations cost nothing extra.
-    fn energy_explained(&self, x: &Tensor) -> (Tensor, Option<Tensor>) {
-        (self.energy(x, false), None)
+    /// the daemon scores, so explanations cost nothing extra. The reductions are fallible; the
+    /// network's forward pass is tch's `Module` (the scorer's `catch_unwind` covers it).
+    fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
+        Ok((self.energy(x, false), None))
     }
 }
 
@@ -353,7 +354,7 @@ impl Energy for EnergyNet {
             EnergyNet::Scalar(_) => None,
         }
     }
-    fn energy_explained(&self, x: &Tensor) -> (Tensor, Option<Tensor>) {
+    fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
         match self {
             EnergyNet::Ae(m) => m.energy_explained(x),
             EnergyNet::Idnn(m) => m.energy_explained(x),
