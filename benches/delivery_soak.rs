@@ -3,6 +3,7 @@
 //! broker with a subscriber. Checks that nothing is lost and reports throughput and the p99
 //! delivery latency seen by the receivers. `cargo bench --bench delivery_soak` (~1–2 min).
 //! MPDR_SOAK_EVENTS overrides the count.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
 use std::collections::HashSet;
 use std::net::TcpListener;

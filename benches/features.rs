@@ -1,5 +1,6 @@
 //! Front-end speed: batch extraction of a 10-s 16 kHz clip, and streaming cost per 512-sample
 //! hop. Compare with `benches/librosa_time.py` (same clip) for the librosa ratio.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mpdr::features::stream::StreamingExtractor;

@@ -2,6 +2,7 @@
 //! vectors, 3 manifold AEs (640-1024-1024-D_z, D_z 32/64/128), 5 visible steps, the released
 //! 1024-wide AE energy. Compare with `benches/mpdr_step_torch.py` (same iteration, PyTorch).
 //! Also the paper's 128-wide energy and the IDNN energy, which are far cheaper.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mpdr::mpdr::recipe::{EnergyPreset, TrainConfig};

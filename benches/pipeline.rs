@@ -9,6 +9,7 @@
 //!
 //! `cargo bench --bench pipeline` (all cases; ~5 min on 2 cores) or
 //! `cargo bench --bench pipeline -- fast|live|soak`. Numbers go to BENCHMARKS.md.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -1,4 +1,5 @@
 //! Entry points of the `mpdr` subcommands: `main.rs` parses arguments and calls one of these.
+#![allow(clippy::print_stdout)] // the CLI prints its results on stdout
 
 use std::path::{Path, PathBuf};
 
@@ -395,7 +396,7 @@ pub struct SynthArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum SynthCommand {
-    /// A DCASE-layout folder: <out>/<machine>/train/normal_id_XX_*.wav, test/{normal,anomaly}_id_XX_*.wav.
+    /// A DCASE-layout folder: OUT/MACHINE/train/normal_id_XX_*.wav, test/{normal,anomaly}_id_XX_*.wav.
     Dataset(SynthDatasetArgs),
 }
 

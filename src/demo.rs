@@ -4,6 +4,7 @@
 //! and the Modbus server on a loopback port. Shows a live view (plain lines when stdout is not
 //! a terminal) and writes a report: a timeline PNG per stream, a spectrogram of the alarmed
 //! window with its top bands outlined, the delivered events, and a summary.
+#![allow(clippy::print_stdout)] // the demo prints its console and summary on stdout
 
 use std::io::{IsTerminal, Write};
 use std::net::TcpListener;
@@ -44,7 +45,7 @@ pub struct DemoArgs {
     /// Where the report goes.
     #[arg(long, default_value = "demo-report")]
     pub out: PathBuf,
-    /// Folder with one model bundle per machine type (models/<machine>).
+    /// Folder with one model bundle per machine type (`models/<machine>`).
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
 }

@@ -1,5 +1,6 @@
 //! Same seed, same model: training is bit-for-bit reproducible on CPU. Its own test binary,
 //! because libtorch's generator is process-global and parallel tests would interleave draws.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
 use mpdr::model::ModelKind;
 use mpdr::mpdr::recipe::{self, EnergyPreset, Quiet, TrainConfig, TrainData};

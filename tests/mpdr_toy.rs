@@ -3,6 +3,7 @@
 //! Its own test binary, and the tests hold a lock while they run: libtorch's random generator
 //! is process-global, so concurrent tests would interleave draws and make results depend on
 //! scheduling. With the lock every run of these tests is bit-for-bit the same.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
 use std::sync::Mutex;
 

@@ -1,6 +1,6 @@
 //! Offline training and evaluation on DCASE folders (`mpdr train`, `mpdr eval`): files ->
 //! cached log-mel -> standardised vectors -> recipe -> calibrated bundle ([`train`]); bundle +
-//! test files -> per-file and per-window scores -> per-id AUC / pAUC ([`evaluate`]), written
+//! test files -> per-file and per-window scores -> per-id AUC / pAUC ([`evaluate()`]), written
 //! by `eval::report`.
 
 pub mod evaluate;

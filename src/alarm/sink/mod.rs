@@ -1,6 +1,6 @@
 //! The sink seam: where events go. Each kind of sink is one file here — its configuration
 //! (`[[sink]]`, tagged by `type`), its checks and its factory ([`SinkSpec`]) — plus one line
-//! in [`sinks!`] below. Two kinds of sink exist:
+//! in the `sinks!` list below. Two kinds of sink exist:
 //!
 //! - **delivery sinks** (log, webhook, mqtt, exec, file) get every event of the streams they
 //!   want from the durable outbox, through their own worker (`alarm::deliver`), with retries;

@@ -1,6 +1,6 @@
 //! The source seam: where a stream's audio comes from. Each kind of source is one file here
 //! — its configuration (`[stream.source]`, tagged by `type`), its checks and its [`Source`]
-//! — plus one variant of [`SourceConfig`]; [`SourceConfig::open`] is the factory.
+//! — plus one variant of [`SourceConfig`]; [`SourceConfig::build`] is the factory.
 //!
 //! A source is created and driven on its stream's own thread (cpal streams are not `Send`
 //! everywhere): the stream thread calls [`Source::open`] until it succeeds (with backoff) and

@@ -45,7 +45,7 @@ impl SynthConfig {
     }
 }
 
-/// A machine of the synthetic plant ([`super::synth`]), paced at `speed` x real time (or as
+/// A machine of the synthetic plant ([`crate::audio::synth`]), paced at `speed` x real time (or as
 /// fast as the pipeline takes it). Never ends.
 pub struct SynthSource {
     cfg: SynthConfig,

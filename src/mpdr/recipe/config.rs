@@ -117,7 +117,7 @@ pub struct MpdrSchedule {
     pub max_steps: usize,
     /// Samples per manifold AE for the appendix-C validation AUC after each epoch (0 = off).
     pub validation_samples: i64,
-    /// Which energy the bundle keeps ([`super::watch`]): `last`; `guard` (the last epoch
+    /// Which energy the bundle keeps ([`crate::mpdr::watch`]): `last`; `guard` (the last epoch
     /// unless the pre-trained energy scores better on the criterion); `best` (the epoch,
     /// 0 = pre-trained, with the best criterion).
     pub select: Selection,
@@ -362,7 +362,7 @@ pub struct Networks {
 }
 
 impl TrainConfig {
-    /// The networks [`train`] builds for `kind` on `dim`-D vectors from this config's presets.
+    /// The networks [`train`](super::train()) builds for `kind` on `dim`-D vectors from this config's presets.
     pub fn networks(&self, kind: ModelKind, dim: i64, n_mels: i64, frames: i64) -> Networks {
         let preset = match kind {
             ModelKind::Idnn | ModelKind::MpdrIdnn => EnergyPreset::Idnn,

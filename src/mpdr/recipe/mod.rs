@@ -1,4 +1,4 @@
-//! The training recipe: [`train`] runs the stages a model kind needs — manifold autoencoders,
+//! The training recipe: [`train()`] runs the stages a model kind needs — manifold autoencoders,
 //! energy pre-training, MPDR with its per-epoch watch and the product rule — through the one
 //! generic loop and returns a ready [`Bundle`]. Its configuration ([`TrainConfig`], CPU-sized
 //! defaults, the official DCASE MPDR-R recipe) lives in `config`.
@@ -19,7 +19,7 @@ use crate::model::{Bundle, Manifest, ModelKind};
 
 /// Progress of a whole training run, for front ends (logging, checkpoints, Ctrl-C).
 pub trait TrainHooks {
-    /// After each epoch of each stage ("manifold-<k>", "pretrain", "mpdr").
+    /// After each epoch of each stage (`manifold-<k>`, `pretrain`, `mpdr`).
     fn on_epoch(&mut self, _stage: &str, _summary: &EpochSummary, _bundle: &Bundle) -> anyhow::Result<()> {
         Ok(())
     }
@@ -116,7 +116,7 @@ pub fn copy_matching(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> anyhow
     Ok(n)
 }
 
-/// [`train`] with explicit networks (e.g. the MNIST conv nets of paper Table 8); the
+/// [`train()`] with explicit networks (e.g. the MNIST conv nets of paper Table 8); the
 /// schedule, MPDR settings and energy init still come from `cfg`.
 pub fn train_with(
     kind: ModelKind,
