@@ -255,7 +255,7 @@ impl Metrics {
         for (name, kind, help, f) in per_stream {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for s in &self.streams {
-                let _ = writeln!(o, "{name}{{stream=\"{}\"}} {}", s.name, fmt_f(f(s)));
+                let _ = writeln!(o, "{name}{{stream=\"{}\"}} {}", label(&s.name), fmt_f(f(s)));
             }
         }
         let _ = writeln!(o, "# HELP mpdr_model_info Loaded models\n# TYPE mpdr_model_info gauge");
@@ -263,10 +263,10 @@ impl Metrics {
             let _ = writeln!(
                 o,
                 "mpdr_model_info{{model=\"{}\",kind=\"{}\",path=\"{}\",device=\"{}\"}} 1",
-                m.id,
-                m.kind,
-                m.path.replace('\\', "\\\\").replace('"', "\\\""),
-                m.device
+                label(&m.id),
+                label(&m.kind),
+                label(&m.path),
+                label(&m.device)
             );
         }
         let _ = writeln!(
@@ -306,7 +306,7 @@ impl Metrics {
         for (name, kind, help, f) in per_sink {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for s in &sinks {
-                let _ = writeln!(o, "{name}{{sink=\"{}\"}} {}", s.name, f(s));
+                let _ = writeln!(o, "{name}{{sink=\"{}\"}} {}", label(&s.name), f(s));
             }
         }
         let _ = writeln!(
@@ -314,13 +314,18 @@ impl Metrics {
             "# HELP mpdr_delivery_latency_seconds From an event's creation to its delivery\n# TYPE mpdr_delivery_latency_seconds histogram"
         );
         for s in &sinks {
-            s.latency.render(&mut o, "mpdr_delivery_latency_seconds", &format!("sink=\"{}\"", s.name));
+            s.latency.render(&mut o, "mpdr_delivery_latency_seconds", &format!("sink=\"{}\"", label(&s.name)));
         }
         let _ = writeln!(o, "# HELP mpdr_outbox_errors_total Events that could not be written to the outbox\n# TYPE mpdr_outbox_errors_total counter\nmpdr_outbox_errors_total {}", self.outbox_errors.load(r));
         let _ = writeln!(o, "# HELP mpdr_ready 1 once sources, models and sinks are up\n# TYPE mpdr_ready gauge");
         let _ = writeln!(o, "mpdr_ready {}", self.ready.load(r) as u8);
         o
     }
+}
+
+/// A label value in the text exposition format: backslash, double quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 fn fmt_f(v: f64) -> String {
@@ -350,6 +355,15 @@ mod tests {
         assert!(s.contains("x_bucket{le=\"5\"} 4\n") && s.contains("x_bucket{le=\"+Inf\"} 5\n"), "{s}");
         assert_eq!(h.quantile(0.5), Some(0.0025));
         assert_eq!(h.quantile(0.99), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new(vec![], vec![]);
+        if let Ok(mut v) = m.sinks.lock() {
+            v.push(std::sync::Arc::new(SinkMetrics::new("a\"b\\c\nd")));
+        }
+        assert!(m.render().contains("mpdr_sink_delivered_total{sink=\"a\\\"b\\\\c\\nd\"} 0\n"), "{}", m.render());
     }
 
     #[test]

@@ -48,73 +48,12 @@ pub enum CalibrationError {
     NoSpread(f64),
 }
 
-/// ln Γ(x), Lanczos (g = 7, n = 9), |error| < 1e-13 for x > 0.
-fn ln_gamma(x: f64) -> f64 {
-    const C: [f64; 9] = [
-        0.999_999_999_999_809_9,
-        676.520_368_121_885_1,
-        -1_259.139_216_722_402_8,
-        771.323_428_777_653_1,
-        -176.615_029_162_140_6,
-        12.507_343_278_686_905,
-        -0.138_571_095_265_720_12,
-        9.984_369_578_019_572e-6,
-        1.505_632_735_149_311_6e-7,
-    ];
-    if x < 0.5 {
-        return (std::f64::consts::PI / (std::f64::consts::PI * x).sin()).ln() - ln_gamma(1.0 - x);
-    }
-    let x = x - 1.0;
-    let t = x + 7.5;
-    let a = C[1..].iter().enumerate().fold(C[0], |acc, (i, c)| acc + c / (x + i as f64 + 1.0));
-    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
-}
-
-/// Upper regularised incomplete gamma Q(a, x) = 1 − P(a, x).
+/// Upper regularised incomplete gamma Q(a, x) = 1 − P(a, x) (statrs).
 pub fn gamma_q(a: f64, x: f64) -> f64 {
     if x <= 0.0 {
         return 1.0;
     }
-    let lead = -x + a * x.ln() - ln_gamma(a);
-    if x < a + 1.0 {
-        // Series for P.
-        let (mut sum, mut term, mut n) = (1.0 / a, 1.0 / a, a);
-        for _ in 0..10_000 {
-            n += 1.0;
-            term *= x / n;
-            sum += term;
-            if term.abs() < sum.abs() * 1e-16 {
-                break;
-            }
-        }
-        1.0 - sum * lead.exp()
-    } else {
-        // Lentz continued fraction for Q.
-        let tiny = 1e-300;
-        let mut b = x + 1.0 - a;
-        let mut c = 1.0 / tiny;
-        let mut d = 1.0 / b;
-        let mut h = d;
-        for i in 1..10_000 {
-            let an = -(i as f64) * (i as f64 - a);
-            b += 2.0;
-            d = an * d + b;
-            if d.abs() < tiny {
-                d = tiny;
-            }
-            c = b + an / c;
-            if c.abs() < tiny {
-                c = tiny;
-            }
-            d = 1.0 / d;
-            let del = d * c;
-            h *= del;
-            if (del - 1.0).abs() < 1e-16 {
-                break;
-            }
-        }
-        lead.exp() * h
-    }
+    statrs::function::gamma::gamma_ur(a, x)
 }
 
 /// The x with Q(k, x/θ) = p (bisection on a log scale; Q is monotone in x).

@@ -1,29 +1,16 @@
 //! Slaney mel filterbank with Slaney area normalisation, as `librosa.filters.mel(htk=False,
-//! norm="slaney")`: built in f64, rounded to f32 like librosa's default dtype, and kept sparse
+//! norm="slaney")`: built by `mel_spec` in f64, rounded to f32 like librosa's default dtype, and kept sparse
 //! (each band is one contiguous run of FFT bins) so applying it costs ~2 multiply-adds per bin.
 
-/// Slaney Hz -> mel: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+/// Slaney Hz -> mel: linear below 1 kHz (200/3 Hz per mel), logarithmic above (`mel_spec`'s,
+/// as librosa's `hz_to_mel(htk=False)`).
 pub fn hz_to_mel(f: f64) -> f64 {
-    let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = 6.4f64.ln() / 27.0;
-    if f >= min_log_hz {
-        min_log_mel + (f / min_log_hz).ln() / logstep
-    } else {
-        f / f_sp
-    }
+    mel_spec::mel::hz_to_mel(f, false)
 }
 
 /// Inverse of [`hz_to_mel`].
 pub fn mel_to_hz(m: f64) -> f64 {
-    let (f_sp, min_log_hz) = (200.0 / 3.0, 1000.0);
-    let min_log_mel = min_log_hz / f_sp;
-    let logstep = 6.4f64.ln() / 27.0;
-    if m >= min_log_mel {
-        min_log_hz * (logstep * (m - min_log_mel)).exp()
-    } else {
-        f_sp * m
-    }
+    mel_spec::mel::mel_to_hz(m, false)
 }
 
 /// One mel band: weights for FFT bins `start .. start + weights.len()`.
@@ -41,30 +28,23 @@ pub struct MelFilterbank {
 }
 
 impl MelFilterbank {
-    /// Build the bank. `fmax` is clamped by nothing: callers validate `fmin < fmax <= sr/2`.
+    /// Build the bank with `mel_spec`'s Slaney filterbank (librosa's algorithm, in f64), rounded
+    /// to f32 like librosa's default dtype and stored sparse. `fmax` is clamped by nothing:
+    /// callers validate `fmin < fmax <= sr/2`.
     pub fn slaney(sample_rate: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Self {
         let n_bins = n_fft / 2 + 1;
-        let (mel_lo, mel_hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
-        let edges: Vec<f64> =
-            (0..n_mels + 2).map(|i| mel_to_hz(mel_lo + (mel_hi - mel_lo) * i as f64 / (n_mels + 1) as f64)).collect();
-        let bands = (0..n_mels)
-            .map(|i| {
-                let (lo, mid, hi) = (edges[i], edges[i + 1], edges[i + 2]);
-                let enorm = 2.0 / (hi - lo);
-                let dense: Vec<f64> = (0..n_bins)
-                    .map(|k| {
-                        let f = k as f64 * sample_rate / n_fft as f64;
-                        let lower = (f - lo) / (mid - lo);
-                        let upper = (hi - f) / (hi - mid);
-                        // librosa stores the bank as float32; round the same way.
-                        (0f64.max(lower.min(upper)) * enorm) as f32 as f64
-                    })
-                    .collect();
-                match dense.iter().position(|&w| w != 0.0) {
+        let dense = mel_spec::mel::mel(sample_rate, n_fft, n_mels, Some(fmin), Some(fmax), false, true);
+        let bands = dense
+            .rows()
+            .into_iter()
+            .map(|row| {
+                // librosa stores the bank as float32; round the same way.
+                let row: Vec<f64> = row.iter().map(|&w| w as f32 as f64).collect();
+                match row.iter().position(|&w| w != 0.0) {
                     None => MelBand { start: 0, weights: Vec::new() },
                     Some(start) => {
-                        let end = dense.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
-                        MelBand { start, weights: dense[start..end].to_vec() }
+                        let end = row.iter().rposition(|&w| w != 0.0).map_or(start, |e| e + 1);
+                        MelBand { start, weights: row[start..end].to_vec() }
                     }
                 }
             })
@@ -95,6 +75,32 @@ impl MelFilterbank {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// librosa's triangles written out (the bank before `mel_spec` built it): the oracle.
+    fn closed_form(sr: f64, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Vec<f64> {
+        let (lo, hi) = (hz_to_mel(fmin), hz_to_mel(fmax));
+        let edges: Vec<f64> =
+            (0..n_mels + 2).map(|i| mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
+        let mut out = Vec::new();
+        for i in 0..n_mels {
+            let (l, m, h) = (edges[i], edges[i + 1], edges[i + 2]);
+            for k in 0..n_fft / 2 + 1 {
+                let f = k as f64 * sr / n_fft as f64;
+                out.push((0f64.max(((f - l) / (m - l)).min((h - f) / (h - m))) * 2.0 / (h - l)) as f32 as f64);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn mel_spec_bank_equals_the_closed_form_triangles() {
+        for (sr, n_fft, n_mels, fmin, fmax) in [(16000.0, 1024, 128, 0.0, 8000.0), (16000.0, 512, 40, 50.0, 7000.0)] {
+            let bank = MelFilterbank::slaney(sr, n_fft, n_mels, fmin, fmax).to_dense();
+            let want = closed_form(sr, n_fft, n_mels, fmin, fmax);
+            let worst = bank.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst <= 1e-9, "max |difference| {worst}");
+        }
+    }
 
     /// Values from MPDR-SPEC §1.4 ("Mel-filter checks"), computed with librosa 0.10.2.
     #[test]
