@@ -253,7 +253,7 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, ctl.reload.clone())
         .context("installing the SIGHUP handler")?;
-    crate::daemon::run(&args.config, ctl)
+    Ok(crate::daemon::run(&args.config, ctl)?)
 }
 
 /// `mpdr validate`: every problem of a monitor config (syntax, values, models, files) at once.

@@ -170,7 +170,7 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
         }
         if daemon.is_finished() {
             return match daemon.join() {
-                Ok(Err(e)) => Err(e.context("the monitor did not start")),
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the monitor did not start")),
                 _ => Err(anyhow::anyhow!("the monitor did not start")),
             };
         }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, OutboxError};
 use super::{Sink, SinkError};
 use crate::metrics::SinkMetrics;
 use crate::mpdr::select::SplitMix64;
@@ -54,6 +54,15 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Why a delivery worker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error("sink \"{sink}\": cannot start its delivery thread: {source}")]
+    Thread { sink: String, source: std::io::Error },
+}
+
 /// A worker thread: spawned idle, delivering once [`Worker::start`]ed.
 pub struct Worker {
     pub name: String,
@@ -72,21 +81,24 @@ impl Worker {
         state_dir: PathBuf,
         policy: RetryPolicy,
         metrics: Arc<SinkMetrics>,
-    ) -> anyhow::Result<Worker> {
+    ) -> Result<Worker, WorkerError> {
         let outbox = Outbox::open(&state_dir)?;
         let (wake, woken) = bounded(1);
         let (start, started) = bounded::<Option<JoinHandle<()>>>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let (n, s) = (name.clone(), stop.clone());
-        let handle = std::thread::Builder::new().name(format!("mpdr-sink-{name}")).spawn(move || {
-            // Wait for the go, and for the predecessor of the same sink (a reload) to finish
-            // its delivery in progress, so one record is never in flight twice.
-            let Ok(previous) = started.recv() else { return };
-            if let Some(h) = previous {
-                let _ = h.join();
-            }
-            work(&n, sink, outbox, &policy, &metrics, &woken, &s)
-        })?;
+        let handle = std::thread::Builder::new()
+            .name(format!("mpdr-sink-{name}"))
+            .spawn(move || {
+                // Wait for the go, and for the predecessor of the same sink (a reload) to finish
+                // its delivery in progress, so one record is never in flight twice.
+                let Ok(previous) = started.recv() else { return };
+                if let Some(h) = previous {
+                    let _ = h.join();
+                }
+                work(&n, sink, outbox, &policy, &metrics, &woken, &s)
+            })
+            .map_err(|source| WorkerError::Thread { sink: name.clone(), source })?;
         Ok(Worker { name, wake, stop, start, handle })
     }
 

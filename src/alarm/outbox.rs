@@ -60,15 +60,27 @@ pub struct Outbox {
     pub path: PathBuf,
 }
 
-fn err(path: &Path, e: rusqlite::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}: {e}", path.display())
+/// What can go wrong with the outbox database.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("{}: cannot create the state folder: {source}", path.display())]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Db { path: PathBuf, source: rusqlite::Error },
+    #[error("{}: event {id} is not readable: {source}", path.display())]
+    Event { path: PathBuf, id: String, source: serde_json::Error },
+}
+
+type Result<T, E = OutboxError> = std::result::Result<T, E>;
+
+fn err(path: &Path, source: rusqlite::Error) -> OutboxError {
+    OutboxError::Db { path: path.to_path_buf(), source }
 }
 
 impl Outbox {
     /// Open (creating the folder, file and tables when missing).
-    pub fn open(dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("{}: cannot create the state folder: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| OutboxError::Folder { path: dir.to_path_buf(), source })?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| err(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(|e| err(&path, e))?;
@@ -101,7 +113,7 @@ impl Outbox {
     }
 
     /// Commit `event` with a pending delivery for each of `sinks` (one transaction).
-    pub fn add(&mut self, event: &AlarmEvent, sinks: &[&str]) -> anyhow::Result<()> {
+    pub fn add(&mut self, event: &AlarmEvent, sinks: &[&str]) -> Result<()> {
         let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
         tx.execute(
             "INSERT OR IGNORE INTO events (id, created_ms, stream, kind, json) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -119,7 +131,7 @@ impl Outbox {
     }
 
     /// Pending deliveries of `sink` due at `now_ms`, oldest first.
-    pub fn due(&self, sink: &str, now_ms: u64, limit: usize) -> anyhow::Result<Vec<Due>> {
+    pub fn due(&self, sink: &str, now_ms: u64, limit: usize) -> Result<Vec<Due>> {
         let mut st = self
             .conn
             .prepare_cached(
@@ -145,7 +157,7 @@ impl Outbox {
     }
 
     /// When the next pending delivery of `sink` is due (ms since the epoch).
-    pub fn next_due_ms(&self, sink: &str) -> anyhow::Result<Option<u64>> {
+    pub fn next_due_ms(&self, sink: &str) -> Result<Option<u64>> {
         self.conn
             .query_row(
                 "SELECT MIN(next_attempt_ms) FROM deliveries WHERE sink = ?1 AND state = 'pending'",
@@ -156,7 +168,7 @@ impl Outbox {
             .map_err(|e| err(&self.path, e))
     }
 
-    pub fn mark_delivered(&mut self, id: &str, sink: &str, now_ms: u64) -> anyhow::Result<()> {
+    pub fn mark_delivered(&mut self, id: &str, sink: &str, now_ms: u64) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, delivered_ms = ?3, last_error = NULL
@@ -167,7 +179,7 @@ impl Outbox {
             .map_err(|e| err(&self.path, e))
     }
 
-    pub fn reschedule(&mut self, id: &str, sink: &str, next_ms: u64, error: &str) -> anyhow::Result<()> {
+    pub fn reschedule(&mut self, id: &str, sink: &str, next_ms: u64, error: &str) -> Result<()> {
         self.conn
             .execute(
                 "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = ?3, last_error = ?4
@@ -179,7 +191,7 @@ impl Outbox {
     }
 
     /// Move a delivery to the dead-letter table.
-    pub fn dead_letter(&mut self, id: &str, sink: &str, reason: &str, now_ms: u64) -> anyhow::Result<()> {
+    pub fn dead_letter(&mut self, id: &str, sink: &str, reason: &str, now_ms: u64) -> Result<()> {
         let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
         tx.execute(
             "INSERT OR REPLACE INTO dead_letters (event_id, sink, attempts, reason, dead_ms)
@@ -193,7 +205,7 @@ impl Outbox {
     }
 
     /// Put dead letters (of one event, or all with `None`) back to pending, due now.
-    pub fn redrive(&mut self, id: Option<&str>, now_ms: u64) -> anyhow::Result<usize> {
+    pub fn redrive(&mut self, id: Option<&str>, now_ms: u64) -> Result<usize> {
         let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
         let filter = if id.is_some() { "WHERE event_id = ?1" } else { "WHERE ?1 IS NULL" };
         let n = tx
@@ -213,7 +225,7 @@ impl Outbox {
     /// Keep at most `max_events` events: delete the oldest fully delivered ones first, then the
     /// oldest dead-lettered ones; events with pending deliveries are never deleted. Returns
     /// how many were deleted.
-    pub fn prune(&mut self, max_events: usize) -> anyhow::Result<usize> {
+    pub fn prune(&mut self, max_events: usize) -> Result<usize> {
         let count: i64 =
             self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).map_err(|e| err(&self.path, e))?;
         let mut excess = count - max_events as i64;
@@ -239,8 +251,8 @@ impl Outbox {
         Ok(deleted)
     }
 
-    pub fn counts(&self, sink: &str) -> anyhow::Result<SinkCounts> {
-        let q = |sql: &str| -> anyhow::Result<u64> {
+    pub fn counts(&self, sink: &str) -> Result<SinkCounts> {
+        let q = |sql: &str| -> Result<u64> {
             self.conn
                 .query_row(sql, params![sink], |r| r.get::<_, i64>(0))
                 .map(|v| v as u64)
@@ -254,7 +266,7 @@ impl Outbox {
     }
 
     /// Newest first; `state` filters on "pending" or "dead" (events with such a delivery).
-    pub fn list(&self, state: Option<&str>, limit: usize) -> anyhow::Result<Vec<EventRow>> {
+    pub fn list(&self, state: Option<&str>, limit: usize) -> Result<Vec<EventRow>> {
         let filter = match state {
             Some("pending") => "HAVING pending > 0",
             Some("dead") => "HAVING dead > 0",
@@ -285,14 +297,18 @@ impl Outbox {
     }
 
     /// One event and the state of each of its deliveries.
-    pub fn show(&self, id: &str) -> anyhow::Result<Option<(AlarmEvent, Vec<DeliveryRow>)>> {
+    pub fn show(&self, id: &str) -> Result<Option<(AlarmEvent, Vec<DeliveryRow>)>> {
         let json: Option<String> = self
             .conn
             .query_row("SELECT json FROM events WHERE id = ?1", params![id], |r| r.get(0))
             .optional()
             .map_err(|e| err(&self.path, e))?;
         let Some(json) = json else { return Ok(None) };
-        let event: AlarmEvent = serde_json::from_str(&json)?;
+        let event: AlarmEvent = serde_json::from_str(&json).map_err(|source| OutboxError::Event {
+            path: self.path.clone(),
+            id: id.to_string(),
+            source,
+        })?;
         let mut rows = Vec::new();
         let mut st = self
             .conn

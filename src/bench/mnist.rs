@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use super::{ensure, BenchError, Context, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -127,23 +127,14 @@ fn find(dir: &Path, stem: &str) -> Option<PathBuf> {
 fn read_pair(images: &Path, labels: &Path) -> Result<Images> {
     let im = read_idx(images, 3)?;
     let lb = read_idx(labels, 1)?;
-    anyhow::ensure!(
-        im.dims[1..] == [28, 28],
-        "{}: images must be 28 x 28, got {} x {}",
-        images.display(),
-        im.dims[1],
-        im.dims[2]
-    );
-    anyhow::ensure!(
-        im.dims[0] == lb.dims[0],
-        "{}: {} labels for {} images in {}",
-        labels.display(),
-        lb.dims[0],
-        im.dims[0],
-        images.display()
-    );
+    ensure(im.dims[1..] == [28, 28], || {
+        format!("{}: images must be 28 x 28, got {} x {}", images.display(), im.dims[1], im.dims[2])
+    })?;
+    ensure(im.dims[0] == lb.dims[0], || {
+        format!("{}: {} labels for {} images in {}", labels.display(), lb.dims[0], im.dims[0], images.display())
+    })?;
     if let Some(l) = lb.data.iter().find(|&&l| l > 9) {
-        anyhow::bail!("{}: label {l} is not a digit 0-9", labels.display());
+        return Err(BenchError::Invalid(format!("{}: label {l} is not a digit 0-9", labels.display())));
     }
     Ok(Images { pixels: im.data, labels: lb.data })
 }
@@ -151,8 +142,9 @@ fn read_pair(images: &Path, labels: &Path) -> Result<Images> {
 /// Read MNIST from `dir` (see the module doc for the two protocols).
 pub fn load(dir: &Path) -> Result<Mnist> {
     let need = |stem: &str| {
-        find(dir, stem)
-            .with_context(|| format!("{}: no {stem} (or {stem}.gz) — expected MNIST's IDX files", dir.display()))
+        find(dir, stem).ok_or_else(|| {
+            BenchError::Invalid(format!("{}: no {stem} (or {stem}.gz) — expected MNIST's IDX files", dir.display()))
+        })
     };
     let test = read_pair(&need("t10k-images-idx3-ubyte")?, &need("t10k-labels-idx1-ubyte")?)?;
     if let (Some(i), Some(l)) = (find(dir, "train-images-idx3-ubyte"), find(dir, "train-labels-idx1-ubyte")) {
@@ -164,7 +156,7 @@ pub fn load(dir: &Path) -> Result<Mnist> {
         });
     }
     let n = test.len();
-    anyhow::ensure!(n >= 100, "{}: only {n} test images; the split needs at least 100", dir.display());
+    ensure(n >= 100, || format!("{}: only {n} test images; the split needs at least 100", dir.display()))?;
     let cut = n * 7 / 10;
     let first: Vec<usize> = (0..cut).collect();
     let rest: Vec<usize> = (cut..n).collect();
@@ -323,7 +315,7 @@ fn with_manifold(kind: ModelKind, cfg: &TrainConfig, ae: &Bundle, device: Device
     tch::manual_seed(cfg.seed as i64);
     let mut b = Bundle::build(manifest, device);
     let n = copy_matching(&ae.energy_vs, &b.manifold_vs[0])?;
-    anyhow::ensure!(n == b.manifold_vs[0].variables().len(), "the AE and the manifold networks differ");
+    ensure(n == b.manifold_vs[0].variables().len(), || "the AE and the manifold networks differ".to_string())?;
     let st = &mut b.manifest.provenance.stages;
     st.insert("manifold-0_epochs".into(), cfg.manifold.epochs as u64);
     st.insert("manifold-0_steps".into(), ae.manifest.provenance.stages.get("pretrain_steps").copied().unwrap_or(0));
@@ -344,11 +336,12 @@ pub fn run_digit(
     let test = data.test.tensor();
     let labels: Vec<bool> = data.test.labels.iter().map(|&l| l == holdout).collect();
     let positives = labels.iter().filter(|p| **p).count();
-    anyhow::ensure!(
-        positives > 0 && positives < labels.len(),
-        "hold-out digit {holdout}: the test set needs both it and other digits ({positives} of {})",
-        labels.len()
-    );
+    ensure(positives > 0 && positives < labels.len(), || {
+        format!(
+            "hold-out digit {holdout}: the test set needs both it and other digits ({positives} of {})",
+            labels.len()
+        )
+    })?;
     let inlier_idx: Vec<i64> = (0..labels.len() as i64).filter(|&i| !labels[i as usize]).collect();
     let inliers = test.index_select(0, &Tensor::from_slice(&inlier_idx));
     let input = TrainData {
@@ -393,7 +386,11 @@ pub fn run_digit(
                 )?;
                 score(&b, kind, &test, &labels, &inliers, start.elapsed().as_secs_f64())?
             }
-            other => anyhow::bail!("--model {other}: the MNIST benchmark runs ae, mpdr-r or mpdr-s"),
+            other => {
+                return Err(BenchError::Invalid(format!(
+                    "--model {other}: the MNIST benchmark runs ae, mpdr-r or mpdr-s"
+                )))
+            }
         };
         tracing::info!(holdout, model = %kind, aupr = r.aupr, auroc = r.auroc, constant_aupr = r.constant_aupr, seconds = r.train_s, "model done");
         out.push(r);
@@ -412,16 +409,15 @@ pub fn run(
     device: Device,
 ) -> Result<Vec<DigitResult>> {
     for &d in holdouts {
-        anyhow::ensure!(d <= 9, "--holdout {d}: a digit 0-9");
+        ensure(d <= 9, || format!("--holdout {d}: a digit 0-9"))?;
     }
     for &m in models {
-        anyhow::ensure!(
-            matches!(m, ModelKind::Ae | ModelKind::MpdrR | ModelKind::MpdrS),
-            "--model {m}: the MNIST benchmark runs ae, mpdr-r or mpdr-s"
-        );
+        ensure(matches!(m, ModelKind::Ae | ModelKind::MpdrR | ModelKind::MpdrS), || {
+            format!("--model {m}: the MNIST benchmark runs ae, mpdr-r or mpdr-s")
+        })?;
     }
     let data = load(idx_dir)?;
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    std::fs::create_dir_all(out).map_err(|source| BenchError::Io { path: out.to_path_buf(), source })?;
     tracing::info!(protocol = %data.protocol, "MNIST");
     let mut results = Vec::new();
     for &d in holdouts {
@@ -458,7 +454,7 @@ fn write_outputs(out: &Path, protocol: &str, results: &[DigitResult], budget: Bu
 
 /// A recipe of this benchmark, validated.
 fn valid(cfg: &TrainConfig) -> Result<Valid<TrainConfig>> {
-    Valid::new(cfg.clone()).map_err(|p| anyhow::anyhow!("MNIST recipe: {p}"))
+    Valid::new(cfg.clone()).map_err(|p| BenchError::Invalid(format!("MNIST recipe: {p}")))
 }
 
 #[cfg(test)]

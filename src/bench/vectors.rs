@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use super::{BenchError, Context, Result};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -188,7 +188,7 @@ pub fn run_one(
     let bundle = recipe::train(
         kind,
         &data,
-        &crate::config::Valid::new(cfg.clone()).map_err(|p| anyhow::anyhow!("{p}"))?,
+        &crate::config::Valid::new(cfg.clone()).map_err(|p| BenchError::Invalid(format!("recipe: {p}")))?,
         device,
         &mut recipe::Quiet,
         None,
@@ -227,7 +227,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// The `.npz` files of `path` (a file, or a folder's `*.npz` sorted by name).
 pub fn npz_files(path: &Path) -> Result<Vec<PathBuf>> {
-    crate::data::file_or_folder(path, "npz").with_context(|| path.display().to_string())
+    crate::data::file_or_folder(path, "npz").map_err(|source| BenchError::Io { path: path.to_path_buf(), source })
 }
 
 /// Run every dataset x model x seed; write `results.json`, `results.md` and the splits
@@ -246,13 +246,17 @@ pub fn run(
         .iter()
         .map(|f| Ok((f.file_stem().unwrap_or_default().to_string_lossy().to_string(), read_table(f)?)))
         .collect::<Result<_>>()?;
-    std::fs::create_dir_all(out.join("splits")).with_context(|| format!("{}: cannot create", out.display()))?;
+    let splits_dir = out.join("splits");
+    std::fs::create_dir_all(&splits_dir).map_err(|source| BenchError::Io { path: splits_dir.clone(), source })?;
     let mut results = Vec::new();
     for (name, t) in &tables {
         let mut model_results = Vec::new();
         let splits: Vec<Split> = (0..seeds).map(|k| split(&t.y, 1000 + k as u64)).collect();
         for (k, s) in splits.iter().enumerate() {
-            super::write_file(&out.join("splits").join(format!("{name}_seed{k}.json")), serde_json::to_string(s)?)?;
+            super::write_file(
+                &out.join("splits").join(format!("{name}_seed{k}.json")),
+                serde_json::to_string(s).unwrap_or_default(),
+            )?;
         }
         for &kind in models {
             let mut runs = Vec::new();

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use anyhow::Result;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use super::error::{thread, DaemonError};
 use super::EventMsg;
 use crate::alarm::deliver::Worker;
 use crate::alarm::outbox::Outbox;
@@ -27,14 +27,18 @@ pub struct SinkSlot {
 
 /// One idle worker per delivery sink of `sinks` (status servers are not fed from the outbox),
 /// their counters published in `metrics`; [`spawn`] starts them.
-pub fn build_workers(sinks: &[NamedSink], state_dir: &Path, metrics: &Arc<Metrics>) -> Result<Vec<SinkSlot>> {
+pub fn build_workers(
+    sinks: &[NamedSink],
+    state_dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<SinkSlot>, DaemonError> {
     let old = metrics.sinks.lock().map(|v| v.clone()).unwrap_or_default();
     let mut slots = Vec::new();
     let mut published = Vec::new();
     for s in sinks.iter().filter(|s| !s.config.spec().is_server()) {
         let ctx = BuildContext { name: &s.name, metrics };
         let Built::Delivery { sink, retry } =
-            s.config.spec().build(&ctx).map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", s.name))?
+            s.config.spec().build(&ctx).map_err(|message| DaemonError::Sink { name: s.name.clone(), message })?
         else {
             continue;
         };
@@ -50,13 +54,14 @@ pub fn build_workers(sinks: &[NamedSink], state_dir: &Path, metrics: &Arc<Metric
 }
 
 /// The status servers of `sinks`, started; they run until dropped.
-pub fn start_servers(sinks: &[NamedSink], metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn Send>>> {
+pub fn start_servers(sinks: &[NamedSink], metrics: &Arc<Metrics>) -> Result<Vec<Box<dyn Send>>, DaemonError> {
     let mut servers = Vec::new();
     for s in sinks.iter().filter(|s| s.config.spec().is_server()) {
         let ctx = BuildContext { name: &s.name, metrics };
-        match s.config.spec().build(&ctx).map_err(|e| anyhow::anyhow!("sink \"{}\": {e}", s.name))? {
+        let sink_error = |message| DaemonError::Sink { name: s.name.clone(), message };
+        match s.config.spec().build(&ctx).map_err(sink_error)? {
             Built::Server(server) => servers.push(server),
-            Built::Delivery { .. } => anyhow::bail!("sink \"{}\": not a status server", s.name),
+            Built::Delivery { .. } => return Err(sink_error("not a status server".into())),
         }
     }
     Ok(servers)
@@ -74,7 +79,7 @@ pub fn spawn(
     state_dir: PathBuf,
     max_events: usize,
     metrics: Arc<Metrics>,
-) -> Result<Events> {
+) -> Result<Events, DaemonError> {
     let mut outbox = Outbox::open(&state_dir)?;
     let (replace, replaced) = bounded::<Vec<SinkSlot>>(4);
     for s in &slots {
@@ -117,7 +122,8 @@ pub fn spawn(
         for h in slots.into_iter().map(|s| s.worker.stop()).collect::<Vec<_>>() {
             let _ = h.join();
         }
-    })?;
+    })
+    .map_err(thread("event"))?;
     Ok(Events { handle, replace })
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::error::{thread, DaemonError};
 use crate::metrics::Metrics;
 
 /// Seconds of scorer silence after which `/healthz` reports unhealthy.
@@ -19,25 +20,28 @@ pub struct HttpServer {
 }
 
 impl HttpServer {
-    pub fn start(listen: SocketAddr, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> anyhow::Result<Self> {
+    pub fn start(listen: SocketAddr, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> Result<Self, DaemonError> {
         let server = tiny_http::Server::http(listen)
-            .map_err(|e| anyhow::anyhow!("server.listen = \"{listen}\": cannot listen: {e}"))?;
+            .map_err(|e| DaemonError::Http { addr: listen, message: format!("cannot listen: {e}") })?;
         let addr = server
             .server_addr()
             .to_ip()
-            .ok_or_else(|| anyhow::anyhow!("server.listen = \"{listen}\": not an IP address"))?;
-        let handle = std::thread::Builder::new().name("mpdr-http".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match server.recv_timeout(Duration::from_millis(200)) {
-                    Ok(Some(req)) => respond(req, &metrics),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "HTTP server failed");
-                        break;
+            .ok_or_else(|| DaemonError::Http { addr: listen, message: "not an IP address".into() })?;
+        let handle = std::thread::Builder::new()
+            .name("mpdr-http".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match server.recv_timeout(Duration::from_millis(200)) {
+                        Ok(Some(req)) => respond(req, &metrics),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "HTTP server failed");
+                            break;
+                        }
                     }
                 }
-            }
-        })?;
+            })
+            .map_err(thread("HTTP"))?;
         Ok(HttpServer { addr, handle })
     }
 

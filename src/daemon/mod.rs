@@ -21,6 +21,7 @@
 //! joined, within `pipeline.shutdown_timeout_s`.
 
 pub mod config;
+pub mod error;
 pub mod events;
 pub mod http;
 pub mod notify;
@@ -32,7 +33,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use error::thread;
+pub use error::DaemonError;
+
+type Result<T, E = DaemonError> = std::result::Result<T, E>;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
 use crate::alarm::{band_ranges, AlarmEvent};
@@ -118,7 +122,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     crate::device::init_threads();
     let valid = Monitor::load(config_path, true)?;
     let cfg = valid.config().clone();
-    let device = cfg.scoring.device.resolve().context("scoring.device")?;
+    let device = cfg.scoring.device.resolve()?;
 
     // Models: one per distinct bundle folder, loaded on the scorer thread (tch stays there).
     let mut model_paths: Vec<PathBuf> = Vec::new();
@@ -175,66 +179,69 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         let (cfg, metrics, ev_tx, infos, model_paths) =
             (cfg.clone(), metrics.clone(), ev_tx.clone(), infos, model_paths);
         let (manifests, stream_model) = (manifests.clone(), stream_model.clone());
-        std::thread::Builder::new().name("mpdr-scorer".into()).spawn(move || {
-            crate::device::init_threads();
-            let mut models = Vec::new();
-            for ((p, info), m) in model_paths.iter().zip(&infos).zip(&manifests) {
-                match Bundle::load(p, device) {
-                    Ok(bundle) => {
-                        let f = m.features.clone().unwrap_or_default();
-                        models.push(LoadedModel {
-                            bundle,
-                            id: info.id.clone(),
-                            dim: f.vector_dim(),
-                            n_mels: f.n_mels,
-                            band_hz: band_ranges(&f),
-                        });
-                    }
-                    Err(e) => {
-                        let _ = loaded_tx.send(Err(anyhow::anyhow!("{e}")));
-                        return;
+        std::thread::Builder::new()
+            .name("mpdr-scorer".into())
+            .spawn(move || {
+                crate::device::init_threads();
+                let mut models = Vec::new();
+                for ((p, info), m) in model_paths.iter().zip(&infos).zip(&manifests) {
+                    match Bundle::load(p, device) {
+                        Ok(bundle) => {
+                            let f = m.features.clone().unwrap_or_default();
+                            models.push(LoadedModel {
+                                bundle,
+                                id: info.id.clone(),
+                                dim: f.vector_dim(),
+                                n_mels: f.n_mels,
+                                band_hz: band_ranges(&f),
+                            });
+                        }
+                        Err(e) => {
+                            let _ = loaded_tx.send(Err(DaemonError::Bundle(e)));
+                            return;
+                        }
                     }
                 }
-            }
-            let streams = cfg
-                .streams
-                .iter()
-                .zip(&stream_model)
-                .map(|(s, &m)| {
-                    let f = manifests[m].features.clone().unwrap_or_default();
-                    let vector_s = f.hop_length as f64 / f.sample_rate as f64;
-                    ScoredStream {
-                        name: s.name.clone(),
-                        model: m,
-                        detector: Detector::new(
-                            s.detect.clone(),
-                            threshold_of(s.detect.threshold, &manifests[m]),
+                let streams = cfg
+                    .streams
+                    .iter()
+                    .zip(&stream_model)
+                    .map(|(s, &m)| {
+                        let f = manifests[m].features.clone().unwrap_or_default();
+                        let vector_s = f.hop_length as f64 / f.sample_rate as f64;
+                        ScoredStream {
+                            name: s.name.clone(),
+                            model: m,
+                            detector: Detector::new(
+                                s.detect.clone(),
+                                threshold_of(s.detect.threshold, &manifests[m]),
+                                vector_s,
+                                f.n_mels,
+                            ),
                             vector_s,
-                            f.n_mels,
-                        ),
-                        vector_s,
-                        vectors: 0,
-                        ended: false,
-                    }
-                })
-                .collect();
-            let _ = loaded_tx.send(Ok(()));
-            Scorer {
-                models,
-                streams,
-                metrics,
-                events: ev_tx,
-                max_batch: cfg.scoring.max_batch,
-                max_wait: Duration::from_millis(cfg.scoring.max_wait_ms),
-            }
-            .run(rx, ctrl_rx)
-        })?
+                            vectors: 0,
+                            ended: false,
+                        }
+                    })
+                    .collect();
+                let _ = loaded_tx.send(Ok(()));
+                Scorer {
+                    models,
+                    streams,
+                    metrics,
+                    events: ev_tx,
+                    max_batch: cfg.scoring.max_batch,
+                    max_wait: Duration::from_millis(cfg.scoring.max_wait_ms),
+                }
+                .run(rx, ctrl_rx)
+            })
+            .map_err(thread("scorer"))?
     };
     drop(ev_tx);
     match loaded_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e),
-        Err(_) => anyhow::bail!("the scorer thread died while loading the models"),
+        Err(_) => return Err(DaemonError::Scorer("the thread died while loading the models".into())),
     }
     tracing::info!(models = manifests.len(), device = ?device, "models loaded");
 
@@ -248,7 +255,8 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         stream_threads.push(
             std::thread::Builder::new()
                 .name(format!("mpdr-stream-{i}"))
-                .spawn(move || stream_loop(i, &s, &features, &tx, &metrics, &stop, &pl))?,
+                .spawn(move || stream_loop(i, &s, &features, &tx, &metrics, &stop, &pl))
+                .map_err(thread("stream"))?,
         );
     }
     let mut keep_tx = Some(tx);
@@ -303,7 +311,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
             last_status = Instant::now();
         }
         if !scorer_alive() {
-            anyhow::bail!("the scorer thread stopped unexpectedly");
+            return Err(DaemonError::Scorer("the thread stopped unexpectedly".into()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -327,7 +335,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         h.join();
     }
     if !clean {
-        anyhow::bail!("shutdown took longer than pipeline.shutdown_timeout_s; some threads were abandoned");
+        return Err(DaemonError::Shutdown);
     }
     tracing::info!("stopped cleanly");
     Ok(())
@@ -390,7 +398,7 @@ fn reload(
         }
     }
     let slots = events::build_workers(&new.sinks(), state_dir, metrics)?;
-    ctrl.send(Control::Reconfigure(changes)).map_err(|_| anyhow::anyhow!("the scorer has stopped"))?;
+    ctrl.send(Control::Reconfigure(changes)).map_err(|_| DaemonError::Scorer("it has stopped".into()))?;
     Ok((new, slots))
 }
 

@@ -24,12 +24,20 @@ pub fn font_available() -> bool {
     })
 }
 
-fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
-    move |e| anyhow::anyhow!("{}: cannot draw plot: {e}", path.display())
+/// A plot that could not be drawn or written.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}: cannot draw plot: {message}", path.display())]
+pub struct PlotError {
+    pub path: std::path::PathBuf,
+    pub message: String,
+}
+
+fn err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> PlotError + '_ {
+    move |e| PlotError { path: path.to_path_buf(), message: e.to_string() }
 }
 
 /// ROC curve (fpr, tpr points) with the chance diagonal.
-pub fn roc_png(path: &Path, title: &str, fpr: &[f64], tpr: &[f64]) -> anyhow::Result<()> {
+pub fn roc_png(path: &Path, title: &str, fpr: &[f64], tpr: &[f64]) -> Result<(), PlotError> {
     let e = err(path);
     let root = BitMapBackend::new(path, (520, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
@@ -56,7 +64,7 @@ pub fn histogram_png(
     normal: &[f64],
     anomaly: &[f64],
     threshold: Option<f64>,
-) -> anyhow::Result<()> {
+) -> Result<(), PlotError> {
     let e = err(path);
     let all = normal.iter().chain(anomaly).copied().chain(threshold);
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
@@ -111,7 +119,7 @@ pub fn lines_png(
     x_desc: &str,
     y_desc: &str,
     series: &[(String, Vec<(f64, f64)>)],
-) -> anyhow::Result<()> {
+) -> Result<(), PlotError> {
     let e = err(path);
     let root = BitMapBackend::new(path, (760, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
@@ -154,7 +162,12 @@ pub struct TimelinePoint {
 
 /// Window score against the threshold over stream time, alarm spans shaded, the fault onset
 /// (if any) marked.
-pub fn timeline_png(path: &Path, title: &str, points: &[TimelinePoint], fault_at_s: Option<f64>) -> anyhow::Result<()> {
+pub fn timeline_png(
+    path: &Path,
+    title: &str,
+    points: &[TimelinePoint],
+    fault_at_s: Option<f64>,
+) -> Result<(), PlotError> {
     let e = err(path);
     let root = BitMapBackend::new(path, (900, 360)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;
@@ -222,7 +235,7 @@ pub fn spectrogram_png(
     frames: usize,
     hop_s: f64,
     highlight: &[(usize, String)],
-) -> anyhow::Result<()> {
+) -> Result<(), PlotError> {
     let e = err(path);
     let root = BitMapBackend::new(path, (900, 420)).into_drawing_area();
     root.fill(&WHITE).map_err(&e)?;

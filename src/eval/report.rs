@@ -3,10 +3,29 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::data::dcase::DcaseFile;
+use crate::eval::metrics::MetricError;
+use crate::eval::plot::PlotError;
+
+/// A report file that could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: cannot write: {source}", path.display())]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    #[error(transparent)]
+    Plot(#[from] PlotError),
+}
+
+type Result<T, E = ReportError> = std::result::Result<T, E>;
+
+/// Write `text` to `path`.
+fn put(path: std::path::PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })
+}
 
 /// Per-id results, as `report.json` writes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,8 +72,8 @@ pub struct ClipScore {
 /// Write `report.json`, `report.md`, `scores.csv` (one line per file), `windows.csv` (one
 /// line per window) and the plots to `out`.
 pub fn write(out: &Path, report: &Report, clips: &[ClipScore]) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(report)?)?;
+    std::fs::create_dir_all(out).map_err(|source| ReportError::Write { path: out.to_path_buf(), source })?;
+    put(out.join("report.json"), serde_json::to_string_pretty(report).unwrap_or_default())?;
     let mut csv = String::from("file,id,label,score\n");
     let mut windows = String::from("file,id,label,window,score\n");
     for c in clips {
@@ -66,11 +85,11 @@ pub fn write(out: &Path, report: &Report, clips: &[ClipScore]) -> Result<()> {
             let _ = writeln!(windows, "{name},{},{label},{k},{w}", f.id);
         }
     }
-    std::fs::write(out.join("scores.csv"), csv)?;
-    std::fs::write(out.join("windows.csv"), windows)?;
+    put(out.join("scores.csv"), csv)?;
+    put(out.join("windows.csv"), windows)?;
     let scores: Vec<(DcaseFile, f64)> = clips.iter().map(|c| (c.file.clone(), c.score)).collect();
     let scores = &scores;
-    std::fs::write(out.join("report.md"), markdown(report))?;
+    put(out.join("report.md"), markdown(report))?;
     plots(report, scores, out)
 }
 

@@ -359,11 +359,11 @@ impl Bundle {
     /// Make this a fused bundle: a second copy of the energy's network is built, `fill` writes
     /// the reference weights into its store (e.g. a snapshot of the pre-trained energy), and
     /// both energies are standardised on `heldout` (scaled vectors).
-    pub fn fuse_with(
+    pub fn fuse_with<E>(
         &mut self,
-        fill: impl FnOnce(&nn::VarStore) -> anyhow::Result<()>,
+        fill: impl FnOnce(&nn::VarStore) -> Result<(), E>,
         heldout: &Tensor,
-    ) -> anyhow::Result<Fusion> {
+    ) -> Result<Fusion, E> {
         let vs = nn::VarStore::new(self.energy_vs.device());
         let net = self.manifest.energy.build(&vs.root());
         fill(&vs)?;

@@ -11,6 +11,7 @@
 //! All random draws go through [`Noise`], so a test can replay a reference's draws exactly.
 
 pub mod diagnose;
+pub mod error;
 pub mod recipe;
 pub mod report;
 pub mod select;

@@ -5,8 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Context;
-
+use super::error::TrainError;
 use super::watch::EpochRecord;
 use crate::model::Manifest;
 
@@ -66,16 +65,18 @@ pub fn markdown(manifest: &Manifest, history: &[EpochRecord]) -> String {
 }
 
 /// Write training.md, training.json and (with diagnostics) diagnostics.png into `out`.
-pub fn write(out: &Path, manifest: &Manifest, history: &[EpochRecord]) -> anyhow::Result<()> {
+pub fn write(out: &Path, manifest: &Manifest, history: &[EpochRecord]) -> Result<(), TrainError> {
     if history.is_empty() && manifest.provenance.shipped.is_none() {
         return Ok(());
     }
     let json = serde_json::json!({ "shipped": manifest.provenance.shipped, "epochs": history });
     let path = out.join("training.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&json)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    let path = out.join("training.md");
-    std::fs::write(&path, markdown(manifest, history)).with_context(|| format!("{}: cannot write", path.display()))?;
+    let text = serde_json::to_string_pretty(&json).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let write = |path: std::path::PathBuf, text: String| {
+        std::fs::write(&path, text).map_err(|source| TrainError::Write { path, source })
+    };
+    write(path, text)?;
+    write(out.join("training.md"), markdown(manifest, history))?;
     if history.iter().any(|r| r.diagnostics.is_some()) && crate::eval::plot::font_available() {
         let line = |name: &str, f: &dyn Fn(&EpochRecord) -> Option<f64>| {
             (name.to_string(), history.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect::<Vec<_>>())

@@ -10,6 +10,7 @@
 
 use tch::{Kind, Tensor};
 
+use super::error::TrainError;
 use crate::nn::Energy;
 
 /// SplitMix64: a tiny deterministic generator, independent of libtorch's global RNG so that
@@ -106,11 +107,14 @@ impl Snapshot {
     }
 
     /// Write the copies back (same names and shapes, as taken from this store).
-    pub fn restore(&self, vs: &tch::nn::VarStore) -> anyhow::Result<()> {
+    pub fn restore(&self, vs: &tch::nn::VarStore) -> Result<(), TrainError> {
         let vars = vs.variables();
         tch::no_grad(|| {
             for (name, saved) in &self.0 {
-                let mut v = vars.get(name).ok_or_else(|| anyhow::anyhow!("variable {name} vanished"))?.shallow_clone();
+                let mut v = vars
+                    .get(name)
+                    .ok_or_else(|| TrainError::Mismatch(format!("variable {name} vanished")))?
+                    .shallow_clone();
                 v.f_copy_(saved)?;
             }
             Ok(())

@@ -2,6 +2,7 @@
 //! seeded shuffling, minibatches (last partial batch kept), a progress bar with the step's
 //! statistics and the epoch ETA, per-epoch hooks (validation, checkpoints) and a stop flag.
 
+use super::error::{ensure, TrainError};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -46,7 +47,7 @@ pub struct EpochSummary {
 /// Called by the loop; all methods optional.
 pub trait Hooks {
     /// After every epoch (validation, checkpoints, logging). An error stops training.
-    fn on_epoch_end(&mut self, _summary: &EpochSummary) -> anyhow::Result<()> {
+    fn on_epoch_end(&mut self, _summary: &EpochSummary) -> Result<(), TrainError> {
         Ok(())
     }
     /// Checked before every step (Ctrl-C).
@@ -94,10 +95,10 @@ pub fn run(
     data: &Tensor,
     cfg: &LoopConfig,
     hooks: &mut dyn Hooks,
-) -> anyhow::Result<TrainReport> {
+) -> Result<TrainReport, TrainError> {
     tch::manual_seed(cfg.seed as i64);
     let n = data.size()[0];
-    anyhow::ensure!(n > 0, "no training data");
+    ensure(n > 0, || "no training data".into())?;
     let batches_per_epoch = ((n + cfg.batch_size - 1) / cfg.batch_size) as u64;
     let start = Instant::now();
     let mut report = TrainReport::default();
@@ -126,13 +127,9 @@ pub fn run(
             let len = cfg.batch_size.min(n - i);
             let batch = data.index_select(0, &perm.narrow(0, i, len));
             let s = objective.step(&batch)?;
-            anyhow::ensure!(
-                s.loss.is_finite(),
-                "{}: loss became {} at epoch {epoch}, step {}",
-                cfg.label,
-                s.loss,
-                sum.steps + 1
-            );
+            ensure(s.loss.is_finite(), || {
+                format!("{}: loss became {} at epoch {epoch}, step {}", cfg.label, s.loss, sum.steps + 1)
+            })?;
             sum.steps += 1;
             report.steps += 1;
             sum.loss += s.loss;

@@ -17,6 +17,7 @@
 //! (Hanley–McNeil): an epoch must win by more than the criterion's own noise, so a noisy
 //! flicker of the criterion does not ship a worse energy (BENCHMARKS.md, issue 12 §5).
 
+use super::error::TrainError;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -192,7 +193,7 @@ impl<'a> Watch<'a> {
         rule: Selection,
         margin_se: f64,
         energy_vs: &tch::nn::VarStore,
-    ) -> anyhow::Result<Option<ShippedEnergy>> {
+    ) -> Result<Option<ShippedEnergy>, TrainError> {
         let crit = self.input.criterion.name().to_string();
         let (Some((e0, c0, snap0)), Some((eb, cb, snapb))) = (&self.start, &self.best) else { return Ok(None) };
         let (e0, c0, eb, cb) = (*e0, *c0, *eb, *cb);
@@ -203,7 +204,7 @@ impl<'a> Watch<'a> {
         let margin = margin_se * auc_standard_error(c0, p, h);
         let need = c0 + margin;
         let beat = |c: f64| if margin > 0.0 { c > need } else { c >= need };
-        let pre = |why: String| -> anyhow::Result<(usize, f64, String)> {
+        let pre = |why: String| -> Result<(usize, f64, String), TrainError> {
             snap0.restore(energy_vs)?;
             Ok((e0, c0, format!("{why}: shipped the pre-trained energy")))
         };

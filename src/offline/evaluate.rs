@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
-use super::{vector_energies, vectors_per_window};
+use super::{vector_energies, vectors_per_window, OfflineError, Result};
 use crate::data::dcase::{self, MachineDir};
 use crate::data::extract::{self, OnBadFile};
 use crate::detect::window_scores;
+use crate::error::InputError;
 use crate::eval::metrics::{partial_auc, roc_auc, PaucKind};
 use crate::eval::report::{ClipScore, IdReport, Report};
 use crate::model::Bundle;
@@ -21,8 +20,11 @@ pub fn score_files(
     cache: Option<&Path>,
     on_bad: OnBadFile,
 ) -> Result<Vec<ClipScore>> {
-    let params =
-        bundle.manifest.features.clone().context("the bundle has no feature parameters: not an audio model")?;
+    let params = bundle
+        .manifest
+        .features
+        .clone()
+        .ok_or_else(|| InputError::new(&md.root, "the bundle has no feature parameters: not an audio model"))?;
     let audio = bundle.manifest.audio.unwrap_or_default();
     let paths: Vec<PathBuf> = md.test.iter().map(|f| f.path.clone()).collect();
     let lms = extract::logmels(&paths, &params, &audio, cache, on_bad)?;
@@ -56,15 +58,16 @@ pub fn evaluate(
         md.test.retain(|f| &f.id == id);
     }
     if md.test.is_empty() {
-        bail!("{}: no test files", machine_dir.join("test").display());
+        return Err(InputError::new(&machine_dir.join("test"), "no test files").into());
     }
     let scores = score_files(bundle, &md, cache, on_bad)?;
     let mut ids = Vec::new();
     for id in md.test_ids() {
         let (labels, s): (Vec<bool>, Vec<f64>) =
             scores.iter().filter(|c| c.file.id == id).map(|c| (c.file.anomaly, c.score)).unzip();
-        let auc = roc_auc(&labels, &s).with_context(|| format!("{}: machine id {id}", machine_dir.display()))?;
-        let pauc = partial_auc(&labels, &s, 0.1, PaucKind::McClish)?;
+        let metric = |source| OfflineError::Metric { path: machine_dir.to_path_buf(), id: id.clone(), source };
+        let auc = roc_auc(&labels, &s).map_err(metric)?;
+        let pauc = partial_auc(&labels, &s, 0.1, PaucKind::McClish).map_err(metric)?;
         let n_anomaly = labels.iter().filter(|&&l| l).count();
         ids.push(IdReport { id, auc, pauc, n_normal: labels.len() - n_anomaly, n_anomaly });
     }

@@ -7,13 +7,41 @@ pub mod evaluate;
 
 pub use evaluate::{evaluate, score_files};
 
+/// Why `mpdr train` or `mpdr eval` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// A data folder or file (the path and what is wrong).
+    #[error(transparent)]
+    Input(#[from] crate::error::InputError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Bundle(#[from] crate::model::BundleError),
+    #[error(transparent)]
+    Device(#[from] crate::device::DeviceError),
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Report(#[from] crate::eval::report::ReportError),
+    /// `--resume` without a usable checkpoint.
+    #[error("--resume: no usable checkpoint in {}: {source}", path.display())]
+    NoCheckpoint { path: PathBuf, source: crate::model::BundleError },
+    /// Stopped by a signal; the checkpoint stays.
+    #[error("training interrupted; the last finished epoch is checkpointed in {} — run the same command with --resume to continue", checkpoint.display())]
+    Interrupted { checkpoint: PathBuf },
+    /// A metric that cannot be computed for one machine id (e.g. no anomalous clip).
+    #[error("{}: machine id {id}: {source}", path.display())]
+    Metric { path: PathBuf, id: String, source: crate::eval::metrics::MetricError },
+}
+
+type Result<T, E = OfflineError> = std::result::Result<T, E>;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use tch::Tensor;
 
@@ -21,9 +49,11 @@ use crate::config::Valid;
 use crate::data::dcase::{self, DcaseFile, MachineDir};
 use crate::data::extract::{self, OnBadFile};
 use crate::detect::window_scores;
+use crate::error::InputError;
 use crate::eval::calibrate::calibrate;
 use crate::features::{FeatureParams, LogMel};
 use crate::model::{Bundle, ModelKind, Scaler};
+use crate::mpdr::error::TrainError;
 use crate::mpdr::recipe::{self, TrainConfig, TrainData, TrainHooks};
 
 /// Options of `mpdr train` besides the config file.
@@ -66,7 +96,12 @@ struct Checkpoints {
 }
 
 impl TrainHooks for Checkpoints {
-    fn on_epoch(&mut self, stage: &str, s: &crate::mpdr::train::EpochSummary, bundle: &Bundle) -> Result<()> {
+    fn on_epoch(
+        &mut self,
+        stage: &str,
+        s: &crate::mpdr::train::EpochSummary,
+        bundle: &Bundle,
+    ) -> Result<(), TrainError> {
         let mut m = bundle.manifest.clone();
         m.features = Some(self.features.clone());
         m.audio = Some(self.audio);
@@ -94,11 +129,9 @@ pub fn split_by_id(md: &MachineDir, id: Option<&str>) -> Result<(Vec<DcaseFile>,
     if own.is_empty() {
         let mut ids: Vec<&str> = md.train.iter().map(|f| f.id.as_str()).collect();
         ids.dedup();
-        bail!(
-            "{}: --id {id}: no training files of that machine id (ids here: {})",
-            md.root.join("train").display(),
-            ids.join(", ")
-        );
+        let dir = md.root.join("train");
+        let message = format!("--id {id}: no training files of that machine id (ids here: {})", ids.join(", "));
+        return Err(InputError::new(&dir, message).into());
     }
     Ok((own, others))
 }
@@ -202,11 +235,8 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let other_train_items = load(&other_train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let (raw, n) = stack(&train_items, params.frames);
     if n == 0 {
-        bail!(
-            "{}: training files give no feature vectors (clips shorter than {} frames?)",
-            md.root.display(),
-            params.frames
-        );
+        let message = format!("training files give no feature vectors (clips shorter than {} frames?)", params.frames);
+        return Err(InputError::new(&md.root, message).into());
     }
     let dim = params.vector_dim();
     let clamp = (cfg.clamp > 0.0).then_some(cfg.clamp as f32);
@@ -230,8 +260,8 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     };
     let ckpt = checkpoint_dir(&opts.out);
     let resume = if opts.resume {
-        let b = Bundle::load(&ckpt, device)
-            .with_context(|| format!("--resume: no usable checkpoint in {}", ckpt.display()))?;
+        let b =
+            Bundle::load(&ckpt, device).map_err(|source| OfflineError::NoCheckpoint { path: ckpt.clone(), source })?;
         tracing::info!(checkpoint = %ckpt.display(), stages = ?b.manifest.provenance.stages, "resuming");
         Some(b)
     } else {
@@ -248,10 +278,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     };
     let mut bundle = recipe::train(opts.model, &input, cfg, device, &mut hooks, resume)?;
     if opts.stop.load(Ordering::Relaxed) {
-        bail!(
-            "training interrupted; the last finished epoch is checkpointed in {} — run the same command with --resume to continue",
-            ckpt.display()
-        );
+        return Err(OfflineError::Interrupted { checkpoint: ckpt });
     }
     bundle.manifest.features = Some(params.clone());
     bundle.manifest.audio = Some(cfg.audio);

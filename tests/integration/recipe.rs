@@ -41,7 +41,12 @@ struct Record {
 }
 
 impl TrainHooks for Record {
-    fn on_epoch(&mut self, stage: &str, s: &EpochSummary, bundle: &Bundle) -> anyhow::Result<()> {
+    fn on_epoch(
+        &mut self,
+        stage: &str,
+        s: &EpochSummary,
+        bundle: &Bundle,
+    ) -> Result<(), mpdr::mpdr::error::TrainError> {
         assert!(s.loss.is_finite());
         assert_eq!(bundle.manifest.kind, ModelKind::MpdrR);
         self.epochs.push(format!("{stage}:{}", s.epoch));

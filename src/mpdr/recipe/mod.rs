@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use tch::{Device, Tensor};
 
 pub use self::config::*;
+use super::error::{ensure, TrainError};
 use super::select::PseudoAnomaly;
 use super::train::{self, EpochSummary, Hooks, LoopConfig, MpdrObjective, Objective, Pretrain, TrainReport};
 use super::watch::{EpochRecord, Watch, WatchInput};
@@ -20,7 +21,7 @@ use crate::model::{Bundle, Manifest, ModelKind};
 /// Progress of a whole training run, for front ends (logging, checkpoints, Ctrl-C).
 pub trait TrainHooks {
     /// After each epoch of each stage (`manifold-<k>`, `pretrain`, `mpdr`).
-    fn on_epoch(&mut self, _stage: &str, _summary: &EpochSummary, _bundle: &Bundle) -> anyhow::Result<()> {
+    fn on_epoch(&mut self, _stage: &str, _summary: &EpochSummary, _bundle: &Bundle) -> Result<(), TrainError> {
         Ok(())
     }
     fn stop_requested(&self) -> bool {
@@ -48,7 +49,7 @@ struct StageHooks<'a> {
 type Validation<'a> = Box<dyn FnMut(&EpochSummary) -> Vec<(String, f64)> + 'a>;
 
 impl Hooks for StageHooks<'_> {
-    fn on_epoch_end(&mut self, s: &EpochSummary) -> anyhow::Result<()> {
+    fn on_epoch_end(&mut self, s: &EpochSummary) -> Result<(), TrainError> {
         let s = EpochSummary { epoch: s.epoch + self.offset, ..s.clone() };
         if let Some(v) = self.validation.as_mut() {
             for (name, value) in v(&s) {
@@ -94,17 +95,17 @@ pub fn train(
     device: Device,
     hooks: &mut dyn TrainHooks,
     resume: Option<Bundle>,
-) -> anyhow::Result<Bundle> {
+) -> Result<Bundle, TrainError> {
     let nets = cfg.networks(kind, input.train.size()[1], input.n_mels, input.frames);
     train_with(kind, input, cfg, nets, device, hooks, resume)
 }
 
 /// Copy every variable of `from` that `to` has under the same name and shape; returns how
 /// many were copied.
-pub fn copy_matching(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> anyhow::Result<usize> {
+pub fn copy_matching(from: &tch::nn::VarStore, to: &tch::nn::VarStore) -> Result<usize, TrainError> {
     let src = from.variables();
     let mut n = 0;
-    tch::no_grad(|| -> anyhow::Result<()> {
+    tch::no_grad(|| -> Result<(), TrainError> {
         for (name, mut dst) in to.variables() {
             if let Some(s) = src.get(&name).filter(|s| s.size() == dst.size()) {
                 dst.f_copy_(&s.f_to_device(dst.device())?)?;
@@ -126,18 +127,16 @@ pub fn train_with(
     device: Device,
     hooks: &mut dyn TrainHooks,
     resume: Option<Bundle>,
-) -> anyhow::Result<Bundle> {
+) -> Result<Bundle, TrainError> {
     let (data, heldout, n_mels, frames) = (input.train, input.heldout, input.n_mels, input.frames);
     let other_ids = input.other_ids.map(|o| o.to_device(device));
     let started = std::time::Instant::now();
     let data = data.to_device(device);
     let heldout = heldout.map(|h| h.to_device(device));
     let uses_mpdr = matches!(kind, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
-    anyhow::ensure!(
-        uses_mpdr != nets.manifold.is_empty(),
-        "{kind} needs {} manifold autoencoder(s)",
-        if uses_mpdr { "one or more" } else { "no" }
-    );
+    ensure(uses_mpdr != nets.manifold.is_empty(), || {
+        format!("{kind} needs {} manifold autoencoder(s)", if uses_mpdr { "one or more" } else { "no" })
+    })?;
     let mut manifest = Manifest::new(kind, nets.energy, nets.manifold);
     manifest.provenance.seed = cfg.seed;
     tch::manual_seed(cfg.seed as i64);
@@ -147,7 +146,9 @@ pub fn train_with(
             let same = b.manifest.kind == manifest.kind
                 && b.manifest.energy == manifest.energy
                 && b.manifest.manifold == manifest.manifold;
-            anyhow::ensure!(same, "the checkpoint was trained with another model kind or network config: it cannot be resumed with this one");
+            ensure(same, || {
+                "the checkpoint was trained with another model kind or network config: it cannot be resumed with this one".into()
+            })?;
             b
         }
     };
@@ -181,7 +182,9 @@ pub fn train_with(
     let copy = cfg.energy.init == EnergyInit::Manifold && kind != ModelKind::MpdrS;
     if copy && !bundle.manifold_vs.is_empty() && epochs_done(&bundle, "energy_copy") == 0 {
         let n = copy_matching(&bundle.manifold_vs[0], &bundle.energy_vs)?;
-        anyhow::ensure!(n > 0, "energy.init = \"manifold\": the energy network shares no variable with manifold AE 0");
+        ensure(n > 0, || {
+            "energy.init = \"manifold\": the energy network shares no variable with manifold AE 0".into()
+        })?;
         tracing::info!(variables = n, "energy starts as a copy of manifold AE 0");
         bundle.manifest.provenance.stages.insert("energy_copy_epochs".into(), 1);
     }
@@ -297,7 +300,7 @@ fn run_stage<'a>(
     bundle: &'a Bundle,
     validation: Option<Validation<'a>>,
     metrics: &mut BTreeMap<String, f64>,
-) -> anyhow::Result<TrainReport> {
+) -> Result<TrainReport, TrainError> {
     let mut h = StageHooks { stage: lc.label.clone(), offset, outer: hooks, bundle, validation, metrics };
     train::run(obj, data, &lc, &mut h)
 }
