@@ -17,6 +17,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod files;
 pub mod metrics;
 pub mod model;
 pub mod mpdr;

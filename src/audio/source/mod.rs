@@ -122,7 +122,7 @@ impl SourceConfig {
 
 /// The WAV files a file source plays: the file itself, or a folder's `*.wav` sorted by name.
 pub fn wav_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
-    crate::data::file_or_folder(path, "wav")
+    crate::files::file_or_folder(path, "wav")
 }
 
 /// `speed` must be a positive number (both paced sources share it).

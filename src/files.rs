@@ -1,0 +1,23 @@
+//! Finding input files (a leaf: no other module of the crate is imported).
+
+use std::path::Path;
+
+/// A file, or the files of a folder whose extension is `ext` (any case), sorted by name:
+/// the one rule for "a file or a folder of them" inputs (WAV replays, ADBench tables).
+pub fn file_or_folder(path: &Path, ext: &str) -> std::io::Result<Vec<std::path::PathBuf>> {
+    if path.is_dir() {
+        let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case(ext)))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no .{ext} files in the folder")));
+        }
+        Ok(v)
+    } else if path.exists() {
+        Ok(vec![path.to_path_buf()])
+    } else {
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    }
+}
