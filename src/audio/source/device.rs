@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 
-use super::{Next, OpenContext, Source, SourceError};
+use super::{Next, OpenContext, Source, SourceError, SourceSpec};
 use crate::audio::resample::StreamResampler;
 use crate::audio::ChannelSelect;
 use crate::config::Problems;
@@ -35,12 +35,16 @@ fn default_device() -> String {
     "default".into()
 }
 
-impl DeviceConfig {
+impl SourceSpec for DeviceConfig {
     /// Every value parses to a usable setting; the device itself is looked for at open.
-    pub fn validate(&self, key: &str, p: &mut Problems) {
+    fn validate(&self, key: &str, p: &mut Problems) {
         if self.device.trim().is_empty() {
             p.push(format!("{key}.device"), "must not be empty (\"default\", a name or an index)");
         }
+    }
+
+    fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
+        Box::new(DeviceSource::new(self.clone(), ctx))
     }
 }
 

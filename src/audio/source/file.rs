@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_speed, one, paced, wav_files, yes, Next, Source, SourceError};
+use super::{check_speed, one, paced, wav_files, yes, Next, OpenContext, Source, SourceError, SourceSpec};
 use crate::audio::{wav, AudioOptions, ChannelSelect};
 use crate::config::Problems;
 
@@ -37,12 +37,14 @@ impl FileConfig {
             audio: AudioOptions::default(),
         }
     }
+}
 
-    pub fn validate(&self, key: &str, p: &mut Problems) {
+impl SourceSpec for FileConfig {
+    fn validate(&self, key: &str, p: &mut Problems) {
         check_speed(key, self.speed, p);
     }
 
-    pub fn resolve_paths(&mut self, base: &Path) {
+    fn resolve_paths(&mut self, base: &Path) {
         if self.path.is_relative() {
             self.path = base.join(&self.path);
         }
@@ -50,7 +52,7 @@ impl FileConfig {
 
     /// Every WAV must be readable at the model's `rate` (or `resample`) with the channel asked
     /// for. A missing path is not a problem here: the stream starts down and retries.
-    pub fn check(&self, key: &str, rate: u32, p: &mut Problems) {
+    fn check(&self, key: &str, rate: u32, p: &mut Problems) {
         for f in wav_files(&self.path).unwrap_or_default() {
             let spec = match hound::WavReader::open(&f) {
                 Ok(r) => r.spec(),
@@ -78,6 +80,10 @@ impl FileConfig {
                 }
             }
         }
+    }
+
+    fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
+        Box::new(FileSource::new(self.clone(), ctx.rate))
     }
 }
 

@@ -1,6 +1,6 @@
 //! The source seam: where a stream's audio comes from. Each kind of source is one file here
 //! — its configuration (`[stream.source]`, tagged by `type`), its checks and its [`Source`]
-//! — plus one variant of [`SourceConfig`]; [`SourceConfig::build`] is the factory.
+//! — plus one line in the `sources!` list below; [`SourceConfig::build`] is the factory.
 //!
 //! A source is created and driven on its stream's own thread (cpal streams are not `Send`
 //! everywhere): the stream thread calls [`Source::open`] until it succeeds (with backoff) and
@@ -63,18 +63,6 @@ pub trait Source {
     }
 }
 
-/// Where a stream's audio comes from (`source = { type = "...", ... }`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
-pub enum SourceConfig {
-    /// A sound card input through cpal (ALSA on Linux).
-    Device(DeviceConfig),
-    /// Replay of a WAV file or of every WAV in a folder (sorted by name).
-    File(FileConfig),
-    /// A machine of the synthetic plant (16 kHz; see `mpdr synth --help`).
-    Synth(SynthConfig),
-}
-
 /// What opening a source needs from the rest of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpenContext {
@@ -84,39 +72,62 @@ pub struct OpenContext {
     pub queue_blocks: usize,
 }
 
-impl SourceConfig {
+/// One kind of source: its checks and its factory.
+pub trait SourceSpec {
     /// Every problem that needs no disk access, keys under `key` (e.g. `stream[0].source`).
-    pub fn validate(&self, key: &str, p: &mut Problems) {
-        match self {
-            SourceConfig::Device(c) => c.validate(key, p),
-            SourceConfig::File(c) => c.validate(key, p),
-            SourceConfig::Synth(c) => c.validate(key, p),
-        }
-    }
-
-    /// Problems against the model's sample rate and on disk (WAV headers of a replay).
-    pub fn check(&self, key: &str, rate: u32, p: &mut Problems) {
-        match self {
-            SourceConfig::Device(_) => {}
-            SourceConfig::File(c) => c.check(key, rate, p),
-            SourceConfig::Synth(c) => c.check(key, rate, p),
-        }
-    }
-
+    fn validate(&self, key: &str, p: &mut Problems);
+    /// Problems against the model's sample rate and on disk (e.g. WAV headers of a replay).
+    fn check(&self, _key: &str, _rate: u32, _p: &mut Problems) {}
     /// Make relative paths absolute against `base` (the config file's folder).
-    pub fn resolve_paths(&mut self, base: &Path) {
-        if let SourceConfig::File(c) = self {
-            c.resolve_paths(base)
-        }
-    }
+    fn resolve_paths(&mut self, _base: &Path) {}
+    /// The factory: a closed source of this kind (the stream thread opens it).
+    fn build(&self, ctx: OpenContext) -> Box<dyn Source>;
+}
 
+/// The source kinds: `Variant(config type)`, tagged by `type` in kebab case. A new source is a
+/// file of this folder and one line here.
+macro_rules! sources {
+    ($($(#[$doc:meta])* $variant:ident($cfg:ty)),* $(,)?) => {
+        /// Where a stream's audio comes from (`source = { type = "...", ... }`).
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", rename_all = "kebab-case")]
+        pub enum SourceConfig {
+            $($(#[$doc])* $variant($cfg)),*
+        }
+
+        impl SourceConfig {
+            pub fn spec(&self) -> &dyn SourceSpec {
+                match self { $(SourceConfig::$variant(c) => c),* }
+            }
+            pub fn spec_mut(&mut self) -> &mut dyn SourceSpec {
+                match self { $(SourceConfig::$variant(c) => c),* }
+            }
+        }
+    };
+}
+
+sources! {
+    /// A sound card input through cpal (ALSA on Linux).
+    Device(DeviceConfig),
+    /// Replay of a WAV file or of every WAV in a folder (sorted by name).
+    File(FileConfig),
+    /// A machine of the synthetic plant (16 kHz; see `mpdr synth --help`).
+    Synth(SynthConfig),
+}
+
+impl SourceConfig {
+    pub fn validate(&self, key: &str, p: &mut Problems) {
+        self.spec().validate(key, p)
+    }
+    pub fn check(&self, key: &str, rate: u32, p: &mut Problems) {
+        self.spec().check(key, rate, p)
+    }
+    pub fn resolve_paths(&mut self, base: &Path) {
+        self.spec_mut().resolve_paths(base)
+    }
     /// The factory: a closed source of this kind (the stream thread opens it).
     pub fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
-        match self {
-            SourceConfig::Device(c) => Box::new(DeviceSource::new(c.clone(), ctx)),
-            SourceConfig::File(c) => Box::new(FileSource::new(c.clone(), ctx.rate)),
-            SourceConfig::Synth(c) => Box::new(SynthSource::new(c.clone())),
-        }
+        self.spec().build(ctx)
     }
 }
 

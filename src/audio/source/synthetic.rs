@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_speed, one, paced, yes, Next, Source, SourceError};
+use super::{check_speed, one, paced, yes, Next, OpenContext, Source, SourceError, SourceSpec};
 use crate::audio::synth::{Synth, SynthSpec, RATE};
 use crate::config::Problems;
 
@@ -23,8 +23,8 @@ pub struct SynthConfig {
     pub speed: f64,
 }
 
-impl SynthConfig {
-    pub fn validate(&self, key: &str, p: &mut Problems) {
+impl SourceSpec for SynthConfig {
+    fn validate(&self, key: &str, p: &mut Problems) {
         check_speed(key, self.speed, p);
         let s = &self.spec;
         for (k, v) in [("fault_at_s", s.fault_at_s), ("ramp_s", s.ramp_s), ("severity", s.severity)] {
@@ -38,10 +38,14 @@ impl SynthConfig {
     }
 
     /// The plant is 16 kHz: the model must be too.
-    pub fn check(&self, key: &str, rate: u32, p: &mut Problems) {
+    fn check(&self, key: &str, rate: u32, p: &mut Problems) {
         if rate != RATE {
             p.push(key.to_string(), format!("synthetic sources are {RATE} Hz, the model expects {rate} Hz"));
         }
+    }
+
+    fn build(&self, _ctx: OpenContext) -> Box<dyn Source> {
+        Box::new(SynthSource::new(self.clone()))
     }
 }
 
