@@ -210,22 +210,20 @@ impl MonitorConfig {
     /// The validated form (no disk access; see [`Monitor::load`] for the whole check).
     /// `config_dir` locates the default outbox folder.
     pub fn into_valid(self, config_dir: &Path) -> Result<Monitor, Problems> {
-        let problems = self.validate();
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let listen = self.server.address().map_err(|e| {
-            let mut p = Problems::default();
-            p.push("server.listen", e);
-            p
-        })?;
+        self.validate().into_result(())?;
+        Ok(self.validated(config_dir))
+    }
+
+    /// The validated form of a config whose `validate()` found nothing.
+    fn validated(self, config_dir: &Path) -> Monitor {
+        let listen = self.server.address().ok().flatten();
         let sinks = sink::names(&self.sinks)
             .into_iter()
             .zip(&self.sinks)
             .map(|(name, config)| NamedSink { name, config: config.clone() })
             .collect();
         let state_dir = state_dir(self.state.dir.as_deref(), config_dir);
-        Ok(Monitor { cfg: self, listen, sinks, state_dir })
+        Monitor { cfg: self, listen, sinks, state_dir }
     }
 }
 
@@ -255,13 +253,13 @@ pub struct Monitor {
 impl Monitor {
     /// Read, parse, validate and check `path`; every problem is reported, prefixed with the
     /// file. `ports`: also check that listening addresses are free (not on reload).
+    /// Validated once: the checks of [`inspect`], then the validated form.
     pub fn load(path: &Path, ports: bool) -> Result<Monitor, ConfigError> {
         let (cfg, problems) = inspect(path, ports)?;
-        let invalid = |problems| ConfigError::Invalid { path: path.into(), problems };
         if !problems.is_empty() {
-            return Err(invalid(problems));
+            return Err(ConfigError::Invalid { path: path.into(), problems });
         }
-        cfg.into_valid(path.parent().unwrap_or(Path::new("."))).map_err(invalid)
+        Ok(cfg.validated(path.parent().unwrap_or(Path::new("."))))
     }
 
     pub fn config(&self) -> &MonitorConfig {
