@@ -6,6 +6,7 @@
 
 pub mod alarm;
 pub mod audio;
+pub mod backtest;
 pub mod bench;
 pub mod cli;
 pub mod config;

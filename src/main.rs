@@ -48,6 +48,9 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a bundle on the test files of a machine folder (or a folder of machine folders).
     Eval(EvalArgs),
+    /// Replay recordings through the daemon's path and count what its alarms mean: false
+    /// alarms per day, detection rate and delay, a threshold sweep.
+    Backtest(mpdr::cli::BacktestArgs),
     /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
     Monitor(MonitorArgs),
     /// Check a monitor config and print every problem with its key; non-zero exit if any.
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         }
         Command::Train(a) => cli::train(&a).map(|_| ()),
         Command::Eval(a) => cli::eval(&a).map(|_| ()),
+        Command::Backtest(a) => cli::backtest(&a).map(|_| ()),
         Command::Monitor(a) => cli::monitor(&a),
         Command::Validate { config } => cli::validate(&config),
         Command::Devices => cli::devices(),

@@ -59,8 +59,8 @@ pub fn now_ms() -> u64 {
 pub enum WorkerError {
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    #[error("sink \"{sink}\": cannot start its delivery thread: {source}")]
-    Thread { sink: String, source: std::io::Error },
+    #[error("sink \"{sink}\": cannot start its delivery thread: {error}")]
+    Thread { sink: String, error: std::io::Error },
 }
 
 /// A worker thread: spawned idle, delivering once [`Worker::start`]ed.
@@ -98,7 +98,7 @@ impl Worker {
                 }
                 work(&n, sink, outbox, &policy, &metrics, &woken, &s)
             })
-            .map_err(|source| WorkerError::Thread { sink: name.clone(), source })?;
+            .map_err(|error| WorkerError::Thread { sink: name.clone(), error })?;
         Ok(Worker { name, wake, stop, start, handle })
     }
 

@@ -63,24 +63,24 @@ pub struct Outbox {
 /// What can go wrong with the outbox database.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("{}: cannot create the state folder: {source}", path.display())]
-    Folder { path: PathBuf, source: std::io::Error },
-    #[error("{}: {source}", path.display())]
-    Db { path: PathBuf, source: rusqlite::Error },
-    #[error("{}: event {id} is not readable: {source}", path.display())]
-    Event { path: PathBuf, id: String, source: serde_json::Error },
+    #[error("{}: cannot create the state folder: {error}", path.display())]
+    Folder { path: PathBuf, error: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Db { path: PathBuf, error: rusqlite::Error },
+    #[error("{}: event {id} is not readable: {error}", path.display())]
+    Event { path: PathBuf, id: String, error: serde_json::Error },
 }
 
 type Result<T, E = OutboxError> = std::result::Result<T, E>;
 
-fn err(path: &Path, source: rusqlite::Error) -> OutboxError {
-    OutboxError::Db { path: path.to_path_buf(), source }
+fn err(path: &Path, error: rusqlite::Error) -> OutboxError {
+    OutboxError::Db { path: path.to_path_buf(), error }
 }
 
 impl Outbox {
     /// Open (creating the folder, file and tables when missing).
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| OutboxError::Folder { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|error| OutboxError::Folder { path: dir.to_path_buf(), error })?;
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| err(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(|e| err(&path, e))?;
@@ -304,10 +304,10 @@ impl Outbox {
             .optional()
             .map_err(|e| err(&self.path, e))?;
         let Some(json) = json else { return Ok(None) };
-        let event: AlarmEvent = serde_json::from_str(&json).map_err(|source| OutboxError::Event {
+        let event: AlarmEvent = serde_json::from_str(&json).map_err(|error| OutboxError::Event {
             path: self.path.clone(),
             id: id.to_string(),
-            source,
+            error,
         })?;
         let mut rows = Vec::new();
         let mut st = self

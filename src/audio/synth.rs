@@ -432,6 +432,13 @@ impl Synth {
         s.fill(&mut out);
         out
     }
+
+    /// `seconds` of audio from the start written to a 16-bit WAV, one second at a time.
+    pub fn write_wav(spec: &SynthSpec, seconds: f64, path: &std::path::Path) -> Result<(), crate::error::InputError> {
+        let mut s = Synth::new(spec.clone());
+        let n = (seconds * RATE as f64).round() as usize;
+        super::wav::write_pcm16_blocks(path, RATE, n, |b| s.fill(b))
+    }
 }
 
 #[cfg(test)]

@@ -134,6 +134,30 @@ pub fn write_pcm16(path: &Path, sample_rate: u32, channels: u16, interleaved: &[
     w.finalize().map_err(fail)
 }
 
+/// Write mono 16-bit PCM block by block: `fill` is asked for blocks until `n` samples are
+/// written (hours of audio without holding them in memory).
+pub fn write_pcm16_blocks(
+    path: &Path,
+    sample_rate: u32,
+    n: usize,
+    mut fill: impl FnMut(&mut [f32]),
+) -> Result<(), InputError> {
+    let spec = WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: SampleFormat::Int };
+    let fail = |e: hound::Error| InputError::new(path, format!("cannot write WAV: {e}"));
+    let mut w = WavWriter::create(path, spec).map_err(fail)?;
+    let mut block = vec![0f32; sample_rate.max(1) as usize];
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(block.len());
+        fill(&mut block[..k]);
+        for &s in &block[..k] {
+            w.write_sample((s.clamp(-1.0, 1.0) * 32767.0).round() as i16).map_err(fail)?;
+        }
+        left -= k;
+    }
+    w.finalize().map_err(fail)
+}
+
 /// Write interleaved samples as IEEE float32.
 pub fn write_f32(path: &Path, sample_rate: u32, channels: u16, interleaved: &[f32]) -> Result<(), InputError> {
     let spec = WavSpec { channels, sample_rate, bits_per_sample: 32, sample_format: SampleFormat::Float };

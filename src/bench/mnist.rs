@@ -417,7 +417,7 @@ pub fn run(
         })?;
     }
     let data = load(idx_dir)?;
-    std::fs::create_dir_all(out).map_err(|source| BenchError::Io { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out).map_err(|error| BenchError::Io { path: out.to_path_buf(), error })?;
     tracing::info!(protocol = %data.protocol, "MNIST");
     let mut results = Vec::new();
     for &d in holdouts {

@@ -18,16 +18,16 @@ pub enum BenchError {
     Bundle(#[from] crate::model::BundleError),
     #[error(transparent)]
     Metric(#[from] crate::eval::metrics::MetricError),
-    #[error("libtorch: {0}")]
+    #[error(transparent)]
     Torch(#[from] tch::TchError),
-    #[error("{}: {source}", path.display())]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: std::path::PathBuf, error: std::io::Error },
     /// Arguments or data the benchmark cannot run on.
     #[error("{0}")]
     Invalid(String),
     /// Where in the benchmark an error happened (dataset, model, seed; digit).
-    #[error("{context}: {source}")]
-    In { context: String, source: Box<BenchError> },
+    #[error("{context}: {error}")]
+    In { context: String, error: Box<BenchError> },
 }
 
 pub(crate) type Result<T, E = BenchError> = std::result::Result<T, E>;
@@ -48,13 +48,13 @@ pub(crate) trait Context<T> {
 
 impl<T, E: Into<BenchError>> Context<T> for std::result::Result<T, E> {
     fn with_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| BenchError::In { context: context(), source: Box::new(e.into()) })
+        self.map_err(|e| BenchError::In { context: context(), error: Box::new(e.into()) })
     }
 }
 
 /// Write `contents` to `path`; an error names the file.
 pub(crate) fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(path, contents).map_err(|source| BenchError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, contents).map_err(|error| BenchError::Io { path: path.to_path_buf(), error })
 }
 
 /// A benchmark's `results.json` (pretty) and `results.md` under `out`.

@@ -227,7 +227,7 @@ fn mean_std(v: &[f64]) -> (f64, f64) {
 
 /// The `.npz` files of `path` (a file, or a folder's `*.npz` sorted by name).
 pub fn npz_files(path: &Path) -> Result<Vec<PathBuf>> {
-    crate::data::file_or_folder(path, "npz").map_err(|source| BenchError::Io { path: path.to_path_buf(), source })
+    crate::data::file_or_folder(path, "npz").map_err(|error| BenchError::Io { path: path.to_path_buf(), error })
 }
 
 /// Run every dataset x model x seed; write `results.json`, `results.md` and the splits
@@ -247,7 +247,7 @@ pub fn run(
         .map(|f| Ok((f.file_stem().unwrap_or_default().to_string_lossy().to_string(), read_table(f)?)))
         .collect::<Result<_>>()?;
     let splits_dir = out.join("splits");
-    std::fs::create_dir_all(&splits_dir).map_err(|source| BenchError::Io { path: splits_dir.clone(), source })?;
+    std::fs::create_dir_all(&splits_dir).map_err(|error| BenchError::Io { path: splits_dir.clone(), error })?;
     let mut results = Vec::new();
     for (name, t) in &tables {
         let mut model_results = Vec::new();

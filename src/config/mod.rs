@@ -60,8 +60,8 @@ impl std::error::Error for Problems {}
 /// Errors loading a config file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{path}: cannot read: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {problems}")]
@@ -116,7 +116,7 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 
 /// Read and parse a TOML file (not yet validated).
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
     parse_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
 }
 

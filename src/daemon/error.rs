@@ -9,7 +9,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error("scoring.device: {0}")]
-    Device(#[from] crate::device::DeviceError),
+    Device(crate::device::DeviceError),
     #[error(transparent)]
     Bundle(#[from] crate::model::BundleError),
     #[error(transparent)]
@@ -21,8 +21,8 @@ pub enum DaemonError {
     Sink { name: String, message: String },
     #[error("server.listen = \"{addr}\": {message}")]
     Http { addr: SocketAddr, message: String },
-    #[error("cannot start the {thread} thread: {source}")]
-    Thread { thread: &'static str, source: std::io::Error },
+    #[error("cannot start the {thread} thread: {error}")]
+    Thread { thread: &'static str, error: std::io::Error },
     /// The scorer thread ended or failed (loading a model, or unexpectedly).
     #[error("scorer: {0}")]
     Scorer(String),
@@ -32,5 +32,5 @@ pub enum DaemonError {
 
 /// `map_err` for a thread spawn.
 pub(crate) fn thread(name: &'static str) -> impl FnOnce(std::io::Error) -> DaemonError {
-    move |source| DaemonError::Thread { thread: name, source }
+    move |error| DaemonError::Thread { thread: name, error }
 }

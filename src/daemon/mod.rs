@@ -99,6 +99,19 @@ pub struct RunControl {
     pub exit_when_done: bool,
     /// Filled with the run's metrics once the pipeline is up (benchmarks, embedding).
     pub metrics: Arc<std::sync::OnceLock<Arc<Metrics>>>,
+    /// Every window decision of every stream, as the detector made it (`mpdr backtest`).
+    pub tap: Option<Sender<Tapped>>,
+}
+
+/// One window decision, tapped from the scorer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tapped {
+    pub stream: usize,
+    /// Stream time at the end of the window, seconds.
+    pub t_s: f64,
+    pub score: f64,
+    pub threshold: f64,
+    pub transition: Option<crate::detect::Transition>,
 }
 
 /// Model id for events and metrics: bundle folder name @ energy weights' sha256 prefix.
@@ -122,7 +135,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     crate::device::init_threads();
     let valid = Monitor::load(config_path, true)?;
     let cfg = valid.config().clone();
-    let device = cfg.scoring.device.resolve()?;
+    let device = cfg.scoring.device.resolve().map_err(DaemonError::Device)?;
 
     // Models: one per distinct bundle folder, loaded on the scorer thread (tch stays there).
     let mut model_paths: Vec<PathBuf> = Vec::new();
@@ -179,6 +192,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         let (cfg, metrics, ev_tx, infos, model_paths) =
             (cfg.clone(), metrics.clone(), ev_tx.clone(), infos, model_paths);
         let (manifests, stream_model) = (manifests.clone(), stream_model.clone());
+        let tap = ctl.tap.clone();
         std::thread::Builder::new()
             .name("mpdr-scorer".into())
             .spawn(move || {
@@ -232,6 +246,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                     events: ev_tx,
                     max_batch: cfg.scoring.max_batch,
                     max_wait: Duration::from_millis(cfg.scoring.max_wait_ms),
+                    tap,
                 }
                 .run(rx, ctrl_rx)
             })

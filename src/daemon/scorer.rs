@@ -44,6 +44,8 @@ pub struct Scorer {
     pub events: Sender<EventMsg>,
     pub max_batch: usize,
     pub max_wait: Duration,
+    /// Every decision, for a backtest (`None` in service).
+    pub tap: Option<Sender<super::Tapped>>,
 }
 
 /// One message of a batch, with its energies once scored.
@@ -212,6 +214,11 @@ impl Scorer {
     }
 
     fn decided(&mut self, stream: usize, d: Decision) {
+        if let Some(tap) = &self.tap {
+            let t =
+                super::Tapped { stream, t_s: d.t_s, score: d.score, threshold: d.threshold, transition: d.transition };
+            let _ = tap.send(t);
+        }
         let sm = &self.metrics.streams[stream];
         sm.decisions.fetch_add(1, Ordering::Relaxed);
         sm.window_score.set(d.score);

@@ -20,7 +20,7 @@ pub struct FrontEndConfig {
 impl FrontEndConfig {
     /// Read, parse and validate a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
         Self::parse(&text).map_err(|e| match e {
             ParseOrInvalid::Parse(message) => ConfigError::Parse { path: path.into(), message },
             ParseOrInvalid::Invalid(problems) => ConfigError::Invalid { path: path.into(), problems },

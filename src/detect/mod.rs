@@ -4,10 +4,12 @@
 //! replays and real-time capture behave the same and tests are deterministic. One
 //! [`Detector`] per stream, owned by the scorer thread; nothing here allocates per vector.
 
+pub mod machine;
 pub mod window;
 
 use serde::{Deserialize, Serialize};
 
+pub use machine::AlarmMachine;
 pub use window::{window_scores, WindowMean};
 
 /// Detection settings of one stream (`[stream.detect]`).
@@ -168,11 +170,8 @@ pub struct Detector {
     bands: Vec<f64>,
     n_bands: usize,
     vectors_seen: u64,
-    state: AlarmState,
-    /// Stream time when the current Pending/Clearing/Alarm phase began.
-    phase_since: f64,
-    last_raise: f64,
-    repeats: u32,
+    /// The alarm state machine, fed with the window scores.
+    machine: AlarmMachine,
 }
 
 impl Detector {
@@ -186,16 +185,13 @@ impl Detector {
             scores,
             n_bands,
             vectors_seen: 0,
-            state: AlarmState::Normal,
-            phase_since: 0.0,
-            last_raise: 0.0,
-            repeats: 0,
+            machine: AlarmMachine::new(&cfg, threshold),
             cfg,
         }
     }
 
     pub fn state(&self) -> AlarmState {
-        self.state
+        self.machine.state()
     }
     pub fn threshold(&self) -> f64 {
         self.threshold
@@ -215,6 +211,7 @@ impl Detector {
             self.scores.set_hop(keep.scores.hop());
         }
         self.threshold = threshold;
+        self.machine.reconfigure(&cfg, threshold);
         self.cfg = cfg;
     }
 
@@ -238,7 +235,7 @@ impl Detector {
         let score = self.scores.push(energy)?;
         let window = self.scores.window() as f64;
         let t_s = self.vectors_seen as f64 * self.vector_s;
-        let transition = self.step(score, t_s);
+        let transition = self.machine.step(score, t_s);
         let bands = (self.n_bands > 0).then(|| {
             let mut mean = vec![0.0; self.n_bands];
             for row in self.bands.chunks_exact(self.n_bands) {
@@ -248,70 +245,7 @@ impl Detector {
             }
             mean
         });
-        Some(Decision { t_s, score, threshold: self.threshold, state: self.state, transition, bands })
-    }
-
-    /// The state machine: on-delay to raise, off-delay to clear, optional re-alarm.
-    fn step(&mut self, score: f64, t: f64) -> Option<Transition> {
-        let above = score > self.threshold;
-        let c = &self.cfg;
-        match (self.state, above) {
-            (AlarmState::Normal, true) => {
-                self.state = AlarmState::Pending;
-                self.phase_since = t;
-                self.maybe_raise(t, c.on_delay_s)
-            }
-            (AlarmState::Pending, true) => self.maybe_raise(t, c.on_delay_s),
-            (AlarmState::Pending, false) => {
-                self.state = AlarmState::Normal;
-                None
-            }
-            (AlarmState::Alarm, false) => {
-                self.state = AlarmState::Clearing;
-                self.phase_since = t;
-                self.maybe_clear(t)
-            }
-            (AlarmState::Clearing, false) => self.maybe_clear(t),
-            (AlarmState::Clearing, true) => {
-                self.state = AlarmState::Alarm;
-                self.maybe_re_alarm(t)
-            }
-            (AlarmState::Alarm, true) => self.maybe_re_alarm(t),
-            (AlarmState::Normal, false) => None,
-        }
-    }
-
-    // A delay of d seconds is met once the condition has held for d seconds of windows; the
-    // first window above the threshold counts as the start (so on_delay 0 raises at once).
-    fn maybe_raise(&mut self, t: f64, delay: f64) -> Option<Transition> {
-        if t - self.phase_since + 1e-9 >= delay {
-            self.state = AlarmState::Alarm;
-            self.last_raise = t;
-            self.repeats = 0;
-            Some(Transition::Raised { repeat: 0 })
-        } else {
-            None
-        }
-    }
-
-    fn maybe_clear(&mut self, t: f64) -> Option<Transition> {
-        if t - self.phase_since + 1e-9 >= self.cfg.off_delay_s {
-            self.state = AlarmState::Normal;
-            Some(Transition::Cleared)
-        } else {
-            None
-        }
-    }
-
-    fn maybe_re_alarm(&mut self, t: f64) -> Option<Transition> {
-        let every = self.cfg.re_alarm_s;
-        if every > 0.0 && t - self.last_raise + 1e-9 >= every {
-            self.last_raise = t;
-            self.repeats += 1;
-            Some(Transition::Raised { repeat: self.repeats })
-        } else {
-            None
-        }
+        Some(Decision { t_s, score, threshold: self.threshold, state: self.machine.state(), transition, bands })
     }
 }
 

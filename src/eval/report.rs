@@ -12,8 +12,8 @@ use crate::eval::plot::PlotError;
 /// A report file that could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{}: cannot write: {source}", path.display())]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: cannot write: {error}", path.display())]
+    Write { path: std::path::PathBuf, error: std::io::Error },
     #[error(transparent)]
     Metric(#[from] MetricError),
     #[error(transparent)]
@@ -24,7 +24,7 @@ type Result<T, E = ReportError> = std::result::Result<T, E>;
 
 /// Write `text` to `path`.
 fn put(path: std::path::PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(&path, text).map_err(|source| ReportError::Write { path, source })
+    std::fs::write(&path, text).map_err(|error| ReportError::Write { path, error })
 }
 
 /// Per-id results, as `report.json` writes them.
@@ -72,7 +72,7 @@ pub struct ClipScore {
 /// Write `report.json`, `report.md`, `scores.csv` (one line per file), `windows.csv` (one
 /// line per window) and the plots to `out`.
 pub fn write(out: &Path, report: &Report, clips: &[ClipScore]) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|source| ReportError::Write { path: out.to_path_buf(), source })?;
+    std::fs::create_dir_all(out).map_err(|error| ReportError::Write { path: out.to_path_buf(), error })?;
     put(out.join("report.json"), serde_json::to_string_pretty(report).unwrap_or_default())?;
     let mut csv = String::from("file,id,label,score\n");
     let mut windows = String::from("file,id,label,window,score\n");

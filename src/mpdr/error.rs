@@ -4,7 +4,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A libtorch call failed.
-    #[error("libtorch: {0}")]
+    #[error(transparent)]
     Torch(#[from] tch::TchError),
     /// A bundle or checkpoint could not be written or read.
     #[error(transparent)]
@@ -13,8 +13,8 @@ pub enum TrainError {
     #[error("{0}")]
     Mismatch(String),
     /// A report file could not be written.
-    #[error("{}: cannot write: {source}", path.display())]
-    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error("{}: cannot write: {error}", path.display())]
+    Write { path: std::path::PathBuf, error: std::io::Error },
     #[error(transparent)]
     Plot(#[from] crate::eval::plot::PlotError),
 }

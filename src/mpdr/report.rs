@@ -73,7 +73,7 @@ pub fn write(out: &Path, manifest: &Manifest, history: &[EpochRecord]) -> Result
     let path = out.join("training.json");
     let text = serde_json::to_string_pretty(&json).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     let write = |path: std::path::PathBuf, text: String| {
-        std::fs::write(&path, text).map_err(|source| TrainError::Write { path, source })
+        std::fs::write(&path, text).map_err(|error| TrainError::Write { path, error })
     };
     write(path, text)?;
     write(out.join("training.md"), markdown(manifest, history))?;

@@ -65,7 +65,7 @@ pub fn evaluate(
     for id in md.test_ids() {
         let (labels, s): (Vec<bool>, Vec<f64>) =
             scores.iter().filter(|c| c.file.id == id).map(|c| (c.file.anomaly, c.score)).unzip();
-        let metric = |source| OfflineError::Metric { path: machine_dir.to_path_buf(), id: id.clone(), source };
+        let metric = |error| OfflineError::Metric { path: machine_dir.to_path_buf(), id: id.clone(), error };
         let auc = roc_auc(&labels, &s).map_err(metric)?;
         let pauc = partial_auc(&labels, &s, 0.1, PaucKind::McClish).map_err(metric)?;
         let n_anomaly = labels.iter().filter(|&&l| l).count();

@@ -19,19 +19,19 @@ pub enum OfflineError {
     Bundle(#[from] crate::model::BundleError),
     #[error(transparent)]
     Device(#[from] crate::device::DeviceError),
-    #[error("libtorch: {0}")]
+    #[error(transparent)]
     Torch(#[from] tch::TchError),
     #[error(transparent)]
     Report(#[from] crate::eval::report::ReportError),
     /// `--resume` without a usable checkpoint.
-    #[error("--resume: no usable checkpoint in {}: {source}", path.display())]
-    NoCheckpoint { path: PathBuf, source: crate::model::BundleError },
+    #[error("--resume: no usable checkpoint in {}: {error}", path.display())]
+    NoCheckpoint { path: PathBuf, error: crate::model::BundleError },
     /// Stopped by a signal; the checkpoint stays.
     #[error("training interrupted; the last finished epoch is checkpointed in {} — run the same command with --resume to continue", checkpoint.display())]
     Interrupted { checkpoint: PathBuf },
     /// A metric that cannot be computed for one machine id (e.g. no anomalous clip).
-    #[error("{}: machine id {id}: {source}", path.display())]
-    Metric { path: PathBuf, id: String, source: crate::eval::metrics::MetricError },
+    #[error("{}: machine id {id}: {error}", path.display())]
+    Metric { path: PathBuf, id: String, error: crate::eval::metrics::MetricError },
 }
 
 type Result<T, E = OfflineError> = std::result::Result<T, E>;
@@ -261,7 +261,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let ckpt = checkpoint_dir(&opts.out);
     let resume = if opts.resume {
         let b =
-            Bundle::load(&ckpt, device).map_err(|source| OfflineError::NoCheckpoint { path: ckpt.clone(), source })?;
+            Bundle::load(&ckpt, device).map_err(|error| OfflineError::NoCheckpoint { path: ckpt.clone(), error })?;
         tracing::info!(checkpoint = %ckpt.display(), stages = ?b.manifest.provenance.stages, "resuming");
         Some(b)
     } else {

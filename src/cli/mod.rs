@@ -10,6 +10,12 @@ use crate::data::frontend::FrontEndConfig;
 use crate::data::{load_logmel, npy};
 use crate::features::PadMode;
 
+mod backtest;
+mod bench;
+
+pub use backtest::{backtest, BacktestArgs};
+pub use bench::{bench, BenchArgs, BenchCommand};
+
 /// What `mpdr features` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FeatureOutput {
@@ -386,12 +392,19 @@ pub struct SynthArgs {
     pub severity: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Which machine of its type (`mpdr synth dataset --seed S` trains id k on instance S*1000+k).
+    #[arg(long, default_value_t = 0)]
+    pub instance: u64,
     /// Machine-to-background ratio in dB.
     #[arg(long, default_value_t = 6.0)]
     pub snr_db: f64,
-    /// Output WAV (16 kHz mono, 16-bit).
+    /// Output WAV (16 kHz mono, 16-bit; written in blocks, so hours are fine).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Also write the recording's labels (`file,start_s,end_s,label`, for `mpdr backtest`): the
+    /// fault, if any, is anomalous from --fault-at to the end.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -432,15 +445,32 @@ pub fn synth(args: &SynthArgs) -> Result<()> {
     let spec = SynthSpec {
         machine: args.machine,
         seed: args.seed,
-        instance: 0,
+        instance: args.instance,
         snr_db: args.snr_db,
         fault: args.fault,
         fault_at_s: args.fault_at,
         ramp_s: args.ramp,
         severity: args.severity,
     };
-    let x = Synth::render(&spec, args.seconds);
-    crate::audio::wav::write_pcm16(&out, crate::audio::synth::RATE, 1, &x)?;
+    Synth::write_wav(&spec, args.seconds, &out)?;
+    if let Some(csv) = &args.labels {
+        let name = match (out.parent(), csv.parent()) {
+            (Some(a), Some(b)) if a == b => out.file_name().map(PathBuf::from).unwrap_or_else(|| out.clone()),
+            _ => std::fs::canonicalize(&out).unwrap_or_else(|_| out.clone()),
+        };
+        let mut text = String::from("file,start_s,end_s,label\n");
+        if args.fault.is_some() && args.fault_at < args.seconds {
+            text += &format!("{},{},{},anomaly\n", name.display(), args.fault_at, args.seconds);
+        }
+        if args.fault.is_none() || args.fault_at > 0.0 {
+            text += &format!(
+                "{},0,{},normal\n",
+                name.display(),
+                if args.fault.is_some() { args.fault_at.min(args.seconds) } else { args.seconds }
+            );
+        }
+        std::fs::write(csv, text).with_context(|| format!("{}: cannot write", csv.display()))?;
+    }
     println!(
         "{}: {:.1} s of {}{}",
         out.display(),
@@ -468,111 +498,4 @@ fn synth_dataset(d: &SynthDatasetArgs) -> Result<()> {
         println!("{}: {n} clips of {:.0} s", root.display(), d.clip_s);
     }
     Ok(())
-}
-
-/// `mpdr bench`: the paper's benchmarks through the shared core.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub command: BenchCommand,
-}
-
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum BenchCommand {
-    /// ADBench tables (.npz with X and y): stratified 70/30 splits, AUROC and AUPR per seed.
-    Vectors {
-        /// An .npz file or a folder of them.
-        #[arg(long)]
-        npz: PathBuf,
-        #[arg(long)]
-        out: PathBuf,
-        /// Models to run (repeat the flag for several).
-        #[arg(long, value_enum, default_values = ["mpdr-r"])]
-        model: Vec<crate::model::ModelKind>,
-        #[arg(long, default_value_t = 3)]
-        seeds: usize,
-        /// The paper-scale budget (50 epochs per stage; a GPU budget) instead of the CPU one.
-        #[arg(long)]
-        paper: bool,
-        /// Visible-chain step: capped = min(10, d/2) (stable on low-d tables), paper = 10.
-        #[arg(long, value_enum, default_value = "capped")]
-        visible_step: crate::bench::vectors::VisibleStep,
-        /// auto | cpu | cuda | cuda:N
-        #[arg(long, default_value = "auto")]
-        device: crate::device::DeviceChoice,
-    },
-    /// MNIST hold-out digit (paper Table 1, AUPR) and constant-image OOD (Table 2) with the
-    /// Table 8 conv nets. Reads t10k-* IDX files (gzipped or not); train-* too when present.
-    Mnist {
-        /// Folder with t10k-images-idx3-ubyte[.gz] and t10k-labels-idx1-ubyte[.gz].
-        #[arg(long)]
-        idx_dir: PathBuf,
-        /// Digit held out as the anomaly (repeat the flag for several).
-        #[arg(long, required = true)]
-        holdout: Vec<u8>,
-        #[arg(long)]
-        out: PathBuf,
-        /// Models to run (repeat the flag for several); the AE is trained either way (it is
-        /// the MPDR models' manifold).
-        #[arg(long, value_enum, default_values = ["ae", "mpdr-r", "mpdr-s"])]
-        model: Vec<crate::model::ModelKind>,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// The MPDR code's budget (AE 30 epochs, MPDR 60 epochs, batch 128; a GPU budget).
-        #[arg(long, conflicts_with_all = ["ae_steps", "mpdr_steps"])]
-        paper: bool,
-        /// AE steps of the CPU budget (default 400).
-        #[arg(long)]
-        ae_steps: Option<usize>,
-        /// MPDR steps per MPDR model of the CPU budget (default 100).
-        #[arg(long)]
-        mpdr_steps: Option<usize>,
-        /// auto | cpu | cuda | cuda:N
-        #[arg(long, default_value = "auto")]
-        device: crate::device::DeviceChoice,
-    },
-}
-
-pub fn bench(args: &BenchArgs) -> Result<()> {
-    match &args.command {
-        BenchCommand::Vectors { npz, out, model, seeds, paper, visible_step, device } => {
-            anyhow::ensure!(*seeds >= 1, "--seeds must be >= 1");
-            for m in model {
-                anyhow::ensure!(
-                    matches!(
-                        m,
-                        crate::model::ModelKind::MpdrR | crate::model::ModelKind::MpdrS | crate::model::ModelKind::Ae
-                    ),
-                    "--model {m}: the vector benchmark runs mpdr-r, mpdr-s or ae"
-                );
-            }
-            let budget = if *paper { crate::bench::vectors::Budget::PAPER } else { crate::bench::vectors::Budget::CPU };
-            let device = device.resolve()?;
-            let results = crate::bench::vectors::run(npz, out, model, *seeds, budget, *visible_step, device)?;
-            println!("{} dataset(s); results in {}", results.len(), out.join("results.md").display());
-            Ok(())
-        }
-        BenchCommand::Mnist { idx_dir, holdout, out, model, seed, paper, ae_steps, mpdr_steps, device } => {
-            use crate::bench::mnist;
-            let mut budget = if *paper { mnist::Budget::PAPER } else { mnist::Budget::CPU };
-            budget.ae_steps = ae_steps.unwrap_or(budget.ae_steps);
-            budget.mpdr_steps = mpdr_steps.unwrap_or(budget.mpdr_steps);
-            anyhow::ensure!(
-                *paper || (budget.ae_steps > 0 && budget.mpdr_steps > 0),
-                "--ae-steps and --mpdr-steps must be >= 1"
-            );
-            let device = device.resolve()?;
-            let results = mnist::run(idx_dir, out, holdout, model, budget, *seed, device)?;
-            for r in &results {
-                for m in &r.models {
-                    println!(
-                        "hold-out {}: {:<7} AUPR {:.3}  AUROC {:.3}  constant-image AUPR {:.3}  ({:.0} s)",
-                        r.holdout, m.model, m.aupr, m.auroc, m.constant_aupr, m.train_s
-                    );
-                }
-            }
-            println!("results in {}", out.join("results.md").display());
-            Ok(())
-        }
-    }
 }
