@@ -23,4 +23,5 @@ pub mod metrics;
 pub mod model;
 pub mod mpdr;
 pub mod nn;
+pub mod npy;
 pub mod offline;

@@ -24,6 +24,15 @@ pub struct Recording {
     pub anomalies: Vec<Segment>,
 }
 
+/// Duration in seconds of a clip: a WAV's header, or a log-mel `.npy`'s frames x hop.
+pub fn clip_duration(path: &Path, params: &crate::features::FeatureParams) -> Result<f64, InputError> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        let lm = crate::features::read_logmel_npy(path, params)?;
+        return Ok(lm.n_frames as f64 * params.hop_length as f64 / params.sample_rate as f64);
+    }
+    wav_duration(path)
+}
+
 /// Duration in seconds from a WAV header.
 pub fn wav_duration(path: &Path) -> Result<f64, InputError> {
     let r = hound::WavReader::open(path).map_err(|e| InputError::new(path, format!("not a readable WAV: {e}")))?;
@@ -102,7 +111,7 @@ pub fn unlabelled(files: &[PathBuf]) -> Result<Vec<Recording>, InputError> {
 
 /// DCASE test clips, each one segment, in a fixed shuffled order (normal and anomalous mixed,
 /// as a stream would meet them; the same order on every run).
-pub fn dcase_clips(clips: &[DcaseFile]) -> Result<Vec<Recording>, InputError> {
+pub fn dcase_clips(clips: &[DcaseFile], params: &crate::features::FeatureParams) -> Result<Vec<Recording>, InputError> {
     let mut order: Vec<&DcaseFile> = clips.iter().collect();
     order.sort_by(|a, b| a.path.cmp(&b.path));
     let mut rng = crate::mpdr::select::SplitMix64::new(0x6261_636b_7465_7374);
@@ -113,7 +122,7 @@ pub fn dcase_clips(clips: &[DcaseFile]) -> Result<Vec<Recording>, InputError> {
     order
         .into_iter()
         .map(|f| {
-            let duration_s = wav_duration(&f.path)?;
+            let duration_s = clip_duration(&f.path, params)?;
             let anomalies =
                 if f.anomaly { vec![Segment { start_s: 0.0, end_s: duration_s, anomaly: true }] } else { vec![] };
             Ok(Recording { path: f.path.clone(), duration_s, anomalies })

@@ -154,7 +154,11 @@ pub fn delay_stats(delays: &[f64]) -> (Option<f64>, Option<f64>) {
 }
 
 /// The recordings to replay, from the options.
-fn recordings(opts: &BacktestOptions, machine_id: Option<&str>) -> Result<Vec<Recording>, BacktestError> {
+fn recordings(
+    opts: &BacktestOptions,
+    machine_id: Option<&str>,
+    params: &crate::features::FeatureParams,
+) -> Result<Vec<Recording>, BacktestError> {
     if opts.data.join("test").is_dir() {
         if opts.labels.is_some() {
             return Err(BacktestError::Invalid(format!(
@@ -166,15 +170,16 @@ fn recordings(opts: &BacktestOptions, machine_id: Option<&str>) -> Result<Vec<Re
         if let Some(id) = machine_id {
             md.test.retain(|f| f.id == id);
         }
-        md.test.retain(|f| f.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav")));
+        let is = |f: &crate::data::dcase::DcaseFile, ext: &str| {
+            f.path.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext))
+        };
+        // One kind per replay: the WAVs when there are any, else the log-mel clips.
+        let ext = if md.test.iter().any(|f| is(f, "wav")) { "wav" } else { "npy" };
+        md.test.retain(|f| is(f, ext));
         if md.test.is_empty() {
-            return Err(InputError::new(
-                &opts.data.join("test"),
-                "no WAV test clips (log-mel .npy clips cannot be streamed)",
-            )
-            .into());
+            return Err(InputError::new(&opts.data.join("test"), "no test clips").into());
         }
-        return Ok(labels::dcase_clips(&md.test)?);
+        return Ok(labels::dcase_clips(&md.test, params)?);
     }
     match &opts.labels {
         Some(csv) => Ok(labels::read_csv(csv)?),
@@ -192,9 +197,11 @@ fn write_monitor_config(opts: &BacktestOptions, recs: &[Recording], resample: bo
     let playlist = opts.out.join("playlist");
     let _ = std::fs::remove_dir_all(&playlist);
     std::fs::create_dir_all(&playlist).map_err(|e| io(&playlist, e))?;
+    let logmel = recs.iter().any(|r| r.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")));
+    let ext = if logmel { "npy" } else { "wav" };
     for (i, r) in recs.iter().enumerate() {
         let abs = std::fs::canonicalize(&r.path).map_err(|e| io(&r.path, e))?;
-        let link = playlist.join(format!("{i:06}.wav"));
+        let link = playlist.join(format!("{i:06}.{ext}"));
         std::os::unix::fs::symlink(&abs, &link).map_err(|e| io(&link, e))?;
     }
     let state = opts.out.join("state");
@@ -205,12 +212,17 @@ fn write_monitor_config(opts: &BacktestOptions, recs: &[Recording], resample: bo
         "# Written by `mpdr backtest`: the daemon replays the playlist as fast as it can.\n\
          [server]\nlisten = \"\"\n[state]\ndir = {state:?}\n\
          [[stream]]\nname = \"backtest\"\nmodel = {bundle:?}\n\
-         source = {{ type = \"file\", path = {playlist:?}, realtime = false, resample = {resample} }}\n\
+         source = {source}\n\
          [stream.detect]\n{detect}\n\
          [[sink]]\ntype = \"file\"\npath = {events:?}\n",
         state = state.display().to_string(),
         bundle = bundle.display().to_string(),
-        playlist = playlist.display().to_string(),
+        source = if logmel {
+            format!("{{ type = \"logmel\", path = {:?} }}", playlist.display().to_string())
+        } else {
+            let p = playlist.display().to_string();
+            format!("{{ type = \"file\", path = {p:?}, realtime = false, resample = {resample} }}")
+        },
         events = opts.out.join("events.jsonl").display().to_string(),
     );
     let path = opts.out.join("monitor.toml");
@@ -227,7 +239,10 @@ pub fn run(opts: &BacktestOptions) -> Result<report::BacktestReport, BacktestErr
             BacktestError::Invalid(format!("{}: no calibrated threshold: give detect.threshold", opts.bundle.display()))
         })?,
     };
-    let recs = recordings(opts, manifest.provenance.machine_id.as_deref())?;
+    let params = manifest.features.clone().ok_or_else(|| {
+        BacktestError::Invalid(format!("{}: not an audio model (no [features])", opts.bundle.display()))
+    })?;
+    let recs = recordings(opts, manifest.provenance.machine_id.as_deref(), &params)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| InputError::new(&opts.out, e.to_string()))?;
     // The daemon resolves relative paths against its config's folder: give it absolute ones.
     let out = std::fs::canonicalize(&opts.out).map_err(|e| InputError::new(&opts.out, e.to_string()))?;

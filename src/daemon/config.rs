@@ -202,7 +202,7 @@ impl MonitorConfig {
                     format!("\"model\", but {} has no calibrated threshold: give a number", s.model.display()),
                 );
             }
-            s.source.check(&format!("{key}.source"), features.sample_rate, p);
+            s.source.check(&format!("{key}.source"), features, p);
         }
         sink::check(&self.sinks, p, ports);
     }

@@ -427,10 +427,13 @@ fn stream_loop(
     stop: &AtomicBool,
     pl: &config::PipelineConfig,
 ) {
-    let mut source = cfg.source.build(OpenContext { rate: features.sample_rate, queue_blocks: pl.audio_queue_blocks });
+    let ctx = OpenContext { rate: features.sample_rate, queue_blocks: pl.audio_queue_blocks, n_mels: features.n_mels };
+    let mut source = cfg.source.build(ctx);
     let sm = &metrics.streams[idx];
     let dim = features.vector_dim();
+    // Samples go through the streaming front-end; a log-mel replay's frames straight to the stacker.
     let mut extractor = StreamingExtractor::new(features);
+    let mut stacker = crate::features::stream::VectorStacker::new(features.n_mels, features.frames);
     let mut block = Vec::with_capacity(features.sample_rate as usize);
     let mut open = false;
     let mut down_reported = false;
@@ -462,14 +465,21 @@ fn stream_loop(
         }
         match source.next(&mut block) {
             Ok(Next::Data(arrived)) => {
-                sm.samples_in.fetch_add(block.len() as u64, Ordering::Relaxed);
+                // A log-mel replay counts the samples its frames stand for.
+                let n_in = source.frames().map_or(block.len(), |m| block.len() / m.max(1) * features.hop_length);
+                sm.samples_in.fetch_add(n_in as u64, Ordering::Relaxed);
                 let d = source.dropped();
                 if d > capture_dropped {
                     sm.samples_dropped.fetch_add(d - capture_dropped, Ordering::Relaxed);
                     capture_dropped = d;
                 }
                 let mut data = Vec::new();
-                extractor.push(&block, |v| data.extend_from_slice(v));
+                match source.frames() {
+                    Some(m) => {
+                        block.chunks_exact(m).for_each(|f| stacker.push(f, &mut |v: &[f32]| data.extend_from_slice(v)))
+                    }
+                    None => extractor.push(&block, |v| data.extend_from_slice(v)),
+                }
                 if data.is_empty() {
                     continue;
                 }

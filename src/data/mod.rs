@@ -6,7 +6,7 @@ pub mod dcase;
 pub mod extract;
 pub mod frontend;
 pub mod idx;
-pub mod npy;
+pub use crate::npy;
 pub mod npz;
 pub mod synthetic;
 
@@ -33,31 +33,7 @@ impl InputKind {
     }
 }
 
-/// Read a precomputed log-mel `.npy` of shape (n_mels, frames).
-pub fn read_logmel_npy(path: &Path, params: &FeatureParams) -> Result<LogMel, InputError> {
-    let a = npy::read(path)?;
-    if a.shape.len() != 2 || a.shape[0] != params.n_mels {
-        return Err(InputError::new(
-            path,
-            format!("log-mel array has shape {:?}, expected ({}, frames) = (n_mels, frames)", a.shape, params.n_mels),
-        ));
-    }
-    if a.shape[1] == 0 {
-        return Err(InputError::new(path, "log-mel array has 0 frames"));
-    }
-    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(InputError::new(
-            path,
-            format!(
-                "value at (mel {}, frame {}) is {}: log-mel must be finite",
-                i / a.shape[1],
-                i % a.shape[1],
-                a.data[i]
-            ),
-        ));
-    }
-    Ok(LogMel::from_mel_major(a.shape[0], a.shape[1], &a.data))
-}
+pub use crate::features::read_logmel_npy;
 
 /// Log-mel of one input file, WAV or `.npy`. Reuses `kernel` (built for `params`).
 pub fn load_logmel_with(

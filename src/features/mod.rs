@@ -358,6 +358,32 @@ pub fn logmel(params: &FeatureParams, signal: &[f32]) -> Result<LogMel, FeatureE
     logmel_with(&mut FrameKernel::new(params), params, signal)
 }
 
+/// Read a precomputed log-mel `.npy` of shape (n_mels, frames).
+pub fn read_logmel_npy(path: &std::path::Path, params: &FeatureParams) -> Result<LogMel, crate::error::InputError> {
+    let a = crate::npy::read(path)?;
+    if a.shape.len() != 2 || a.shape[0] != params.n_mels {
+        return Err(crate::error::InputError::new(
+            path,
+            format!("log-mel array has shape {:?}, expected ({}, frames) = (n_mels, frames)", a.shape, params.n_mels),
+        ));
+    }
+    if a.shape[1] == 0 {
+        return Err(crate::error::InputError::new(path, "log-mel array has 0 frames"));
+    }
+    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+        return Err(crate::error::InputError::new(
+            path,
+            format!(
+                "value at (mel {}, frame {}) is {}: log-mel must be finite",
+                i / a.shape[1],
+                i % a.shape[1],
+                a.data[i]
+            ),
+        ));
+    }
+    Ok(LogMel::from_mel_major(a.shape[0], a.shape[1], &a.data))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn a_missing_device_fails_to_open_with_its_name() {
         let cfg = DeviceConfig { device: "no-such-device-xyz".into(), channel: ChannelSelect::Mix, block: 0 };
-        let mut dev = DeviceSource::new(cfg, OpenContext { rate: 16000, queue_blocks: 4 });
+        let mut dev = DeviceSource::new(cfg, OpenContext { rate: 16000, queue_blocks: 4, n_mels: 128 });
         let e = dev.open().unwrap_err().to_string();
         assert!(e.contains("no-such-device-xyz"), "{e}");
     }

@@ -52,7 +52,8 @@ impl SourceSpec for FileConfig {
 
     /// Every WAV must be readable at the model's `rate` (or `resample`) with the channel asked
     /// for. A missing path is not a problem here: the stream starts down and retries.
-    fn check(&self, key: &str, rate: u32, p: &mut Problems) {
+    fn check(&self, key: &str, features: &crate::features::FeatureParams, p: &mut Problems) {
+        let rate = features.sample_rate;
         for f in wav_files(&self.path).unwrap_or_default() {
             let spec = match hound::WavReader::open(&f) {
                 Ok(r) => r.spec(),

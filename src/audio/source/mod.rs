@@ -8,6 +8,7 @@
 
 pub mod device;
 pub mod file;
+pub mod logmel;
 pub mod synthetic;
 
 use std::path::{Path, PathBuf};
@@ -17,9 +18,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Problems;
+use crate::features::FeatureParams;
 
 pub use device::{DeviceConfig, DeviceSource};
 pub use file::{FileConfig, FileSource};
+pub use logmel::{LogmelConfig, LogmelSource};
 pub use synthetic::{SynthConfig, SynthSource};
 
 /// What one call of [`Source::next`] produced.
@@ -61,6 +64,10 @@ pub trait Source {
     fn dropped(&self) -> u64 {
         0
     }
+    /// `Some(n_mels)` when blocks are log-mel frames (frame-major), not samples.
+    fn frames(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What opening a source needs from the rest of the pipeline.
@@ -70,14 +77,16 @@ pub struct OpenContext {
     pub rate: u32,
     /// Capture queue length of device sources, in blocks.
     pub queue_blocks: usize,
+    /// The model's mel bands (log-mel replays check their arrays against it).
+    pub n_mels: usize,
 }
 
 /// One kind of source: its checks and its factory.
 pub trait SourceSpec {
     /// Every problem that needs no disk access, keys under `key` (e.g. `stream[0].source`).
     fn validate(&self, key: &str, p: &mut Problems);
-    /// Problems against the model's sample rate and on disk (e.g. WAV headers of a replay).
-    fn check(&self, _key: &str, _rate: u32, _p: &mut Problems) {}
+    /// Problems against the model's front-end and on disk (e.g. WAV headers of a replay).
+    fn check(&self, _key: &str, _features: &FeatureParams, _p: &mut Problems) {}
     /// Make relative paths absolute against `base` (the config file's folder).
     fn resolve_paths(&mut self, _base: &Path) {}
     /// The factory: a closed source of this kind (the stream thread opens it).
@@ -113,14 +122,16 @@ sources! {
     File(FileConfig),
     /// A machine of the synthetic plant (16 kHz; see `mpdr synth --help`).
     Synth(SynthConfig),
+    /// Replay of log-mel `.npy` files (n_mels, frames), fed straight to the vector stage.
+    Logmel(LogmelConfig),
 }
 
 impl SourceConfig {
     pub fn validate(&self, key: &str, p: &mut Problems) {
         self.spec().validate(key, p)
     }
-    pub fn check(&self, key: &str, rate: u32, p: &mut Problems) {
-        self.spec().check(key, rate, p)
+    pub fn check(&self, key: &str, features: &FeatureParams, p: &mut Problems) {
+        self.spec().check(key, features, p)
     }
     pub fn resolve_paths(&mut self, base: &Path) {
         self.spec_mut().resolve_paths(base)

@@ -38,7 +38,8 @@ impl SourceSpec for SynthConfig {
     }
 
     /// The plant is 16 kHz: the model must be too.
-    fn check(&self, key: &str, rate: u32, p: &mut Problems) {
+    fn check(&self, key: &str, features: &crate::features::FeatureParams, p: &mut Problems) {
+        let rate = features.sample_rate;
         if rate != RATE {
             p.push(key.to_string(), format!("synthetic sources are {RATE} Hz, the model expects {rate} Hz"));
         }
