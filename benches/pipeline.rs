@@ -39,7 +39,13 @@ fn bundle(dir: &Path, kind: ModelKind, preset: EnergyPreset) -> PathBuf {
     let cfg = TrainConfig { energy: EnergyConfig { preset, ..Default::default() }, ..TrainConfig::default() };
     let mut m = Manifest::new(kind, cfg.energy_spec(f.vector_dim() as i64, f.n_mels as i64, f.frames as i64), vec![]);
     m.features = Some(f);
-    m.threshold = Some(Threshold { value: 1e30, method: "manual".into(), details: Default::default() });
+    m.threshold = Some(Threshold {
+        value: 1e30,
+        method: "manual".into(),
+        details: Default::default(),
+        warnings: vec![],
+        fitted_on: None,
+    });
     let path = dir.join(format!("{kind}"));
     Bundle::build(m, tch::Device::Cpu).save(&path).unwrap();
     path

@@ -51,6 +51,8 @@ enum Command {
     /// Replay recordings through the daemon's path and count what its alarms mean: false
     /// alarms per day, detection rate and delay, a threshold sweep.
     Backtest(mpdr::cli::BacktestArgs),
+    /// Re-fit a bundle's alarm threshold on normal recordings made on site.
+    Calibrate(mpdr::cli::CalibrateArgs),
     /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
     Monitor(MonitorArgs),
     /// Check a monitor config and print every problem with its key; non-zero exit if any.
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         Command::Train(a) => cli::train(&a).map(|_| ()),
         Command::Eval(a) => cli::eval(&a).map(|_| ()),
         Command::Backtest(a) => cli::backtest(&a).map(|_| ()),
+        Command::Calibrate(a) => cli::calibrate(&a),
         Command::Monitor(a) => cli::monitor(&a),
         Command::Validate { config } => cli::validate(&config),
         Command::Devices => cli::devices(),

@@ -1,4 +1,4 @@
-//! `mpdr backtest`.
+//! `mpdr backtest` and `mpdr calibrate`: the operating point.
 #![allow(clippy::print_stdout)] // the CLI prints its results on stdout
 
 use std::path::PathBuf;
@@ -80,4 +80,54 @@ pub fn backtest(args: &BacktestArgs) -> Result<crate::backtest::report::Backtest
     );
     println!("{}", r.note);
     Ok(r)
+}
+
+/// Options of `mpdr calibrate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CalibrateArgs {
+    /// Bundle folder; its threshold is replaced in place.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// Normal recordings of the machine on site: a WAV or log-mel .npy, or a folder of them.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Tolerated false alarms per day (default: the bundle's target).
+    #[arg(long)]
+    pub false_alarms_per_day: Option<f64>,
+    /// Decision window in seconds (default: the bundle's; match the monitor's detect.window_s).
+    #[arg(long)]
+    pub window_s: Option<f64>,
+    #[command(flatten)]
+    pub data_options: super::DataOptions,
+}
+
+/// Re-fit a bundle's threshold on on-site normal audio.
+pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
+    for (name, v) in [("--false-alarms-per-day", args.false_alarms_per_day), ("--window-s", args.window_s)] {
+        if let Some(v) = v {
+            anyhow::ensure!(v.is_finite() && v > 0.0, "{name} must be > 0, got {v}");
+        }
+    }
+    let opts = crate::offline::calibrate::CalibrateOptions {
+        bundle: args.bundle.clone(),
+        data: args.data.clone(),
+        false_alarms_per_day: args.false_alarms_per_day,
+        window_s: args.window_s,
+        cache: args.data_options.cache(),
+        on_bad: args.data_options.on_bad_file,
+    };
+    let (t, old) = crate::offline::calibrate::recalibrate(&opts)?;
+    let was = old.map(|o| format!(" (was {:.6})", o.value)).unwrap_or_default();
+    println!(
+        "{}: threshold {:.6}{was} for {} false alarm(s)/day on {} s windows, fitted on {}",
+        args.bundle.display(),
+        t.value,
+        t.details.get("target_false_alarms_per_day").copied().unwrap_or(f64::NAN),
+        t.details.get("window_s").copied().unwrap_or(f64::NAN),
+        t.fitted_on.as_deref().unwrap_or("?")
+    );
+    for w in &t.warnings {
+        println!("warning: {w}");
+    }
+    Ok(())
 }

@@ -13,7 +13,7 @@ use crate::features::PadMode;
 mod backtest;
 mod bench;
 
-pub use backtest::{backtest, BacktestArgs};
+pub use backtest::{backtest, calibrate, BacktestArgs, CalibrateArgs};
 pub use bench::{bench, BenchArgs, BenchCommand};
 
 /// What `mpdr features` writes.

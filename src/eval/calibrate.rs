@@ -7,7 +7,15 @@
 //! the way plant engineers think: false alarms per day of monitoring, with one independent
 //! decision per window (`window_s`). With few held-out windows the empirical quantile cannot
 //! reach 1e-5-level tails; the fit extrapolates, and the bundle records both the fit and the
-//! largest held-out score so the margin is visible.
+//! largest held-out score so the margin is visible — and warns when the audio is too little.
+//!
+//! **The decision-cadence model.** The daemon decides every `hop_s` on the last `window_s` of
+//! audio, so neighbouring decisions share most of their audio and are strongly correlated. We
+//! count one chance of a false alarm per *window length* of audio (overlapping windows
+//! decorrelate after one window): false alarms per day ≈ (86 400 / window_s) × P(window score
+//! > threshold), with P from the gamma fit of non-overlapping window scores. The hop then does
+//! not matter, and the on-delay (which only removes excursions shorter than it) is given no
+//! credit: the model is conservative. `mpdr backtest` on normal audio checks it.
 
 use std::collections::BTreeMap;
 
@@ -101,7 +109,34 @@ pub fn calibrate(scores: &[f64], target: &CalibrationTarget) -> Result<Threshold
         ("heldout_max_score".to_string(), max),
         ("heldout_mean_score".to_string(), mean),
     ]);
-    Ok(Threshold { value, method: "gamma-moments".into(), details })
+    let warnings = warnings(n, p, k, target);
+    for w in &warnings {
+        tracing::warn!("calibration: {w}");
+    }
+    Ok(Threshold { value, method: "gamma-moments".into(), details, warnings, fitted_on: None })
+}
+
+/// Warnings, with numbers, when `n` held-out windows cannot support a tail probability `p`.
+fn warnings(n: f64, p: f64, shape: f64, target: &CalibrationTarget) -> Vec<String> {
+    let mut w = Vec::new();
+    let audio_s = n * target.window_s;
+    if n * p < 1.0 {
+        let needed_days = (1.0 / p) * target.window_s / 86_400.0;
+        w.push(format!(
+            "the threshold for {} false alarm(s)/day extrapolates a gamma fit of {n:.0} window(s) ({audio_s:.0} s of audio) to a tail probability of {p:.2e} per {} s window: the fit alone decides it, and checking it on audio needs about {needed_days:.1} days of normal recordings; record normal audio on site and run `mpdr calibrate`",
+            target.false_alarms_per_day, target.window_s
+        ));
+    }
+    if n < 30.0 {
+        w.push(format!(
+            "only {n:.0} held-out window(s): the gamma's spread is itself uncertain by about ±{:.0}%",
+            100.0 / (2.0 * (n - 1.0).max(1.0)).sqrt()
+        ));
+    }
+    if shape > 1000.0 {
+        w.push(format!("gamma shape {shape:.0}: the held-out windows barely vary, so the threshold sits just above them and live variation (load, background) may cross it"));
+    }
+    w
 }
 
 #[cfg(test)]

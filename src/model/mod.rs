@@ -117,6 +117,13 @@ pub struct Threshold {
     /// Free-form numbers of the fit (targets, parameters, counts).
     #[serde(default)]
     pub details: BTreeMap<String, f64>,
+    /// What a user should know about the fit (e.g. it rests on too little audio).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Where the threshold was last fitted: `training held-out normals`, or the on-site
+    /// recordings of `mpdr calibrate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fitted_on: Option<String>,
 }
 
 /// How the bundle came to be.

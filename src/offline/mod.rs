@@ -3,6 +3,7 @@
 //! test files -> per-file and per-window scores -> per-id AUC / pAUC ([`evaluate()`]), written
 //! by `eval::report`.
 
+pub mod calibrate;
 pub mod evaluate;
 
 pub use evaluate::{evaluate, score_files};
@@ -297,8 +298,9 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
         }
     }
     match calibrate(&windows, &cfg.calibration) {
-        Ok(t) => {
+        Ok(mut t) => {
             tracing::info!(threshold = t.value, windows = windows.len(), "calibrated");
+            t.fitted_on = Some(format!("training: {} held-out normal file(s)", held_items.len()));
             bundle.manifest.threshold = Some(t);
         }
         Err(e) => tracing::warn!(error = %e, "no calibrated threshold (set a threshold in the monitor config)"),

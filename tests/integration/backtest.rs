@@ -166,3 +166,42 @@ fn bad_labels_name_the_file_and_row() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("short.csv: row 2: segment ends at 30 s, past the file's end"), "{e}");
 }
+
+#[test]
+fn calibrate_refits_the_threshold_on_site_audio_and_records_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (wav, _) = fan(d.path(), "site", 240, None);
+    let bundle = d.path().join("fan");
+    std::fs::create_dir_all(&bundle).unwrap();
+    for e in std::fs::read_dir(models().join("fan")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), bundle.join(e.file_name())).unwrap();
+    }
+    let before = mpdr::model::Bundle::read_manifest(&bundle).unwrap().threshold.unwrap();
+    let o = mpdr(&[
+        "calibrate",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--data",
+        wav.to_str().unwrap(),
+        "--false-alarms-per-day",
+        "24",
+        "--no-cache",
+    ]);
+    let stdout = ok(&o);
+    let after = mpdr::model::Bundle::read_manifest(&bundle).unwrap().threshold.unwrap();
+    assert_ne!(after.value, before.value, "{stdout}");
+    assert_eq!(after.details["target_false_alarms_per_day"], 24.0);
+    assert_eq!(after.details["previous_threshold"], before.value);
+    assert_eq!(after.details["heldout_windows"], 23.0, "240 s: 7497 vectors, 23 whole 10-s windows of 313");
+    assert!(after.fitted_on.as_deref().unwrap().contains("site.wav"), "{:?}", after.fitted_on);
+    // 24 windows cannot support a 1-in-360 tail: said, with the numbers.
+    assert!(
+        after.warnings.iter().any(|w| w.contains("23 window(s)") && w.contains("mpdr calibrate")),
+        "{:?}",
+        after.warnings
+    );
+    assert!(stdout.contains("warning:"), "{stdout}");
+    // The bundle still loads (checksums rewritten).
+    mpdr::model::Bundle::load(&bundle, tch::Device::Cpu).unwrap();
+}

@@ -188,7 +188,20 @@ fn help_lists_every_command() {
     let o = mpdr(&["--help"]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success());
-    for cmd in ["features", "train", "eval", "monitor", "validate", "devices", "alarms", "synth", "demo", "bench"] {
+    for cmd in [
+        "features",
+        "train",
+        "eval",
+        "backtest",
+        "calibrate",
+        "monitor",
+        "validate",
+        "devices",
+        "alarms",
+        "synth",
+        "demo",
+        "bench",
+    ] {
         assert!(text.contains(cmd), "--help lacks '{cmd}'");
     }
 }
