@@ -12,8 +12,8 @@
 //! **The decision-cadence model.** The daemon decides every `hop_s` on the last `window_s` of
 //! audio, so neighbouring decisions share most of their audio and are strongly correlated. We
 //! count one chance of a false alarm per *window length* of audio (overlapping windows
-//! decorrelate after one window): false alarms per day ≈ (86 400 / window_s) × P(window score
-//! > threshold), with P from the gamma fit of non-overlapping window scores. The hop then does
+//! decorrelate after one window): false alarms per day ≈ (86 400 / window_s) ×
+//! P(window score exceeds the threshold), with P from the gamma fit of non-overlapping window scores. The hop then does
 //! not matter, and the on-delay (which only removes excursions shorter than it) is given no
 //! credit: the model is conservative. `mpdr backtest` on normal audio checks it.
 
