@@ -96,6 +96,11 @@ pub struct StreamMetrics {
     pub up: AtomicBool,
     pub ended: AtomicBool,
     pub outages: AtomicU64,
+    /// Signal health of the last block (`[stream.health]`).
+    pub level_dbfs: Gauge,
+    pub peak_dbfs: Gauge,
+    pub clipped_samples: AtomicU64,
+    pub signal_lost: AtomicBool,
 }
 
 impl StreamMetrics {
@@ -114,6 +119,10 @@ impl StreamMetrics {
             up: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             outages: AtomicU64::new(0),
+            level_dbfs: Gauge::default(),
+            peak_dbfs: Gauge::default(),
+            clipped_samples: AtomicU64::new(0),
+            signal_lost: AtomicBool::new(false),
         }
     }
 
@@ -172,8 +181,8 @@ pub struct Metrics {
     pub batches: AtomicU64,
     pub batch_vectors: AtomicU64,
     pub scoring_errors: AtomicU64,
-    /// raised, cleared, stream-down, stream-up.
-    pub events: [AtomicU64; 4],
+    /// Per `EventKind::ALL`.
+    pub events: [AtomicU64; 7],
     pub sink_failures: AtomicU64,
     /// Delivery counters per sink; replaced on reload (counters of kept sinks carry over).
     pub sinks: std::sync::Mutex<Vec<std::sync::Arc<SinkMetrics>>>,
@@ -221,7 +230,15 @@ impl Metrics {
         let mut o = String::with_capacity(4096 + 1024 * self.streams.len());
         let r = Ordering::Relaxed;
         type Field = fn(&StreamMetrics) -> f64;
-        let per_stream: [(&str, &str, &str, Field); 11] = [
+        let per_stream: [(&str, &str, &str, Field); 15] = [
+            ("mpdr_stream_level_dbfs", "gauge", "RMS level of the last audio block, dBFS", |s| s.level_dbfs.get()),
+            ("mpdr_stream_peak_dbfs", "gauge", "Peak level of the last audio block, dBFS", |s| s.peak_dbfs.get()),
+            ("mpdr_stream_clipped_samples_total", "counter", "Samples at or above the clip level", |s| {
+                s.clipped_samples.load(Ordering::Relaxed) as f64
+            }),
+            ("mpdr_stream_signal_lost", "gauge", "1 while the signal is silent (dead microphone)", |s| {
+                s.signal_lost.load(Ordering::Relaxed) as u8 as f64
+            }),
             ("mpdr_audio_samples_total", "counter", "Audio samples received", |s| {
                 s.samples_in.load(Ordering::Relaxed) as f64
             }),
@@ -286,7 +303,7 @@ impl Metrics {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
         }
         let _ = writeln!(o, "# HELP mpdr_events_total Alarm events by kind\n# TYPE mpdr_events_total counter");
-        for (k, c) in ["raised", "cleared", "stream-down", "stream-up"].iter().zip(&self.events) {
+        for (k, c) in crate::detect::event::EventKind::ALL.iter().map(|k| k.as_str()).zip(&self.events) {
             let _ = writeln!(o, "mpdr_events_total{{kind=\"{k}\"}} {}", c.load(r));
         }
         let sinks = self.sinks.lock().map(|v| v.clone()).unwrap_or_default();

@@ -20,26 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::features::mel::{hz_to_mel, mel_to_hz};
 use crate::features::FeatureParams;
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EventKind {
-    Raised,
-    Cleared,
-    StreamDown,
-    StreamUp,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Raised => "raised",
-            EventKind::Cleared => "cleared",
-            EventKind::StreamDown => "stream-down",
-            EventKind::StreamUp => "stream-up",
-        }
-    }
-}
+pub use crate::detect::event::EventKind;
 
 /// A mel band that contributes to the window's score, with its frequency range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -108,6 +108,9 @@ pub struct StreamConfig {
     pub source: SourceConfig,
     #[serde(default)]
     pub detect: DetectConfig,
+    /// Signal health: silence (dead microphone) and clipping.
+    #[serde(default)]
+    pub health: crate::detect::health::HealthConfig,
 }
 
 impl MonitorConfig {
@@ -170,6 +173,7 @@ impl MonitorConfig {
                 p.push(format!("{key}.name"), format!("\"{}\" is used by another stream", s.name));
             }
             s.detect.validate(&format!("{key}.detect"), &mut p);
+            s.health.validate(&format!("{key}.health"), &mut p);
             s.source.validate(&format!("{key}.source"), &mut p);
         }
         if self.state.max_events == 0 {

@@ -129,12 +129,7 @@ pub fn spawn(
 
 /// Commit the event with one delivery per interested sink, then wake those sinks.
 fn record(outbox: &mut Outbox, ev: &crate::alarm::AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) {
-    let k = match ev.kind {
-        EventKind::Raised => 0,
-        EventKind::Cleared => 1,
-        EventKind::StreamDown => 2,
-        EventKind::StreamUp => 3,
-    };
+    let k = EventKind::ALL.iter().position(|&k| k == ev.kind).unwrap_or(0);
     metrics.events[k].fetch_add(1, Ordering::Relaxed);
     let wanted: Vec<&SinkSlot> =
         slots.iter().filter(|s| s.streams.is_empty() || s.streams.contains(&ev.stream)).collect();

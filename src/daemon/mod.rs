@@ -58,6 +58,15 @@ pub enum StreamMsg {
         data: Vec<f32>,
         dim: usize,
         arrived: Instant,
+        /// The block was silence: its vectors advance stream time but are not scored.
+        silent: bool,
+    },
+    /// The signal's health changed (`[stream.health]`).
+    Health {
+        stream: usize,
+        event: crate::detect::health::HealthEvent,
+        /// Stream time of the block that changed it.
+        t_s: f64,
     },
     Up {
         stream: usize,
@@ -425,6 +434,15 @@ fn reload(
     Ok((new, slots))
 }
 
+/// Log-mel level (dB) below which a frame is digital silence: log10 of the front-end's epsilon
+/// alone is about -156 dB; any real signal, however quiet, is far above -140 dB.
+const SILENT_FRAME_DB: f32 = -140.0;
+
+/// Whether a stacked vector (frames x n_mels, frame-major) has a frame of digital silence.
+fn touches_digital_silence(v: &[f32], n_mels: usize) -> bool {
+    v.chunks_exact(n_mels.max(1)).any(|f| f.iter().all(|&x| x < SILENT_FRAME_DB))
+}
+
 /// A stream thread: source -> features -> the scorer's queue, with reopen-and-backoff.
 fn stream_loop(
     idx: usize,
@@ -442,6 +460,7 @@ fn stream_loop(
     // Samples go through the streaming front-end; a log-mel replay's frames straight to the stacker.
     let mut extractor = StreamingExtractor::new(features);
     let mut stacker = crate::features::stream::VectorStacker::new(features.n_mels, features.frames);
+    let mut health = crate::detect::health::HealthMonitor::new(cfg.health.clone(), features.sample_rate);
     let mut block = Vec::with_capacity(features.sample_rate as usize);
     let mut open = false;
     let mut down_reported = false;
@@ -481,6 +500,18 @@ fn stream_loop(
                     sm.samples_dropped.fetch_add(d - capture_dropped, Ordering::Relaxed);
                     capture_dropped = d;
                 }
+                // Signal health of audio blocks (a log-mel replay has no samples to judge).
+                let mut silent = false;
+                if source.frames().is_none() && !block.is_empty() {
+                    let (h, event) = health.push(&block);
+                    sm.level_dbfs.set(h.rms_dbfs);
+                    sm.peak_dbfs.set(h.peak_dbfs);
+                    sm.clipped_samples.fetch_add(h.clipped as u64, Ordering::Relaxed);
+                    silent = h.silent;
+                    if let Some(event) = event {
+                        control(StreamMsg::Health { stream: idx, event, t_s: health.time_s() });
+                    }
+                }
                 let mut data = Vec::new();
                 match source.frames() {
                     Some(m) => {
@@ -491,16 +522,33 @@ fn stream_loop(
                 if data.is_empty() {
                     continue;
                 }
-                let msg = StreamMsg::Vectors { stream: idx, data, dim, arrived };
-                if source.realtime() {
-                    match tx.try_send(msg) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            sm.samples_dropped.fetch_add(block.len() as u64, Ordering::Relaxed);
-                        }
-                        Err(TrySendError::Disconnected(_)) => break,
+                // Runs of scored and silent vectors, in order: a vector with a frame of digital
+                // silence (the edges of a dropout) is not scored either.
+                let audio = source.frames().is_none();
+                let mut runs: Vec<(bool, Vec<f32>)> = Vec::new();
+                for v in data.chunks_exact(dim) {
+                    let quiet = silent || (audio && touches_digital_silence(v, features.n_mels));
+                    match runs.last_mut() {
+                        Some((q, d)) if *q == quiet => d.extend_from_slice(v),
+                        _ => runs.push((quiet, v.to_vec())),
                     }
-                } else if tx.send(msg).is_err() {
+                }
+                let mut gone = false;
+                for (quiet, data) in runs {
+                    let msg = StreamMsg::Vectors { stream: idx, data, dim, arrived, silent: quiet };
+                    if source.realtime() {
+                        match tx.try_send(msg) {
+                            Ok(()) => {}
+                            Err(TrySendError::Full(_)) => {
+                                sm.samples_dropped.fetch_add(block.len() as u64, Ordering::Relaxed);
+                            }
+                            Err(TrySendError::Disconnected(_)) => gone = true,
+                        }
+                    } else if tx.send(msg).is_err() {
+                        gone = true;
+                    }
+                }
+                if gone {
                     break;
                 }
             }

@@ -109,7 +109,7 @@ impl Scorer {
                 .iter()
                 .enumerate()
                 .filter(
-                    |(_, it)| matches!(&it.msg, StreamMsg::Vectors { stream, .. } if self.streams[*stream].model == m),
+                    |(_, it)| matches!(&it.msg, StreamMsg::Vectors { stream, silent: false, .. } if self.streams[*stream].model == m),
                 )
                 .map(|(i, _)| i)
                 .collect();
@@ -171,6 +171,11 @@ impl Scorer {
         match item.msg {
             StreamMsg::Vectors { stream, arrived, .. } => {
                 if item.energies.is_empty() {
+                    // Silence, or a batch that failed to score: time moves on, nothing is decided.
+                    let n = item.msg.vector_count() as u64;
+                    let s = &mut self.streams[stream];
+                    s.vectors += n;
+                    s.detector.advance(n);
                     return;
                 }
                 let nb = self.models[self.streams[stream].model].n_mels;
@@ -185,6 +190,25 @@ impl Scorer {
                         self.decided(stream, d);
                     }
                 }
+            }
+            StreamMsg::Health { stream, event, t_s } => {
+                use crate::detect::health::HealthEvent;
+                let sm = &self.metrics.streams[stream];
+                let (kind, message) = match event {
+                    HealthEvent::Lost { rms_dbfs } => {
+                        sm.signal_lost.store(true, Ordering::Relaxed);
+                        (EventKind::SignalLost, format!("signal lost: the input is silent ({rms_dbfs:.0} dBFS) — a dead or unplugged microphone? No anomaly is raised until it is back"))
+                    }
+                    HealthEvent::Restored { rms_dbfs } => {
+                        sm.signal_lost.store(false, Ordering::Relaxed);
+                        (EventKind::SignalRestored, format!("signal restored ({rms_dbfs:.0} dBFS)"))
+                    }
+                    HealthEvent::Clipping { share, peak_dbfs } => (
+                        EventKind::Clipping,
+                        format!("input clipping: {:.2}% of samples at full scale (peak {peak_dbfs:.1} dBFS) — lower the gain", 100.0 * share),
+                    ),
+                };
+                self.status_event_at(stream, kind, message, t_s);
             }
             StreamMsg::Up { stream } => {
                 self.metrics.streams[stream].up.store(true, Ordering::Relaxed);
@@ -207,7 +231,12 @@ impl Scorer {
 
     fn status_event(&self, stream: usize, kind: EventKind, message: String) {
         let s = &self.streams[stream];
-        let mut ev = AlarmEvent::new(kind, &s.name, s.vectors as f64 * s.vector_s);
+        self.status_event_at(stream, kind, message, s.vectors as f64 * s.vector_s);
+    }
+
+    fn status_event_at(&self, stream: usize, kind: EventKind, message: String, t_s: f64) {
+        let s = &self.streams[stream];
+        let mut ev = AlarmEvent::new(kind, &s.name, t_s);
         ev.model_id = Some(self.models[s.model].id.clone());
         ev.message = format!("{}: {message}", s.name);
         let _ = self.events.send(Box::new(ev));

@@ -4,6 +4,8 @@
 //! replays and real-time capture behave the same and tests are deterministic. One
 //! [`Detector`] per stream, owned by the scorer thread; nothing here allocates per vector.
 
+pub mod event;
+pub mod health;
 pub mod machine;
 pub mod window;
 
@@ -198,6 +200,12 @@ impl Detector {
     }
     pub fn config(&self) -> &DetectConfig {
         &self.cfg
+    }
+
+    /// `n` vectors passed unscored (silence, a failed batch): stream time moves on, the window
+    /// keeps what it had.
+    pub fn advance(&mut self, n: u64) {
+        self.vectors_seen += n;
     }
 
     /// New settings (a reload). The window ring is kept when its length is unchanged; the

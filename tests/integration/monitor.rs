@@ -242,6 +242,41 @@ fn an_anomaly_raises_exactly_one_alarm_that_clears_after_it_ends() {
 }
 
 #[test]
+fn a_dead_microphone_raises_signal_lost_and_no_anomaly() {
+    let d = tempfile::tempdir().unwrap();
+    // 10 s of machine, 30 s of digital silence (an unplugged microphone), 10 s of machine.
+    let mut signal = machine(50.0, 5, |_| false);
+    signal[10 * RATE as usize..40 * RATE as usize].iter_mut().for_each(|x| *x = 0.0);
+    let w = d.path().join("dead.wav");
+    wav::write_pcm16(&w, RATE, 1, &signal).unwrap();
+    let cfg = write_config(
+        d.path(),
+        "monitor.toml",
+        &format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display()),
+        "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 0.0, off_delay_s = 1.0 }",
+        "",
+    );
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 120);
+    let events = m.events();
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["stream-up", "signal-lost", "signal-restored"], "{events:#?}");
+    let lost = events[1]["stream_time_s"].as_f64().unwrap();
+    assert!((11.0..=13.0).contains(&lost), "lost 2 s into the silence: {lost}");
+    assert!(events[1]["message"].as_str().unwrap().contains("microphone"));
+    assert_eq!(m.metric("mpdr_alarms_raised_total{stream=\"m\"}"), Some(0.0), "silence is not an anomaly");
+    assert_eq!(m.metric("mpdr_events_total{kind=\"signal-lost\"}"), Some(1.0));
+    assert_eq!(m.metric("mpdr_stream_signal_lost{stream=\"m\"}"), Some(0.0), "restored at the end");
+    let level = m.metric("mpdr_stream_level_dbfs{stream=\"m\"}").unwrap();
+    assert!((-40.0..0.0).contains(&level), "the machine's level: {level} dBFS");
+    // Stream time kept counting through the silence: every vector was accounted for.
+    let scored = m.metric("mpdr_vectors_scored_total{stream=\"m\"}").unwrap();
+    assert!(scored < 25.0 * 16000.0 / 512.0, "silent vectors are not scored: {scored}");
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}
+
+#[test]
 fn sighup_applies_a_valid_config_live_and_keeps_running_on_an_invalid_one() {
     let d = tempfile::tempdir().unwrap();
     let w = d.path().join("normal.wav");

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{BuildContext, Built, Common, SinkSpec};
-use crate::alarm::{AlarmEvent, EventKind, RetryPolicy, Sink, SinkError};
+use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
 use crate::config::Problems;
 
 /// `[[sink]] type = "log"`.
@@ -31,13 +31,10 @@ pub struct LogSink;
 
 impl Sink for LogSink {
     fn deliver(&mut self, e: &AlarmEvent) -> Result<(), SinkError> {
-        match e.kind {
-            EventKind::Raised | EventKind::StreamDown => {
-                tracing::warn!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)
-            }
-            EventKind::Cleared | EventKind::StreamUp => {
-                tracing::info!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)
-            }
+        if e.kind.is_problem() {
+            tracing::warn!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)
+        } else {
+            tracing::info!(target: "mpdr::alarm", kind = e.kind.as_str(), stream = %e.stream, event = %e.to_json(), "{}", e.message)
         }
         Ok(())
     }

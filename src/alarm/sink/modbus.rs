@@ -7,7 +7,7 @@
 //! | 0 | heartbeat counter, +1 per second (wraps) |
 //! | 1 | number of streams |
 //! | 2 | daemon status bits: bit 0 ready |
-//! | 10 + 10·i + 0 | stream i status bits: 0 alarm, 1 stream down, 2 model loaded, 3 acknowledged, 4 pending (above threshold, waiting out the on-delay), 5 replay ended |
+//! | 10 + 10·i + 0 | stream i status bits: 0 alarm, 1 stream down, 2 model loaded, 3 acknowledged, 4 pending (above threshold, waiting out the on-delay), 5 replay ended, 6 signal lost (silent input) |
 //! | 10 + 10·i + 1 | window score × 1000, unsigned, saturating at 65535 |
 //! | 10 + 10·i + 2 | threshold × 1000, unsigned, saturating |
 //! | 10 + 10·i + 3..4 | window score, IEEE-754 f32, high word first (big-endian word order) |
@@ -142,7 +142,8 @@ impl ModbusState {
             | (m.ready.load(Ordering::Relaxed) as u16) << 2
             | (acked as u16) << 3
             | ((state == AlarmState::Pending) as u16) << 4
-            | (s.ended.load(Ordering::Relaxed) as u16) << 5;
+            | (s.ended.load(Ordering::Relaxed) as u16) << 5
+            | (s.signal_lost.load(Ordering::Relaxed) as u16) << 6;
         Some([
             status,
             scaled(score),

@@ -234,7 +234,10 @@ impl Sink for MqttSink {
             EventKind::Raised => "alarm",
             EventKind::Cleared => "normal",
             EventKind::StreamDown => "down",
-            EventKind::StreamUp => "up",
+            EventKind::StreamUp | EventKind::SignalRestored => "up",
+            EventKind::SignalLost => "signal-lost",
+            // Clipping is an event on the event topic; the stream's state is unchanged.
+            EventKind::Clipping => return Ok(()),
         };
         let body = serde_json::json!({
             "state": state, "event_id": ev.id, "time": ev.time, "score": ev.score, "threshold": ev.threshold,
