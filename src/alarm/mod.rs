@@ -30,6 +30,10 @@ pub struct BandShare {
     pub hi_hz: f64,
     /// Share of the window's reconstruction error in this band (0–1).
     pub share: f64,
+    /// How many normal standard deviations the share is above the band's normal share (the
+    /// bundle's calibration audio); absent for bundles without band statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z: Option<f64>,
 }
 
 /// One alarm event, as stored and delivered (JSON).

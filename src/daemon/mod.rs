@@ -225,6 +225,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                                 dim: f.vector_dim(),
                                 n_mels: f.n_mels,
                                 band_hz: band_ranges(&f),
+                                band_stats: m.band_stats.clone(),
                             });
                         }
                         Err(e) => {

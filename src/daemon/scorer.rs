@@ -13,7 +13,7 @@ use tch::Tensor;
 
 use super::{Control, EventMsg, StreamMsg};
 use crate::alarm::{format_range, AlarmEvent, BandShare, EventKind};
-use crate::detect::{top_bands, Decision, DetectConfig, Detector, Transition};
+use crate::detect::{top_bands_vs_normal, Decision, DetectConfig, Detector, Transition};
 use crate::metrics::Metrics;
 use crate::model::Bundle;
 
@@ -24,6 +24,8 @@ pub struct LoadedModel {
     pub dim: usize,
     pub n_mels: usize,
     pub band_hz: Vec<(f64, f64)>,
+    /// Normal per-band shares (the bundle's), for explanations relative to normal.
+    pub band_stats: Option<crate::model::BandStats>,
 }
 
 /// Per-stream state on the scorer thread.
@@ -266,19 +268,27 @@ impl Scorer {
         ev.threshold = Some(d.threshold);
         ev.model_id = Some(model.id.clone());
         if let Some(b) = &d.bands {
-            ev.top_bands = top_bands(b, cfg.top_bands)
+            let normal = model.band_stats.as_ref().map(|s| (s.mean.as_slice(), s.std.as_slice()));
+            ev.top_bands = top_bands_vs_normal(b, normal, cfg.top_bands)
                 .into_iter()
-                .map(|(band, share)| {
+                .map(|(band, share, z)| {
                     let (lo, hi) = model.band_hz.get(band).copied().unwrap_or((0.0, 0.0));
-                    BandShare { band, lo_hz: lo, hi_hz: hi, share }
+                    BandShare { band, lo_hz: lo, hi_hz: hi, share, z }
                 })
                 .collect();
         }
         let where_ = ev
             .top_bands
             .first()
-            .map(|b| {
-                format!("; strongest in {} ({:.0}% of the error)", format_range(b.lo_hz, b.hi_hz), 100.0 * b.share)
+            .map(|b| match b.z {
+                Some(z) => format!(
+                    "; most above normal: {} at {z:.1}σ ({:.1}% of the error)",
+                    format_range(b.lo_hz, b.hi_hz),
+                    100.0 * b.share
+                ),
+                None => {
+                    format!("; strongest in {} ({:.0}% of the error)", format_range(b.lo_hz, b.hi_hz), 100.0 * b.share)
+                }
             })
             .unwrap_or_default();
         ev.message = match t {

@@ -12,7 +12,7 @@ pub mod window;
 use serde::{Deserialize, Serialize};
 
 pub use machine::AlarmMachine;
-pub use window::{window_scores, WindowMean};
+pub use window::{band_shares, window_band_shares, window_scores, WindowMean};
 
 /// Detection settings of one stream (`[stream.detect]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,12 +230,7 @@ impl Detector {
             let head = self.scores.head();
             let slot = &mut self.bands[head * self.n_bands..(head + 1) * self.n_bands];
             match bands {
-                Some(b) if b.len() == self.n_bands => {
-                    let total: f64 = b.iter().map(|&v| v.max(0.0) as f64).sum();
-                    for (s, &v) in slot.iter_mut().zip(b) {
-                        *s = if total > 0.0 { v.max(0.0) as f64 / total } else { 0.0 };
-                    }
-                }
+                Some(b) if b.len() == self.n_bands => band_shares(b, slot),
                 _ => slot.fill(0.0),
             }
         }
@@ -254,6 +249,31 @@ impl Detector {
             mean
         });
         Some(Decision { t_s, score, threshold: self.threshold, state: self.machine.state(), transition, bands })
+    }
+}
+
+/// The `k` bands that stand out most against normal: by z-score `(share - mean) / std` when
+/// the bundle has its normal band statistics, else by share; (band, share, z), first first.
+pub fn top_bands_vs_normal(
+    shares: &[f64],
+    normal: Option<(&[f64], &[f64])>,
+    k: usize,
+) -> Vec<(usize, f64, Option<f64>)> {
+    match normal {
+        Some((mean, std)) if mean.len() == shares.len() && std.len() == shares.len() => {
+            let mut z: Vec<(usize, f64, Option<f64>)> = shares
+                .iter()
+                .zip(mean.iter().zip(std))
+                .enumerate()
+                // A floor on the spread: a band that never varies in normal audio is not
+                // infinitely surprising.
+                .map(|(b, (&s, (&m, &sd)))| (b, s, Some((s - m) / sd.max(1e-3 * m.abs()).max(1e-9))))
+                .collect();
+            z.sort_by(|a, b| b.2.unwrap_or(0.0).total_cmp(&a.2.unwrap_or(0.0)).then(a.0.cmp(&b.0)));
+            z.truncate(k);
+            z
+        }
+        _ => top_bands(shares, k).into_iter().map(|(b, s)| (b, s, None)).collect(),
     }
 }
 
@@ -349,6 +369,21 @@ mod tests {
             assert!((b - w).abs() < 1e-12, "{bands:?}");
         }
         assert_eq!(top_bands(&bands, 2), vec![(2, want[2]), (0, want[0])]);
+    }
+
+    #[test]
+    fn bands_are_ranked_by_how_far_above_normal_they_are() {
+        // Band 0 always carries half the error; band 2 normally 10% ± 1%, now 20%.
+        let shares = [0.5, 0.3, 0.2];
+        let (mean, std) = ([0.5, 0.4, 0.1], [0.1, 0.1, 0.01]);
+        let top = top_bands_vs_normal(&shares, Some((&mean, &std)), 2);
+        assert_eq!(top[0].0, 2);
+        assert!((top[0].2.unwrap() - 10.0).abs() < 1e-9, "{top:?}");
+        assert_eq!(top[1].0, 0, "z 0 beats z -1");
+        assert_eq!(top_bands_vs_normal(&shares, None, 1), vec![(0, 0.5, None)]);
+        let stats = crate::model::BandStats::fit(&[vec![0.2, 0.8], vec![0.4, 0.6]]).unwrap();
+        assert_eq!(stats.windows, 2);
+        assert!((stats.mean[0] - 0.3).abs() < 1e-12 && (stats.std[0] - 0.1414213562).abs() < 1e-9, "{stats:?}");
     }
 
     #[test]

@@ -58,6 +58,33 @@ impl WindowMean {
     }
 }
 
+/// One vector's per-band errors as shares of its total (negative errors count 0): what a
+/// window's explanation averages.
+pub fn band_shares(errors: &[f32], out: &mut [f64]) {
+    let total: f64 = errors.iter().map(|&v| v.max(0.0) as f64).sum();
+    for (s, &v) in out.iter_mut().zip(errors) {
+        *s = if total > 0.0 { v.max(0.0) as f64 / total } else { 0.0 };
+    }
+}
+
+/// Mean band shares of each non-overlapping window of `window` vectors of a clip's per-band
+/// errors (`n_bands` per vector) — the calibration's view of what a normal window looks like.
+pub fn window_band_shares(errors: &[f32], n_bands: usize, window: usize) -> Vec<Vec<f64>> {
+    let w = window.max(1);
+    let mut share = vec![0.0; n_bands];
+    errors
+        .chunks_exact(n_bands * w)
+        .map(|win| {
+            let mut mean = vec![0.0; n_bands];
+            for v in win.chunks_exact(n_bands) {
+                band_shares(v, &mut share);
+                mean.iter_mut().zip(&share).for_each(|(m, s)| *m += s / w as f64);
+            }
+            mean
+        })
+        .collect()
+}
+
 /// Every window score of one clip's vector energies, as [`WindowMean`] decides them live. A
 /// clip shorter than one window (a live stream never is) gives one score: its mean.
 pub fn window_scores(energies: &[f32], window: usize, hop: usize) -> Vec<f64> {

@@ -200,9 +200,43 @@ pub struct Manifest {
     /// energies, each standardised by its held-out normal vectors' mean and std.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fusion: Option<Fusion>,
+    /// Per-band error shares of normal windows (the calibration audio): alarms explain a band
+    /// by how far it is above its normal share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band_stats: Option<BandStats>,
     /// Weight files by name, filled in by `save`.
     #[serde(default)]
     pub files: BTreeMap<String, FileEntry>,
+}
+
+/// Mean and standard deviation of each mel band's share of a window's error, over normal
+/// windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandStats {
+    pub windows: usize,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+impl BandStats {
+    /// From window band-share vectors (at least 2 windows, all the same length).
+    pub fn fit(windows: &[Vec<f64>]) -> Option<BandStats> {
+        let n = windows.len();
+        let b = windows.first()?.len();
+        if n < 2 || b == 0 || windows.iter().any(|w| w.len() != b) {
+            return None;
+        }
+        let mut mean = vec![0.0; b];
+        for w in windows {
+            mean.iter_mut().zip(w).for_each(|(m, x)| *m += x / n as f64);
+        }
+        let mut var = vec![0.0; b];
+        for w in windows {
+            var.iter_mut().zip(w.iter().zip(&mean)).for_each(|(v, (x, m))| *v += (x - m).powi(2) / (n - 1) as f64);
+        }
+        Some(BandStats { windows: n, mean, std: var.into_iter().map(f64::sqrt).collect() })
+    }
 }
 
 /// Standardisation of the two fused energies (held-out normal vectors).
@@ -236,6 +270,7 @@ impl Manifest {
             scaler: None,
             threshold: None,
             fusion: None,
+            band_stats: None,
             provenance: Provenance { mpdr_version: env!("CARGO_PKG_VERSION").into(), ..Default::default() },
             files: BTreeMap::new(),
         }

@@ -68,6 +68,10 @@ pub fn recalibrate(opts: &CalibrateOptions) -> Result<(Threshold, Option<Thresho
         t.details.insert("previous_threshold".into(), o.value);
     }
     bundle.manifest.threshold = Some(t.clone());
+    let clips: Vec<&crate::features::LogMel> = lms.iter().flatten().collect();
+    if let Some(stats) = super::band_stats(&bundle, &clips, &params, per_window)? {
+        bundle.manifest.band_stats = Some(stats);
+    }
     bundle.save(&opts.bundle)?;
     Ok((t, old))
 }

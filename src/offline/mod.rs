@@ -205,6 +205,47 @@ pub(crate) fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Re
     Ok(Some(Vec::<f32>::try_from(&e)?))
 }
 
+/// Per-band errors (vectors x n_mels, row-major) of every stacked vector of `lm` under
+/// `bundle`, through the daemon's scoring call; `None` for an energy without explanations.
+pub(crate) fn vector_band_errors(
+    bundle: &Bundle,
+    lm: &LogMel,
+    frames: usize,
+    n_mels: usize,
+) -> Result<Option<Vec<f32>>> {
+    let v = lm.vectors(frames);
+    if v.n == 0 {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(v.n * n_mels);
+    for chunk in v.data.chunks(4096 * v.dim) {
+        let rows = (chunk.len() / v.dim) as i64;
+        let x = Tensor::f_from_slice(chunk)?.f_view([rows, v.dim as i64])?;
+        match bundle.score_explained(&x, n_mels as i64)?.1 {
+            Some(b) => out.extend(Vec::<f32>::try_from(b.f_contiguous()?.f_view([-1])?)?),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The normal band statistics of `clips` (non-overlapping windows of `per_window` vectors).
+pub(crate) fn band_stats(
+    bundle: &Bundle,
+    clips: &[&LogMel],
+    params: &FeatureParams,
+    per_window: usize,
+) -> Result<Option<crate::model::BandStats>> {
+    let mut windows = Vec::new();
+    for lm in clips {
+        match vector_band_errors(bundle, lm, params.frames, params.n_mels)? {
+            Some(e) => windows.extend(crate::detect::window_band_shares(&e, params.n_mels, per_window)),
+            None => return Ok(None),
+        }
+    }
+    Ok(crate::model::BandStats::fit(&windows))
+}
+
 /// Vectors in a window of `window_s` seconds (one vector per hop).
 pub fn vectors_per_window(window_s: f64, params: &FeatureParams) -> usize {
     ((window_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize).max(1)
@@ -297,6 +338,8 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
             windows.extend(window_scores(&e, per_window, per_window));
         }
     }
+    let clips: Vec<&LogMel> = held_items.iter().map(|(_, lm)| lm).collect();
+    bundle.manifest.band_stats = band_stats(&bundle, &clips, &params, per_window)?;
     match calibrate(&windows, &cfg.calibration) {
         Ok(mut t) => {
             tracing::info!(threshold = t.value, windows = windows.len(), "calibrated");

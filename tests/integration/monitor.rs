@@ -236,6 +236,10 @@ fn an_anomaly_raises_exactly_one_alarm_that_clears_after_it_ends() {
     let (lo, hi) = (top["lo_hz"].as_f64().unwrap(), top["hi_hz"].as_f64().unwrap());
     assert!(lo <= 3100.0 && hi >= 2900.0, "strongest band {lo}–{hi} Hz: {raised:#}");
     assert!(raised["message"].as_str().unwrap().contains("kHz"));
+    // ... and says how far above normal it is (the bundle keeps its normal band shares).
+    let z = top["z"].as_f64().expect("a z-score against the calibration audio");
+    assert!(z > 3.0, "the whine is far above normal: {z}");
+    assert!(raised["message"].as_str().unwrap().contains("σ"), "{raised:#}");
     let (status, log) = m.stop(20);
     assert!(status.success(), "{log:#?}");
     assert!(log.iter().any(|l| l.contains("stopped cleanly")));
@@ -402,7 +406,10 @@ fn the_cpal_path_captures_from_alsas_null_device() {
     let m = Monitor::start_env(&cfg, &[], &[("HOME", home.path())]);
     m.wait_metric("mpdr_stream_up{stream=\"m\"}", |v| v == 1.0, 30);
     m.wait_metric("mpdr_audio_samples_total{stream=\"m\"}", |v| v >= 16000.0, 30);
-    m.wait_metric("mpdr_vectors_scored_total{stream=\"m\"}", |v| v > 0.0, 30);
+    // The null device is digital silence: a dead microphone, not an anomaly.
+    m.wait_metric("mpdr_stream_signal_lost{stream=\"m\"}", |v| v == 1.0, 30);
+    assert_eq!(m.metric("mpdr_vectors_scored_total{stream=\"m\"}"), Some(0.0), "silence is not scored");
+    assert_eq!(m.metric("mpdr_alarms_raised_total{stream=\"m\"}"), Some(0.0));
     let (status, log) = m.stop(15);
     assert!(status.success(), "{log:#?}");
 }
