@@ -53,6 +53,8 @@ enum Command {
     Backtest(mpdr::cli::BacktestArgs),
     /// Re-fit a bundle's alarm threshold on normal recordings made on site.
     Calibrate(mpdr::cli::CalibrateArgs),
+    /// Score unlabelled clips (e.g. the DCASE evaluation set) into anomaly_score_<machine>_id_XX.csv.
+    Score(mpdr::cli::ScoreArgs),
     /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
     Monitor(MonitorArgs),
     /// Check a monitor config and print every problem with its key; non-zero exit if any.
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval(&a).map(|_| ()),
         Command::Backtest(a) => cli::backtest(&a).map(|_| ()),
         Command::Calibrate(a) => cli::calibrate(&a),
+        Command::Score(a) => cli::score(&a),
         Command::Monitor(a) => cli::monitor(&a),
         Command::Validate { config } => cli::validate(&config),
         Command::Devices => cli::devices(),

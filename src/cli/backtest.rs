@@ -131,3 +131,54 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Options of `mpdr score`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScoreArgs {
+    /// Bundle folder, or a folder of bundles named by machine.
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// A machine folder (its test/ clips are scored), or a folder of `[label_]id_XX_*` clips.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where the `anomaly_score_<machine>_id_XX.csv` files go.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Machine name in the file names (default: the machine folder's name).
+    #[arg(long)]
+    pub machine: Option<String>,
+    #[command(flatten)]
+    pub data_options: super::DataOptions,
+}
+
+/// Score unlabelled clips (the DCASE evaluation set) into the submission CSVs.
+pub fn score(args: &ScoreArgs) -> Result<()> {
+    let machine_dir = if args.data.join("test").is_dir() {
+        args.data.clone()
+    } else {
+        args.data.parent().map(PathBuf::from).unwrap_or_default()
+    };
+    let clips = if args.data.join("test").is_dir() { args.data.join("test") } else { args.data.clone() };
+    let machine = match &args.machine {
+        Some(m) => m.clone(),
+        None => machine_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .context("--machine: cannot tell the machine from the folder name")?,
+    };
+    let b = crate::offline::dev_data::bundle_for(&args.bundle, &machine, false)?;
+    let bundle = crate::model::Bundle::load(&b, tch::Device::Cpu)?;
+    let cache = args.data_options.cache();
+    let files = crate::offline::dev_data::score_unlabelled(
+        &bundle,
+        &clips,
+        &machine,
+        &args.out,
+        cache.as_deref(),
+        args.data_options.on_bad_file,
+    )?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
+}

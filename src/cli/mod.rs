@@ -13,7 +13,7 @@ use crate::features::PadMode;
 mod backtest;
 mod bench;
 
-pub use backtest::{backtest, calibrate, BacktestArgs, CalibrateArgs};
+pub use backtest::{backtest, calibrate, score, BacktestArgs, CalibrateArgs, ScoreArgs};
 pub use bench::{bench, BenchArgs, BenchCommand};
 
 /// What `mpdr features` writes.
@@ -139,6 +139,25 @@ fn read_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::Trai
 
 /// `mpdr train`.
 pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
+    // A dev_data folder: one bundle per machine folder, named by the machine.
+    if !args.data.join("train").is_dir() {
+        let machines = crate::data::dcase::machine_folders(&args.data)?;
+        anyhow::ensure!(
+            args.id.is_none(),
+            "--id {}: with a folder of machine folders ({}) train each machine whole, or give one machine folder",
+            args.id.as_deref().unwrap_or_default(),
+            args.data.display()
+        );
+        anyhow::ensure!(!args.resume, "--resume: give the one machine folder whose run was interrupted");
+        let mut last = None;
+        for m in machines {
+            let name = m.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let one = TrainArgs { data: m.clone(), out: args.out.join(&name), ..args.clone() };
+            println!("{name}: training -> {}", one.out.display());
+            last = Some(train(&one)?);
+        }
+        return last.context("no machine folder");
+    }
     use crate::model::ModelKind;
     let mut cfg = match &args.config {
         Some(p) => read_train_config(p)?,
@@ -193,10 +212,11 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
 /// Options of `mpdr eval`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct EvalArgs {
-    /// Bundle folder written by `mpdr train`.
+    /// Bundle folder written by `mpdr train`, or a folder of bundles named by machine (as
+    /// `mpdr train --data <dev_data>` writes).
     #[arg(long)]
     pub bundle: PathBuf,
-    /// A machine folder, or a folder of machine folders.
+    /// A machine folder, or a folder of machine folders (each paired with its bundle by name).
     #[arg(long)]
     pub data: PathBuf,
     /// Report folder: report.json, report.md, scores.csv (one sub-folder per machine).
@@ -211,12 +231,18 @@ pub struct EvalArgs {
 /// `mpdr eval`: one report per machine folder (and a summary when there are several).
 pub fn eval(args: &EvalArgs) -> Result<Vec<crate::eval::report::Report>> {
     let device = args.device.unwrap_or_default().resolve()?;
-    let bundle = crate::model::Bundle::load(&args.bundle, device)?;
     let cache = args.data_options.cache();
     let machines = crate::data::dcase::machine_folders(&args.data)?;
     let single = machines.len() == 1 && machines[0] == args.data;
-    let mut reports = Vec::new();
+    // Bundles and machines pair by name; a bundle is never scored on another machine.
+    let mut pairs = Vec::new();
     for m in &machines {
+        let name = m.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        pairs.push((m, crate::offline::dev_data::bundle_for(&args.bundle, &name, machines.len() > 1)?));
+    }
+    let mut reports = Vec::new();
+    for (m, b) in pairs {
+        let bundle = crate::model::Bundle::load(&b, device)?;
         let out = if single { args.out.clone() } else { args.out.join(m.file_name().unwrap_or_default()) };
         let r = crate::offline::evaluate(&bundle, m, &out, cache.as_deref(), args.data_options.on_bad_file)?;
         println!(
@@ -237,6 +263,8 @@ pub fn eval(args: &EvalArgs) -> Result<Vec<crate::eval::report::Report>> {
         std::fs::create_dir_all(&args.out)?;
         std::fs::write(args.out.join("summary.md"), md)?;
     }
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("result.csv"), crate::offline::dev_data::result_csv(&reports))?;
     Ok(reports)
 }
 

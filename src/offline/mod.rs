@@ -4,6 +4,7 @@
 //! by `eval::report`.
 
 pub mod calibrate;
+pub mod dev_data;
 pub mod evaluate;
 
 pub use evaluate::{evaluate, score_files};

@@ -7,6 +7,7 @@ mod bundle;
 mod cli_features;
 mod delivery;
 mod demo;
+mod dev_data;
 mod golden;
 mod monitor;
 mod mpdr_parity;
