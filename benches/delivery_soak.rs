@@ -116,7 +116,7 @@ fn main() {
     let state = d.path().join("state");
     let slots = events::build_workers(&cfg.sinks(), &state, &metrics).unwrap();
     let (tx, rx) = bounded(10_000);
-    let ev_thread = events::spawn(rx, slots, state.clone(), 1_000_000, metrics.clone()).unwrap();
+    let ev_thread = events::spawn(rx, slots, state.clone(), 1_000_000, metrics.clone(), None).unwrap();
     std::thread::sleep(Duration::from_millis(500)); // MQTT connects
 
     let start = Instant::now();

@@ -7,6 +7,7 @@
 //! that fails is logged and counted and never stops the daemon.
 
 pub mod deliver;
+pub mod evidence;
 pub mod hmac;
 pub mod outbox;
 pub mod sink;
@@ -59,6 +60,12 @@ pub struct AlarmEvent {
     pub top_bands: Vec<BandShare>,
     /// One line for people.
     pub message: String,
+    /// A `raised` event's window: its audio and spectrogram, in the state folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<evidence::EvidenceFiles>,
+    /// The window's audio, from the scorer to the evidence writer (never stored or sent).
+    #[serde(skip)]
+    pub audio: Option<Vec<f32>>,
 }
 
 impl AlarmEvent {
@@ -79,6 +86,8 @@ impl AlarmEvent {
             repeat: 0,
             top_bands: Vec::new(),
             message: String::new(),
+            evidence: None,
+            audio: None,
         }
     }
 

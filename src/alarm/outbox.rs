@@ -297,6 +297,14 @@ impl Outbox {
     }
 
     /// One event and the state of each of its deliveries.
+    /// Whether the outbox still holds event `id`.
+    pub fn has_event(&self, id: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events WHERE id = ?1", params![id], |r| r.get::<_, i64>(0))
+            .map(|n| n > 0)
+            .map_err(|e| err(&self.path, e))
+    }
+
     pub fn show(&self, id: &str) -> Result<Option<(AlarmEvent, Vec<DeliveryRow>)>> {
         let json: Option<String> = self
             .conn

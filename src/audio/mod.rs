@@ -3,6 +3,7 @@
 //! plant) join behind a `Source` trait with the monitor.
 
 pub mod resample;
+pub mod ring;
 pub mod source;
 pub mod synth;
 pub mod wav;

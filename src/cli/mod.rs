@@ -376,6 +376,9 @@ pub fn alarms(args: &AlarmsArgs) -> Result<()> {
         AlarmsCommand::Show { id } => {
             let (ev, rows) = o.show(id)?.with_context(|| format!("{}: no event {id}", db.display()))?;
             println!("{}", serde_json::to_string_pretty(&ev)?);
+            if let Some(e) = &ev.evidence {
+                println!("evidence: audio {}\nevidence: spectrogram {}", e.wav, e.png);
+            }
             for r in rows {
                 println!(
                     "{:<16} {:<10} attempts {:<3} {}",

@@ -79,6 +79,7 @@ pub fn spawn(
     state_dir: PathBuf,
     max_events: usize,
     metrics: Arc<Metrics>,
+    evidence: Option<crate::alarm::evidence::Evidence>,
 ) -> Result<Events, DaemonError> {
     let mut outbox = Outbox::open(&state_dir)?;
     let (replace, replaced) = bounded::<Vec<SinkSlot>>(4);
@@ -91,13 +92,21 @@ pub fn spawn(
         loop {
             crossbeam_channel::select! {
                 recv(rx) -> msg => match msg {
-                    Ok(ev) => {
+                    Ok(mut ev) => {
+                        if let Some(e) = &evidence {
+                            e.attach(&mut ev);
+                        }
                         record(&mut outbox, &ev, &slots, &metrics);
                         since_prune += 1;
                         if since_prune >= 256 {
                             since_prune = 0;
                             match outbox.prune(max_events) {
-                                Ok(n) if n > 0 => tracing::debug!(pruned = n, "outbox pruned"),
+                                Ok(n) if n > 0 => {
+                                    tracing::debug!(pruned = n, "outbox pruned");
+                                    if let Some(ev) = &evidence {
+                                        ev.prune(|id| outbox.has_event(id).unwrap_or(true));
+                                    }
+                                }
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
                             }

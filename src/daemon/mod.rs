@@ -60,6 +60,9 @@ pub enum StreamMsg {
         arrived: Instant,
         /// The block was silence: its vectors advance stream time but are not scored.
         silent: bool,
+        /// The block's samples (first message of a block, audio sources): the scorer keeps the
+        /// last window of them for alarm evidence.
+        audio: Vec<f32>,
     },
     /// The signal's health changed (`[stream.health]`).
     Health {
@@ -197,7 +200,18 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let state_dir = valid.state_dir().to_path_buf();
     let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
     let slots = events::build_workers(&valid.sinks(), &state_dir, &metrics)?;
-    let events = events::spawn(ev_rx, slots, state_dir.clone(), cfg.state.max_events, metrics.clone())?;
+    let evidence = crate::alarm::evidence::Evidence::new(
+        &state_dir,
+        cfg.streams
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let features = manifests[stream_model[i]].features.clone().unwrap_or_default();
+                (s.name.clone(), crate::alarm::evidence::StreamAudio { features, window_s: s.detect.window_s })
+            })
+            .collect(),
+    );
+    let events = events::spawn(ev_rx, slots, state_dir.clone(), cfg.state.max_events, metrics.clone(), Some(evidence))?;
     tracing::info!(outbox = %state_dir.join(crate::alarm::outbox::DB_FILE).display(), "alarm outbox open");
     let servers = events::start_servers(&valid.sinks(), &metrics)?;
 
@@ -253,6 +267,11 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                             vector_s,
                             vectors: 0,
                             ended: false,
+                            audio: (!matches!(s.source, crate::audio::source::SourceConfig::Logmel(_))).then(|| {
+                                let seconds = s.detect.window_s + 2.0;
+                                crate::audio::ring::AudioRing::new((seconds * f.sample_rate as f64) as usize)
+                            }),
+                            sample_rate: f.sample_rate,
                         }
                     })
                     .collect();
@@ -535,8 +554,10 @@ fn stream_loop(
                     }
                 }
                 let mut gone = false;
+                let mut audio = if source.frames().is_none() { block.clone() } else { Vec::new() };
                 for (quiet, data) in runs {
-                    let msg = StreamMsg::Vectors { stream: idx, data, dim, arrived, silent: quiet };
+                    let audio = std::mem::take(&mut audio);
+                    let msg = StreamMsg::Vectors { stream: idx, data, dim, arrived, silent: quiet, audio };
                     if source.realtime() {
                         match tx.try_send(msg) {
                             Ok(()) => {}

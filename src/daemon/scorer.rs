@@ -37,6 +37,10 @@ pub struct ScoredStream {
     pub vector_s: f64,
     pub vectors: u64,
     pub ended: bool,
+    /// The stream's last audio, in step with the decisions (alarm evidence); `None` for a
+    /// log-mel replay.
+    pub audio: Option<crate::audio::ring::AudioRing>,
+    pub sample_rate: u32,
 }
 
 pub struct Scorer {
@@ -171,7 +175,10 @@ impl Scorer {
 
     fn dispatch(&mut self, item: Item) {
         match item.msg {
-            StreamMsg::Vectors { stream, arrived, .. } => {
+            StreamMsg::Vectors { stream, arrived, ref audio, .. } => {
+                if let Some(r) = &mut self.streams[stream].audio {
+                    r.push(audio);
+                }
                 if item.energies.is_empty() {
                     // Silence, or a batch that failed to score: time moves on, nothing is decided.
                     let n = item.msg.vector_count() as u64;
@@ -264,6 +271,11 @@ impl Scorer {
             Transition::Cleared => EventKind::Cleared,
         };
         let mut ev = AlarmEvent::new(kind, &s.name, d.t_s);
+        if let (Transition::Raised { .. }, Some(ring)) = (t, &s.audio) {
+            let rate = s.sample_rate as f64;
+            let end = ((d.t_s * rate).round() as u64).min(ring.total());
+            ev.audio = ring.range(end.saturating_sub((cfg.window_s * rate).round() as u64), end);
+        }
         ev.score = Some(d.score);
         ev.threshold = Some(d.threshold);
         ev.model_id = Some(model.id.clone());

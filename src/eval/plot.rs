@@ -271,6 +271,104 @@ pub fn spectrogram_png(
     Ok(())
 }
 
+/// An alarm's evidence: the window's log-mel spectrogram (mel-major `n_mels` x `frames`, dB)
+/// with the frequency axis in Hz (`band_hz`: each band's range), a dB colour bar, and the
+/// strongest bands marked by ticks at both edges of the plot (the spectrogram itself stays
+/// visible) and named in the legend.
+#[allow(clippy::too_many_arguments)]
+pub fn evidence_png(
+    path: &Path,
+    title: &str,
+    mel_major: &[f32],
+    n_mels: usize,
+    frames: usize,
+    hop_s: f64,
+    band_hz: &[(f64, f64)],
+    marks: &[(usize, String)],
+) -> Result<(), PlotError> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, (980, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let (main, bar) = root.split_horizontally(880);
+    let (lo, hi) = mel_major.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let lo = lo.max(hi - 80.0);
+    let t1 = (frames as f64 * hop_s).max(hop_s);
+    let hz = |y: f64| {
+        let b = (y.floor().max(0.0) as usize).min(band_hz.len().saturating_sub(1));
+        band_hz.get(b).map(|(a, c)| 0.5 * (a + c)).unwrap_or(0.0)
+    };
+    let mut chart = ChartBuilder::on(&main)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..t1, 0f64..n_mels as f64)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_desc("time in the window (s)")
+        .y_desc("frequency")
+        .y_labels(9)
+        .y_label_formatter(&|y| {
+            let f = hz(*y);
+            if f >= 1000.0 {
+                format!("{:.1} kHz", f / 1000.0)
+            } else {
+                format!("{f:.0} Hz")
+            }
+        })
+        .draw()
+        .map_err(&e)?;
+    let cells = (0..n_mels).flat_map(|m| (0..frames).map(move |t| (m, t))).map(|(m, t)| {
+        let v = ((mel_major[m * frames + t] - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0) as f64;
+        Rectangle::new([(t as f64 * hop_s, m as f64), ((t + 1) as f64 * hop_s, m as f64 + 1.0)], viridis(v).filled())
+    });
+    chart.draw_series(cells).map_err(&e)?;
+    let tick = 0.03 * t1;
+    for (i, (band, label)) in marks.iter().enumerate() {
+        let y = *band as f64 + 0.5;
+        let colour = [RED, MAGENTA, WHITE][i % 3];
+        for (a, b) in [(0.0, tick), (t1 - tick, t1)] {
+            chart
+                .draw_series(std::iter::once(PathElement::new([(a, y), (b, y)], colour.stroke_width(3))))
+                .map_err(&e)?;
+        }
+        chart
+            .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())
+            .map_err(&e)?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour.stroke_width(3)));
+    }
+    if !marks.is_empty() {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(&e)?;
+    }
+    // The colour bar, in dB.
+    let mut cb = ChartBuilder::on(&bar)
+        .margin_top(44)
+        .margin_bottom(52)
+        .margin_right(8)
+        .y_label_area_size(48)
+        .build_cartesian_2d(0f64..1.0, lo as f64..hi as f64)
+        .map_err(&e)?;
+    cb.configure_mesh().disable_mesh().disable_x_axis().y_desc("dB").y_labels(6).draw().map_err(&e)?;
+    let steps = 64;
+    let span = (hi - lo) as f64 / steps as f64;
+    cb.draw_series((0..steps).map(|k| {
+        let a = lo as f64 + k as f64 * span;
+        Rectangle::new([(0.0, a), (1.0, a + span)], viridis(k as f64 / (steps - 1) as f64).filled())
+    }))
+    .map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
 /// Viridis-like colour for v in [0, 1] (piecewise linear through five anchors).
 fn viridis(v: f64) -> RGBColor {
     const A: [(f64, f64, f64); 5] =

@@ -240,6 +240,23 @@ fn an_anomaly_raises_exactly_one_alarm_that_clears_after_it_ends() {
     let z = top["z"].as_f64().expect("a z-score against the calibration audio");
     assert!(z > 3.0, "the whine is far above normal: {z}");
     assert!(raised["message"].as_str().unwrap().contains("σ"), "{raised:#}");
+    // The evidence: the window's audio and its spectrogram, named by the event id.
+    let wav_path = raised["evidence"]["wav"].as_str().expect("evidence in the payload");
+    assert!(wav_path.ends_with(&format!("{}.wav", raised["id"].as_str().unwrap())), "{wav_path}");
+    let r = hound::WavReader::open(wav_path).unwrap();
+    assert_eq!(r.duration(), 2 * RATE, "the 2-s window");
+    assert!(Path::new(raised["evidence"]["png"].as_str().unwrap()).is_file() || !mpdr::eval::plot::font_available());
+    let o = Command::new(env!("CARGO_BIN_EXE_mpdr"))
+        .args([
+            "alarms",
+            "show",
+            raised["id"].as_str().unwrap(),
+            "--state-dir",
+            d.path().join("state").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("evidence: audio"), "{}", String::from_utf8_lossy(&o.stderr));
     let (status, log) = m.stop(20);
     assert!(status.success(), "{log:#?}");
     assert!(log.iter().any(|l| l.contains("stopped cleanly")));
