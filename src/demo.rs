@@ -20,7 +20,7 @@ use crate::alarm::hmac::{hex, hmac_sha256};
 use crate::alarm::{format_range, AlarmEvent, EventKind};
 use crate::audio::synth::{Fault, Machine, Synth, SynthSpec};
 use crate::daemon::{run, RunControl};
-use crate::eval::plot::{font_available, spectrogram_png, timeline_png, TimelinePoint};
+use crate::eval::plot::{evidence_png, font_available, timeline_png, TimelinePoint};
 use crate::features::{logmel, FeatureParams};
 use crate::metrics::Metrics;
 
@@ -350,13 +350,14 @@ fn report(
                         )
                     })
                     .collect();
-                spectrogram_png(
+                evidence_png(
                     &args.out.join(format!("spectrogram_{name}.png")),
                     &format!("{name}: the 10 s before the alarm (stream time {begin:.0}–{end:.0} s)"),
                     &lm.to_mel_major(),
                     lm.n_mels,
                     lm.n_frames,
                     512.0 / 16000.0,
+                    &crate::alarm::band_ranges(&FeatureParams::default()),
                     &highlight,
                 )?;
             }

@@ -225,52 +225,6 @@ pub fn timeline_png(
     Ok(())
 }
 
-/// A log-mel spectrogram (mel-major rows `n_mels` x `frames`, dB) with the given mel bands
-/// outlined — the explanation of an alarm.
-pub fn spectrogram_png(
-    path: &Path,
-    title: &str,
-    mel_major: &[f32],
-    n_mels: usize,
-    frames: usize,
-    hop_s: f64,
-    highlight: &[(usize, String)],
-) -> Result<(), PlotError> {
-    let e = err(path);
-    let root = BitMapBackend::new(path, (900, 420)).into_drawing_area();
-    root.fill(&WHITE).map_err(&e)?;
-    let (lo, hi) = mel_major.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let lo = lo.max(hi - 80.0);
-    let t1 = frames as f64 * hop_s;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0f64..t1, 0f64..n_mels as f64)
-        .map_err(&e)?;
-    chart.configure_mesh().disable_mesh().x_desc("time (s)").y_desc("mel band").draw().map_err(&e)?;
-    let cells = (0..n_mels).flat_map(|m| (0..frames).map(move |t| (m, t))).map(|(m, t)| {
-        let v = ((mel_major[m * frames + t] - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0) as f64;
-        let c = viridis(v);
-        Rectangle::new([(t as f64 * hop_s, m as f64), ((t + 1) as f64 * hop_s, m as f64 + 1.0)], c.filled())
-    });
-    chart.draw_series(cells).map_err(&e)?;
-    for (band, label) in highlight {
-        let b = *band as f64;
-        chart
-            .draw_series(std::iter::once(Rectangle::new([(0.0, b), (t1, b + 1.0)], RED.stroke_width(2))))
-            .map_err(&e)?
-            .label(label.clone())
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], RED.stroke_width(2)));
-    }
-    if !highlight.is_empty() {
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw().map_err(&e)?;
-    }
-    root.present().map_err(&e)?;
-    Ok(())
-}
-
 /// An alarm's evidence: the window's log-mel spectrogram (mel-major `n_mels` x `frames`, dB)
 /// with the frequency axis in Hz (`band_hz`: each band's range), a dB colour bar, and the
 /// strongest bands marked by ticks at both edges of the plot (the spectrogram itself stays
@@ -357,7 +311,16 @@ pub fn evidence_png(
         .y_label_area_size(48)
         .build_cartesian_2d(0f64..1.0, lo as f64..hi as f64)
         .map_err(&e)?;
-    cb.configure_mesh().disable_mesh().disable_x_axis().y_desc("dB").y_labels(6).draw().map_err(&e)?;
+    cb.configure_mesh()
+        .disable_mesh()
+        .disable_x_axis()
+        .y_desc("dB")
+        .y_labels(6)
+        .y_label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()
+        .map_err(&e)?;
     let steps = 64;
     let span = (hi - lo) as f64 / steps as f64;
     cb.draw_series((0..steps).map(|k| {
