@@ -16,6 +16,14 @@ fn ok(o: &std::process::Output) -> String {
     out
 }
 
+/// `mpdr backtest --bundle <bundle> --data <data> --out <out>` plus `extra` flags.
+fn backtest(bundle: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let (b, d, o) = (bundle.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let mut args = vec!["backtest", "--bundle", b, "--data", d, "--out", o];
+    args.extend_from_slice(extra);
+    mpdr(&args)
+}
+
 fn report(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
@@ -40,18 +48,7 @@ fn a_synthetic_fault_is_found_within_on_delay_plus_window() {
     let (wav, csv) = fan(d.path(), "day", 400, Some(200));
     let out = d.path().join("bt");
     let bundle = models().join("fan");
-    let o = mpdr(&[
-        "backtest",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--data",
-        wav.to_str().unwrap(),
-        "--labels",
-        csv.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let stdout = ok(&o);
+    let stdout = ok(&backtest(&bundle, &wav, &out, &["--labels", csv.to_str().unwrap()]));
     let r = report(&out);
     let (on, window) = (r["detect"]["on_delay_s"].as_f64().unwrap(), r["detect"]["window_s"].as_f64().unwrap());
     assert_eq!((r["segments"].as_u64(), r["detected"].as_u64()), (Some(1), Some(1)), "{stdout}");
@@ -84,15 +81,7 @@ fn false_alarms_on_healthy_audio_are_what_the_monitor_raises_replaying_it() {
     let bundle = models().join("fan");
     // A threshold low enough to fire on healthy audio: the median of its window scores.
     let probe = d.path().join("probe");
-    ok(&mpdr(&[
-        "backtest",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--data",
-        wav.to_str().unwrap(),
-        "--out",
-        probe.to_str().unwrap(),
-    ]));
+    ok(&backtest(&bundle, &wav, &probe, &[]));
     let sweep = report(&probe)["sweep"].as_array().unwrap().clone();
     let low = sweep.iter().map(|p| p["threshold"].as_f64().unwrap()).fold(f64::INFINITY, f64::min);
     let detect = d.path().join("detect.toml");
@@ -102,17 +91,7 @@ fn false_alarms_on_healthy_audio_are_what_the_monitor_raises_replaying_it() {
     )
     .unwrap();
     let out = d.path().join("bt");
-    ok(&mpdr(&[
-        "backtest",
-        "--bundle",
-        bundle.to_str().unwrap(),
-        "--data",
-        wav.to_str().unwrap(),
-        "--detect",
-        detect.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    ok(&backtest(&bundle, &wav, &out, &["--detect", detect.to_str().unwrap()]));
     let r = report(&out);
     let false_alarms = r["false_alarms"].as_u64().unwrap();
     assert!(false_alarms >= 2, "the low threshold fires on healthy audio: {r:#}");
@@ -151,17 +130,7 @@ fn bad_labels_name_the_file_and_row() {
     let d = tempfile::tempdir().unwrap();
     let (wav, csv) = fan(d.path(), "short", 20, Some(10));
     std::fs::write(&csv, "file,start_s,end_s,label\nshort.wav,10,30,anomaly\n").unwrap();
-    let o = mpdr(&[
-        "backtest",
-        "--bundle",
-        models().join("fan").to_str().unwrap(),
-        "--data",
-        wav.to_str().unwrap(),
-        "--labels",
-        csv.to_str().unwrap(),
-        "--out",
-        d.path().join("bt").to_str().unwrap(),
-    ]);
+    let o = backtest(&models().join("fan"), &wav, &d.path().join("bt"), &["--labels", csv.to_str().unwrap()]);
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("short.csv: row 2: segment ends at 30 s, past the file's end"), "{e}");
