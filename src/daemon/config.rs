@@ -155,8 +155,8 @@ impl MonitorConfig {
             }
         }
         for (k, v) in [("retry_max_s", pl.retry_max_s), ("shutdown_timeout_s", pl.shutdown_timeout_s)] {
-            if !(v.is_finite() && v > 0.0) {
-                p.push(format!("pipeline.{k}"), format!("must be > 0, got {v}"));
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                p.push(format!("pipeline.{k}"), format!("must be > 0 and at most 3600 s, got {v}"));
             }
         }
         if self.streams.is_empty() {
@@ -359,6 +359,31 @@ streams = ["b"]
                 "sink[0].streams"
             ]
         );
+    }
+
+    #[test]
+    fn values_a_daemon_cannot_hold_are_refused_before_they_start_or_reload() {
+        let text = r#"
+[pipeline]
+shutdown_timeout_s = 1e20
+[[stream]]
+name = "a"
+model = "m"
+source = { type = "file", path = "x.wav", speed = 1e-300 }
+detect = { window_s = 1e20, hop_s = 30 }
+[[sink]]
+type = "webhook"
+url = "http://127.0.0.1:1/x"
+timeout_s = 1e20
+"#;
+        let keys: Vec<String> = MonitorConfig::parse(text).unwrap().validate().0.into_iter().map(|p| p.key).collect();
+        for k in
+            ["pipeline.shutdown_timeout_s", "stream[0].detect.window_s", "stream[0].source.speed", "sink[0].timeout_s"]
+        {
+            assert!(keys.iter().any(|x| x == k), "{k} in {keys:?}");
+        }
+        let cfg = MonitorConfig::parse("[[stream]]\nname = \"a\"\nmodel = \"m\"\nsource = { type = \"device\" }\ndetect = { window_s = 10, hop_s = 30 }\n").unwrap();
+        assert_eq!(cfg.validate().0[0].key, "stream[0].detect.hop_s");
     }
 
     #[test]

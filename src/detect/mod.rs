@@ -76,17 +76,21 @@ impl DetectConfig {
     pub fn validate(&self, prefix: &str, p: &mut crate::config::Problems) {
         let pos = |v: f64| v.is_finite() && v > 0.0;
         let nonneg = |v: f64| v.is_finite() && v >= 0.0;
-        if !pos(self.window_s) {
-            p.push(format!("{prefix}.window_s"), format!("must be > 0, got {}", self.window_s));
+        // Bounds a running daemon can hold: a window is kept in memory (and in the evidence).
+        if !(pos(self.window_s) && (0.1..=3600.0).contains(&self.window_s)) {
+            p.push(format!("{prefix}.window_s"), format!("must be 0.1–3600 s, got {}", self.window_s));
         }
-        if !pos(self.hop_s) {
-            p.push(format!("{prefix}.hop_s"), format!("must be > 0, got {}", self.hop_s));
+        if !pos(self.hop_s) || (pos(self.window_s) && self.hop_s > self.window_s) {
+            p.push(
+                format!("{prefix}.hop_s"),
+                format!("must be > 0 and at most window_s ({}), got {}", self.window_s, self.hop_s),
+            );
         }
         for (k, v) in
             [("on_delay_s", self.on_delay_s), ("off_delay_s", self.off_delay_s), ("re_alarm_s", self.re_alarm_s)]
         {
-            if !nonneg(v) {
-                p.push(format!("{prefix}.{k}"), format!("must be >= 0, got {v}"));
+            if !nonneg(v) || v > 604_800.0 {
+                p.push(format!("{prefix}.{k}"), format!("must be 0–604800 s (a week), got {v}"));
             }
         }
         if let ThresholdSetting::Value(t) = self.threshold {

@@ -173,8 +173,8 @@ pub fn check(sinks: &[SinkConfig], p: &mut Problems, ports: bool) {
 
 /// `timeout_s` must be a positive number.
 pub(crate) fn check_timeout(key: &str, t: f64, p: &mut Problems) {
-    if !(t.is_finite() && t > 0.0) {
-        p.push(format!("{key}.timeout_s"), format!("must be > 0, got {t}"));
+    if !(t.is_finite() && t > 0.0 && t <= 3600.0) {
+        p.push(format!("{key}.timeout_s"), format!("must be > 0 and at most 3600 s, got {t}"));
     }
 }
 

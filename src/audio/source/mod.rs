@@ -149,8 +149,8 @@ pub fn wav_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// `speed` must be a positive number (both paced sources share it).
 fn check_speed(key: &str, speed: f64, p: &mut Problems) {
-    if !(speed.is_finite() && speed > 0.0) {
-        p.push(format!("{key}.speed"), format!("must be > 0, got {speed}"));
+    if !(speed.is_finite() && (0.01..=10_000.0).contains(&speed)) {
+        p.push(format!("{key}.speed"), format!("must be 0.01–10000 (x real time), got {speed}"));
     }
 }
 
