@@ -61,6 +61,10 @@ enum Command {
     Validate {
         #[arg(long)]
         config: PathBuf,
+        /// Do not check that listening addresses are free (a running daemon holds them: use
+        /// this for `systemctl reload`).
+        #[arg(long)]
+        no_ports: bool,
     },
     /// List the audio input devices (names and indices for `source = { type = "device" }`).
     Devices,
@@ -121,7 +125,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cli::calibrate(&a),
         Command::Score(a) => cli::score(&a),
         Command::Monitor(a) => cli::monitor(&a),
-        Command::Validate { config } => cli::validate(&config),
+        Command::Validate { config, no_ports } => cli::validate(&config, !no_ports),
         Command::Devices => cli::devices(),
         Command::Alarms(a) => cli::alarms(&a),
         Command::Synth(a) => cli::synth(&a),

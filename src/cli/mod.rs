@@ -291,8 +291,8 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
 }
 
 /// `mpdr validate`: every problem of a monitor config (syntax, values, models, files) at once.
-pub fn validate(config: &Path) -> Result<()> {
-    let (cfg, p) = crate::daemon::config::inspect(config, true)?;
+pub fn validate(config: &Path, ports: bool) -> Result<()> {
+    let (cfg, p) = crate::daemon::config::inspect(config, ports)?;
     if p.is_empty() {
         println!("{}: OK ({} stream(s), {} sink(s))", config.display(), cfg.streams.len(), cfg.sinks.len().max(1));
         return Ok(());
@@ -355,12 +355,15 @@ pub fn alarms(args: &AlarmsArgs) -> Result<()> {
     let mut o = Outbox::open(&args.state_dir)?;
     match &args.command {
         AlarmsCommand::List { state, limit, json } => {
+            use std::io::Write as _;
             let rows = o.list(state.as_deref(), *limit)?;
+            let shown = rows.len();
+            let mut out = std::io::stdout().lock();
             for r in rows {
-                if *json {
-                    println!("{}", serde_json::to_string(&r)?);
+                let line = if *json {
+                    serde_json::to_string(&r)?
                 } else {
-                    println!(
+                    format!(
                         "{}  {}  {:<12} {:<24} pending {} delivered {} dead {}",
                         r.id,
                         crate::alarm::rfc3339_utc(r.created_ms),
@@ -369,8 +372,15 @@ pub fn alarms(args: &AlarmsArgs) -> Result<()> {
                         r.pending,
                         r.delivered,
                         r.dead
-                    );
+                    )
+                };
+                // `mpdr alarms list | head`: a closed pipe ends the listing, quietly.
+                if writeln!(out, "{line}").is_err() {
+                    return Ok(());
                 }
+            }
+            if shown == *limit {
+                eprintln!("(the newest {shown} events; --limit N shows more)");
             }
         }
         AlarmsCommand::Show { id } => {

@@ -421,4 +421,8 @@ fn validate_names_the_key_of_each_bad_sink() {
         assert!(out.contains(&format!(": {key}: ")), "{key} missing in:\n{out}");
     }
     assert!(out.contains("MPDR_SURELY_UNSET_SECRET") && out.contains("in use"), "{out}");
+    // For a reload the running daemon holds its ports: --no-ports leaves them out.
+    let o = mpdr(&["validate", "--no-ports", "--config", cfg.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("sink[2].listen") && out.contains("sink[0].url"), "{out}");
 }
