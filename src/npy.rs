@@ -49,12 +49,16 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
         .collect::<Result<_, _>>()?;
     // (kind, width, big-endian): f = float, i = signed, u = unsigned / bool.
     let (kind, width, big) = {
-        let (order, rest) = descr.split_at(1.min(descr.len()));
+        // By `get`, not `split_at`: a non-ASCII character must be an error, not a panic.
+        let unsupported = || format!("dtype {descr} is not supported");
+        let order = descr.get(..1).ok_or_else(unsupported)?;
+        let rest = &descr[1..];
         let big = order == ">";
         if !matches!(order, "<" | ">" | "=" | "|") {
-            return Err(format!("dtype {descr} is not supported"));
+            return Err(unsupported());
         }
-        let (k, w) = rest.split_at(1.min(rest.len()));
+        let k = rest.get(..1).ok_or_else(unsupported)?;
+        let w = &rest[1..];
         let w: usize = w.parse().map_err(|_| format!("dtype {descr} is not supported"))?;
         match (k, w) {
             ("f", 4 | 8) | ("i", 1 | 2 | 4 | 8) | ("u", 1 | 2 | 4 | 8) => (k.chars().next().unwrap_or('f'), w, big),
@@ -62,7 +66,11 @@ pub fn parse(bytes: &[u8]) -> Result<NpyArray, String> {
             _ => return Err(format!("dtype {descr} is not supported (float, int, uint or bool expected)")),
         }
     };
-    let n: usize = shape.iter().product();
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|n| n.checked_mul(width).is_some())
+        .ok_or_else(|| format!("shape {shape:?} is too large"))?;
     let body = &bytes[header_start + header_len..];
     if body.len() < n * width {
         return Err(format!(
@@ -212,6 +220,43 @@ mod tests {
         let at = b.windows(3).position(|w| w == b"<f4").unwrap();
         b[at + 1] = b'c'; // complex64
         assert!(parse(&b).unwrap_err().contains("<c4"));
+    }
+
+    fn with_header(header: &str, body: &[u8]) -> Vec<u8> {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn hostile_headers_are_errors_not_panics() {
+        for header in [
+            "{'descr': '<é4', 'fortran_order': False, 'shape': (2,), }",
+            "{'descr': 'é', 'fortran_order': False, 'shape': (2,), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (128, 144115188075855872), }",
+            "{'descr': '<f8', 'fortran_order': True, 'shape': (4294967296, 4294967296), }",
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (0, 3), }",
+        ] {
+            let r = parse(&with_header(header, &[0u8; 64]));
+            assert!(r.is_err() || r.as_ref().is_ok_and(|a| a.data.is_empty()), "{header}: {r:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_header_and_body_parse_or_fail_without_panicking(
+            header in "\\PC{0,80}",
+            dims in proptest::collection::vec(0usize..1usize << 40, 0..4),
+            fortran in proptest::bool::ANY,
+            body in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+        ) {
+            let _ = parse(&with_header(&header, &body));
+            let shape = dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+            let f = if fortran { "True" } else { "False" };
+            let _ = parse(&with_header(&format!("{{'descr': '<f4', 'fortran_order': {f}, 'shape': ({shape},), }}"), &body));
+        }
     }
 
     #[test]

@@ -51,12 +51,17 @@ pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError
         }
     }
     let declared = reader.len() as usize;
+    // Reserve no more than the file can hold: a header may declare far more data than there
+    // is (a 40 KB file asking for 16 GB).
+    let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
+    let room = std::fs::metadata(path).map(|m| m.len() as usize / bytes_per_sample).unwrap_or(0);
+    let reserve = declared.min(room);
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (SampleFormat::Float, 32) => collect(reader.samples::<f32>(), declared, 1.0, path)?,
-        (SampleFormat::Int, 8) => collect(reader.samples::<i8>(), declared, 1.0 / 128.0, path)?,
-        (SampleFormat::Int, 16) => collect(reader.samples::<i16>(), declared, 1.0 / 32768.0, path)?,
-        (SampleFormat::Int, 24) => collect(reader.samples::<i32>(), declared, 1.0 / 8388608.0, path)?,
-        (SampleFormat::Int, 32) => collect(reader.samples::<i32>(), declared, 1.0 / 2147483648.0, path)?,
+        (SampleFormat::Float, 32) => collect(reader.samples::<f32>(), declared, reserve, 1.0, path)?,
+        (SampleFormat::Int, 8) => collect(reader.samples::<i8>(), declared, reserve, 1.0 / 128.0, path)?,
+        (SampleFormat::Int, 16) => collect(reader.samples::<i16>(), declared, reserve, 1.0 / 32768.0, path)?,
+        (SampleFormat::Int, 24) => collect(reader.samples::<i32>(), declared, reserve, 1.0 / 8388608.0, path)?,
+        (SampleFormat::Int, 32) => collect(reader.samples::<i32>(), declared, reserve, 1.0 / 2147483648.0, path)?,
         (fmt, bits) => {
             let kind = if fmt == SampleFormat::Float { "float" } else { "PCM" };
             return Err(fail(format!(
@@ -80,12 +85,12 @@ pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError
     Ok(Decoded { samples, sample_rate: spec.sample_rate, channels: spec.channels })
 }
 
-fn collect<T, I>(samples: I, declared: usize, scale: f32, path: &Path) -> Result<Vec<f32>, InputError>
+fn collect<T, I>(samples: I, declared: usize, reserve: usize, scale: f32, path: &Path) -> Result<Vec<f32>, InputError>
 where
     T: Into<f64>,
     I: Iterator<Item = hound::Result<T>>,
 {
-    let mut out = Vec::with_capacity(declared);
+    let mut out = Vec::with_capacity(reserve);
     for s in samples {
         match s {
             Ok(v) => out.push((v.into() as f32) * scale),
@@ -167,4 +172,22 @@ pub fn write_f32(path: &Path, sample_rate: u32, channels: u16, interleaved: &[f3
         w.write_sample(s).map_err(fail)?;
     }
     w.finalize().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_declaring_more_data_than_the_file_holds_is_truncated_not_an_allocation() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("liar.wav");
+        write_pcm16(&p, 16000, 1, &vec![0.25; 20_000]).unwrap();
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.windows(4).position(|w| w == b"data").unwrap() + 4;
+        bytes[at..at + 4].copy_from_slice(&0xfff0_0000u32.to_le_bytes()); // ~4 GB of data
+        std::fs::write(&p, bytes).unwrap();
+        let e = read_mono(&p, 16000, &AudioOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("liar.wav") && e.contains("truncated"), "{e}");
+    }
 }
