@@ -203,6 +203,11 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<
         };
     }
     if let Some(path) = file {
+        // A regular file of reasonable size: `/dev/zero` must not be read until memory runs out.
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: cannot read the secret: {e}", path.display()))?;
+        if !meta.is_file() || meta.len() > 65_536 {
+            return Err(format!("{}: a secret file must be a regular file of at most 64 KiB", path.display()));
+        }
         let mut bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read the secret: {e}", path.display()))?;
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             bytes.pop();
@@ -263,5 +268,6 @@ mod tests {
         assert!(read_secret(Some("MPDR_TEST_SURELY_UNSET_VAR"), None)
             .unwrap_err()
             .contains("MPDR_TEST_SURELY_UNSET_VAR"));
+        assert!(read_secret(None, Some(Path::new("/dev/zero"))).unwrap_err().contains("regular file"));
     }
 }

@@ -45,7 +45,7 @@ impl SinkSpec for WebhookConfig {
             .or_else(|| self.url.strip_prefix("https://"))
             .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '));
         if !ok {
-            p.push(format!("{key}.url"), format!("expected an http:// or https:// URL, got \"{}\"", self.url));
+            p.push(format!("{key}.url"), format!("expected an http:// or https:// URL, got \"{}\"", redact(&self.url)));
         }
         check_secret_keys(key, "hmac_secret", &self.hmac_secret_env, &self.hmac_secret_file, p);
         check_timeout(key, self.timeout_s, p);
@@ -85,6 +85,30 @@ impl WebhookSink {
     }
 }
 
+/// `text` with the password of any `scheme://user:password@host` in it replaced by `***`: a
+/// URL's credentials never reach logs, metrics or the outbox's last-error.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c == '/' || c.is_whitespace()).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The signature header value for `body`.
 pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex(&hmac_sha256(secret, body)))
@@ -115,7 +139,7 @@ impl Sink for WebhookSink {
         match req.send_string(&body) {
             Ok(resp) => classify(resp.status()),
             Err(ureq::Error::Status(code, _)) => classify(code),
-            Err(ureq::Error::Transport(t)) => Err(SinkError::Retry(format!("{}: {t}", self.url))),
+            Err(ureq::Error::Transport(t)) => Err(SinkError::Retry(redact(&format!("{}: {t}", redact(&self.url))))),
         }
     }
 }
@@ -132,6 +156,13 @@ mod tests {
         assert!(matches!(classify(408), Err(SinkError::Retry(_))));
         assert!(matches!(classify(404), Err(SinkError::Permanent(_))));
         assert!(matches!(classify(301), Err(SinkError::Retry(_))));
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(redact("http://user:s3cret@host:8080/a"), "http://user:***@host:8080/a");
+        assert_eq!(redact("https://host/a: error"), "https://host/a: error");
+        assert_eq!(redact("x http://u:p@h/ y http://h:1/z"), "x http://u:***@h/ y http://h:1/z");
     }
 
     #[test]
