@@ -188,6 +188,9 @@ pub struct Metrics {
     pub sinks: std::sync::Mutex<Vec<std::sync::Arc<SinkMetrics>>>,
     pub outbox_errors: AtomicU64,
     pub reloads: AtomicU64,
+    /// Unix seconds of the start, and of the last configuration loaded (start or reload).
+    pub started_unix_s: u64,
+    pub last_reload_unix_s: AtomicU64,
     pub reload_failures: AtomicU64,
     pub ready: AtomicBool,
     started: Instant,
@@ -209,6 +212,8 @@ impl Metrics {
             sinks: std::sync::Mutex::new(Vec::new()),
             outbox_errors: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
+            started_unix_s: unix_s(),
+            last_reload_unix_s: AtomicU64::new(unix_s()),
             reload_failures: AtomicU64::new(0),
             ready: AtomicBool::new(false),
             started: Instant::now(),
@@ -275,6 +280,34 @@ impl Metrics {
                 let _ = writeln!(o, "{name}{{stream=\"{}\"}} {}", label(&s.name), fmt_f(f(s)));
             }
         }
+        let _ = writeln!(
+            o,
+            "# HELP mpdr_stream_state 1 for the stream's alarm state, by name\n# TYPE mpdr_stream_state gauge"
+        );
+        for s in &self.streams {
+            let now = s.alarm_state();
+            for st in AlarmState::ALL {
+                let _ = writeln!(
+                    o,
+                    "mpdr_stream_state{{stream=\"{}\",state=\"{}\"}} {}",
+                    label(&s.name),
+                    st.as_str(),
+                    u8::from(st == now)
+                );
+            }
+        }
+        let _ = writeln!(o, "# HELP mpdr_build_info The running binary\n# TYPE mpdr_build_info gauge");
+        let _ = writeln!(o, "mpdr_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        let _ = writeln!(
+            o,
+            "# HELP mpdr_start_time_seconds Unix time the daemon started\n# TYPE mpdr_start_time_seconds gauge"
+        );
+        let _ = writeln!(o, "mpdr_start_time_seconds {}", self.started_unix_s);
+        let _ = writeln!(
+            o,
+            "# HELP mpdr_config_last_reload_success_timestamp_seconds Unix time the running configuration was loaded\n# TYPE mpdr_config_last_reload_success_timestamp_seconds gauge"
+        );
+        let _ = writeln!(o, "mpdr_config_last_reload_success_timestamp_seconds {}", self.last_reload_unix_s.load(r));
         let _ = writeln!(o, "# HELP mpdr_model_info Loaded models\n# TYPE mpdr_model_info gauge");
         for m in &self.models {
             let _ = writeln!(
@@ -291,11 +324,14 @@ impl Metrics {
             "# HELP mpdr_decision_latency_seconds From a hop's last sample arriving to its window decision\n# TYPE mpdr_decision_latency_seconds histogram"
         );
         self.latency.render(&mut o, "mpdr_decision_latency_seconds", "");
+        // Every failed delivery attempt, over the sinks of the running configuration.
+        let failed: u64 = self.sink_failures.load(r)
+            + self.sinks.lock().map(|v| v.iter().map(|s| s.retries.load(r) + s.dead.load(r)).sum::<u64>()).unwrap_or(0);
         let globals: [(&str, &str, &str, u64); 6] = [
             ("mpdr_scoring_batches_total", "counter", "Batches scored", self.batches.load(r)),
             ("mpdr_scoring_batch_vectors_total", "counter", "Vectors in all batches", self.batch_vectors.load(r)),
             ("mpdr_scoring_errors_total", "counter", "Batches that failed to score", self.scoring_errors.load(r)),
-            ("mpdr_sink_failures_total", "counter", "Failed event deliveries", self.sink_failures.load(r)),
+            ("mpdr_sink_failures_total", "counter", "Failed delivery attempts (retried or dead-lettered)", failed),
             ("mpdr_config_reloads_total", "counter", "Successful SIGHUP reloads", self.reloads.load(r)),
             ("mpdr_config_reload_failures_total", "counter", "Rejected SIGHUP reloads", self.reload_failures.load(r)),
         ];
@@ -338,6 +374,11 @@ impl Metrics {
         let _ = writeln!(o, "mpdr_ready {}", self.ready.load(r) as u8);
         o
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A label value in the text exposition format: backslash, double quote and newline escaped.
@@ -392,6 +433,16 @@ mod tests {
         assert!(text.contains("mpdr_audio_samples_total{stream=\"b\"} 16000\n"));
         assert!(text.contains("mpdr_window_score{stream=\"a\"} 1.5\n"));
         assert!(text.contains("mpdr_ready 0\n"));
+        assert!(text.contains("mpdr_stream_state{stream=\"a\",state=\"normal\"} 1\n"), "{text}");
+        assert!(text.contains("mpdr_stream_state{stream=\"a\",state=\"alarm\"} 0\n"));
+        assert!(text.contains("mpdr_build_info{version=\""));
+        if let Ok(mut v) = m.sinks.lock() {
+            let s = std::sync::Arc::new(SinkMetrics::new("w"));
+            s.retries.fetch_add(2, Ordering::Relaxed);
+            s.dead.fetch_add(1, Ordering::Relaxed);
+            v.push(s);
+        }
+        assert!(m.render().contains("mpdr_sink_failures_total 3\n"), "retries and dead letters are failures");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok() || value == "NaN", "{line}");

@@ -342,6 +342,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                     }
                     current = new;
                     metrics.reloads.fetch_add(1, Ordering::Relaxed);
+                    metrics.last_reload_unix_s.store(crate::metrics::unix_s(), Ordering::Relaxed);
                     tracing::info!("configuration reloaded");
                 }
                 Err(e) => {
