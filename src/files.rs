@@ -1,6 +1,13 @@
 //! Finding input files (a leaf: no other module of the crate is imported).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Make `p` absolute against `base` (a config file's folder) when it is relative.
+pub fn absolute(p: &mut PathBuf, base: &Path) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
 
 /// A file, or the files of a folder whose extension is `ext` (any case), sorted by name:
 /// the one rule for "a file or a folder of them" inputs (WAV replays, ADBench tables).

@@ -128,13 +128,13 @@ impl MonitorConfig {
 
     pub fn resolve_paths(&mut self, base: &Path) {
         if let Some(d) = &mut self.state.dir {
-            sink::absolute(d, base);
+            crate::files::absolute(d, base);
         }
         for s in &mut self.sinks {
             s.spec_mut().resolve_paths(base);
         }
         for s in &mut self.streams {
-            sink::absolute(&mut s.model, base);
+            crate::files::absolute(&mut s.model, base);
             s.source.resolve_paths(base);
         }
     }

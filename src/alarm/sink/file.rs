@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{absolute, BuildContext, Built, Common, SinkSpec};
+use super::{BuildContext, Built, Common, SinkSpec};
 use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
 use crate::config::Problems;
+use crate::files::absolute;
 
 /// `[[sink]] type = "file"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

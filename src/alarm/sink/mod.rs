@@ -220,13 +220,6 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<
     Ok(None)
 }
 
-/// Make `p` absolute against `base` when it is relative.
-pub(crate) fn absolute(p: &mut PathBuf, base: &Path) {
-    if p.is_relative() {
-        *p = base.join(&*p);
-    }
-}
-
 fn five() -> f64 {
     5.0
 }

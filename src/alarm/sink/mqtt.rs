@@ -14,11 +14,10 @@ use rumqttc::{Client, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsCo
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    absolute, check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec,
-};
+use super::{check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec};
 use crate::alarm::{AlarmEvent, EventKind, RetryPolicy, Sink, SinkError};
 use crate::config::Problems;
+use crate::files::absolute;
 
 /// `[[sink]] type = "mqtt"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    absolute, check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec,
-};
+use super::{check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec};
 use crate::alarm::hmac::{hex, hmac_sha256};
 use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
 use crate::config::Problems;
+use crate::files::absolute;
 
 /// `[[sink]] type = "webhook"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -45,9 +45,7 @@ impl SourceSpec for FileConfig {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        if self.path.is_relative() {
-            self.path = base.join(&self.path);
-        }
+        crate::files::absolute(&mut self.path, base);
     }
 
     /// Every WAV must be readable at the model's `rate` (or `resample`) with the channel asked

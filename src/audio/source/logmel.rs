@@ -35,9 +35,7 @@ impl SourceSpec for LogmelConfig {
     }
 
     fn resolve_paths(&mut self, base: &Path) {
-        if self.path.is_relative() {
-            self.path = base.join(&self.path);
-        }
+        crate::files::absolute(&mut self.path, base);
     }
 
     fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
