@@ -267,7 +267,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                             vector_s,
                             vectors: 0,
                             ended: false,
-                            audio: (!matches!(s.source, crate::audio::source::SourceConfig::Logmel(_))).then(|| {
+                            audio: s.source.spec().has_audio().then(|| {
                                 let seconds = s.detect.window_s + 2.0;
                                 crate::audio::ring::AudioRing::new((seconds * f.sample_rate as f64) as usize)
                             }),

@@ -38,6 +38,10 @@ impl SourceSpec for LogmelConfig {
         crate::files::absolute(&mut self.path, base);
     }
 
+    fn has_audio(&self) -> bool {
+        false
+    }
+
     fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
         Box::new(LogmelSource { cfg: self.clone(), n_mels: ctx.n_mels, files: Vec::new(), next: 0 })
     }

@@ -91,6 +91,10 @@ pub trait SourceSpec {
     fn resolve_paths(&mut self, _base: &Path) {}
     /// The factory: a closed source of this kind (the stream thread opens it).
     fn build(&self, ctx: OpenContext) -> Box<dyn Source>;
+    /// Whether the source delivers samples (false: log-mel frames, no audio to keep or judge).
+    fn has_audio(&self) -> bool {
+        true
+    }
 }
 
 /// The source kinds: `Variant(config type)`, tagged by `type` in kebab case. A new source is a
