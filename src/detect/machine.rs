@@ -36,6 +36,10 @@ impl AlarmMachine {
         self.state
     }
 
+    pub fn threshold(&self) -> f64 {
+        self.threshold
+    }
+
     /// New timing and threshold; the state is kept (a reload neither raises nor clears).
     pub fn reconfigure(&mut self, cfg: &DetectConfig, threshold: f64) {
         self.threshold = threshold;

@@ -167,7 +167,6 @@ pub struct Decision {
 #[derive(Debug, Clone)]
 pub struct Detector {
     cfg: DetectConfig,
-    threshold: f64,
     /// Vector period in seconds (hop_length / sample_rate).
     vector_s: f64,
     /// The window score of the last `window` vector energies (the one window-scoring path).
@@ -185,7 +184,6 @@ impl Detector {
     pub fn new(cfg: DetectConfig, threshold: f64, vector_s: f64, n_bands: usize) -> Self {
         let scores = WindowMean::from_seconds(cfg.window_s, cfg.hop_s, vector_s);
         Detector {
-            threshold,
             vector_s,
             bands: vec![0.0; scores.window() * n_bands],
             scores,
@@ -200,7 +198,7 @@ impl Detector {
         self.machine.state()
     }
     pub fn threshold(&self) -> f64 {
-        self.threshold
+        self.machine.threshold()
     }
     pub fn config(&self) -> &DetectConfig {
         &self.cfg
@@ -222,7 +220,6 @@ impl Detector {
         } else {
             self.scores.set_hop(keep.scores.hop());
         }
-        self.threshold = threshold;
         self.machine.reconfigure(&cfg, threshold);
         self.cfg = cfg;
     }
@@ -252,7 +249,8 @@ impl Detector {
             }
             mean
         });
-        Some(Decision { t_s, score, threshold: self.threshold, state: self.machine.state(), transition, bands })
+        let (threshold, state) = (self.machine.threshold(), self.machine.state());
+        Some(Decision { t_s, score, threshold, state, transition, bands })
     }
 }
 
