@@ -177,7 +177,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         let m = &manifests[stream_model[i]];
         metrics.streams[i].threshold.set(threshold_of(s.detect.threshold, m));
         // The bundle's threshold means its false-alarm budget for windows of its length.
-        let calibrated = m.threshold.as_ref().and_then(|t| t.details.get("window_s").copied());
+        let calibrated = m.threshold.as_ref().and_then(|t| t.window_s());
         if let (ThresholdSetting::Model, Some(w)) = (s.detect.threshold, calibrated) {
             if (w - s.detect.window_s).abs() > 1e-9 {
                 tracing::warn!(stream = %s.name, detect_window_s = s.detect.window_s, calibrated_window_s = w, "the model's threshold was calibrated for another window length: its false-alarm budget does not hold (run `mpdr calibrate --window-s` or set detect.window_s)");

@@ -126,6 +126,13 @@ pub struct Threshold {
     pub fitted_on: Option<String>,
 }
 
+impl Threshold {
+    /// The decision window it was calibrated for, when the fit recorded one.
+    pub fn window_s(&self) -> Option<f64> {
+        self.details.get("window_s").copied()
+    }
+}
+
 /// How the bundle came to be.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]

@@ -41,7 +41,7 @@ pub fn recalibrate(opts: &CalibrateOptions) -> Result<(Threshold, Option<Thresho
             .false_alarms_per_day
             .or(detail("target_false_alarms_per_day"))
             .unwrap_or(default.false_alarms_per_day),
-        window_s: opts.window_s.or(detail("window_s")).unwrap_or(default.window_s),
+        window_s: opts.window_s.unwrap_or_else(|| super::evaluate::calibration_window_s(&bundle)),
     };
     let files = match crate::files::file_or_folder(&opts.data, "wav") {
         Ok(f) => f,

@@ -102,8 +102,10 @@ pub fn evaluate(
 
 /// The window length the bundle's threshold was calibrated for (10 s without a threshold).
 pub fn calibration_window_s(bundle: &Bundle) -> f64 {
-    let details = bundle.manifest.threshold.as_ref().map(|t| &t.details);
-    details
-        .and_then(|d| d.get("window_s").copied())
+    bundle
+        .manifest
+        .threshold
+        .as_ref()
+        .and_then(|t| t.window_s())
         .unwrap_or(crate::eval::calibrate::CalibrationTarget::default().window_s)
 }
