@@ -9,7 +9,7 @@ use super::labels::Recording;
 use super::{delay_stats, poisson_ci_per_day, BacktestOptions, Outcome, SweepPoint};
 use crate::daemon::Tapped;
 use crate::detect::{DetectConfig, Transition};
-use crate::eval::report::ReportError;
+use crate::eval::report::{put, ReportError};
 
 /// `report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -149,10 +149,6 @@ fn markdown(r: &BacktestReport) -> String {
     }
     s.push_str("\nA raise is a detection of an anomalous segment when its window covers at least half of min(window, segment); a raise whose window touches no anomalous audio is a false alarm; the rest are ambiguous. Plots: `timeline.png`, `sweep.png`. Every decision: `decisions.csv`.\n");
     s
-}
-
-fn put(path: std::path::PathBuf, text: impl AsRef<[u8]>) -> Result<(), ReportError> {
-    std::fs::write(&path, text).map_err(|error| ReportError::Write { path, error })
 }
 
 /// Write the report files into `out`.

@@ -22,8 +22,8 @@ pub enum ReportError {
 
 type Result<T, E = ReportError> = std::result::Result<T, E>;
 
-/// Write `text` to `path`.
-fn put(path: std::path::PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
+/// Write `text` to `path`; an error names the file.
+pub(crate) fn put(path: std::path::PathBuf, text: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(&path, text).map_err(|error| ReportError::Write { path, error })
 }
 
