@@ -183,7 +183,6 @@ pub struct Metrics {
     pub scoring_errors: AtomicU64,
     /// Per `EventKind::ALL`.
     pub events: [AtomicU64; 7],
-    pub sink_failures: AtomicU64,
     /// Delivery counters per sink; replaced on reload (counters of kept sinks carry over).
     pub sinks: std::sync::Mutex<Vec<std::sync::Arc<SinkMetrics>>>,
     pub outbox_errors: AtomicU64,
@@ -208,7 +207,6 @@ impl Metrics {
             batch_vectors: AtomicU64::new(0),
             scoring_errors: AtomicU64::new(0),
             events: Default::default(),
-            sink_failures: AtomicU64::new(0),
             sinks: std::sync::Mutex::new(Vec::new()),
             outbox_errors: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
@@ -324,9 +322,10 @@ impl Metrics {
             "# HELP mpdr_decision_latency_seconds From a hop's last sample arriving to its window decision\n# TYPE mpdr_decision_latency_seconds histogram"
         );
         self.latency.render(&mut o, "mpdr_decision_latency_seconds", "");
+        // One snapshot of the sinks for every sink line below.
+        let sinks = self.sinks.lock().map(|v| v.clone()).unwrap_or_default();
         // Every failed delivery attempt, over the sinks of the running configuration.
-        let failed: u64 = self.sink_failures.load(r)
-            + self.sinks.lock().map(|v| v.iter().map(|s| s.retries.load(r) + s.dead.load(r)).sum::<u64>()).unwrap_or(0);
+        let failed: u64 = sinks.iter().map(|s| s.retries.load(r) + s.dead.load(r)).sum();
         let globals: [(&str, &str, &str, u64); 6] = [
             ("mpdr_scoring_batches_total", "counter", "Batches scored", self.batches.load(r)),
             ("mpdr_scoring_batch_vectors_total", "counter", "Vectors in all batches", self.batch_vectors.load(r)),
@@ -342,7 +341,6 @@ impl Metrics {
         for (k, c) in crate::detect::event::EventKind::ALL.iter().map(|k| k.as_str()).zip(&self.events) {
             let _ = writeln!(o, "mpdr_events_total{{kind=\"{k}\"}} {}", c.load(r));
         }
-        let sinks = self.sinks.lock().map(|v| v.clone()).unwrap_or_default();
         type SinkField = fn(&SinkMetrics) -> u64;
         let per_sink: [(&str, &str, &str, SinkField); 4] = [
             ("mpdr_sink_pending", "gauge", "Deliveries waiting in the outbox", |s| s.pending.load(Ordering::Relaxed)),
