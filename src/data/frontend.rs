@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::audio::AudioOptions;
-use crate::config::{parse_toml, ConfigError, ParseOrInvalid, Problems, Validate};
+use crate::config::{parse_toml, read_toml, ConfigError, ParseOrInvalid, Problems, Validate};
 use crate::features::FeatureParams;
 
 /// The front-end part of a config file: `[features]` and `[audio]`. Both optional; missing
@@ -20,11 +20,8 @@ pub struct FrontEndConfig {
 impl FrontEndConfig {
     /// Read, parse and validate a TOML file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
-        Self::parse(&text).map_err(|e| match e {
-            ParseOrInvalid::Parse(message) => ConfigError::Parse { path: path.into(), message },
-            ParseOrInvalid::Invalid(problems) => ConfigError::Invalid { path: path.into(), problems },
-        })
+        let cfg: Self = read_toml(path)?;
+        cfg.validate().into_result(cfg).map_err(|problems| ConfigError::Invalid { path: path.into(), problems })
     }
 
     pub fn parse(text: &str) -> Result<Self, ParseOrInvalid> {
