@@ -153,12 +153,11 @@ pub struct ScoreArgs {
 
 /// Score unlabelled clips (the DCASE evaluation set) into the submission CSVs.
 pub fn score(args: &ScoreArgs) -> Result<()> {
-    let machine_dir = if args.data.join("test").is_dir() {
-        args.data.clone()
-    } else {
-        args.data.parent().map(PathBuf::from).unwrap_or_default()
+    // A machine folder's test/ clips, or a folder of clips inside the machine's folder.
+    let (machine_dir, clips) = match args.data.join("test") {
+        t if t.is_dir() => (args.data.clone(), t),
+        _ => (args.data.parent().map(PathBuf::from).unwrap_or_default(), args.data.clone()),
     };
-    let clips = if args.data.join("test").is_dir() { args.data.join("test") } else { args.data.clone() };
     let machine = match &args.machine {
         Some(m) => m.clone(),
         None => machine_dir
