@@ -513,8 +513,10 @@ fn stream_loop(
         }
         match source.next(&mut block) {
             Ok(Next::Data(arrived)) => {
+                // `Some(n_mels)`: a log-mel replay, whose blocks are frames, not samples.
+                let frames = source.frames();
                 // A log-mel replay counts the samples its frames stand for.
-                let n_in = source.frames().map_or(block.len(), |m| block.len() / m.max(1) * features.hop_length);
+                let n_in = frames.map_or(block.len(), |m| block.len() / m.max(1) * features.hop_length);
                 sm.samples_in.fetch_add(n_in as u64, Ordering::Relaxed);
                 let d = source.dropped();
                 if d > capture_dropped {
@@ -523,7 +525,7 @@ fn stream_loop(
                 }
                 // Signal health of audio blocks (a log-mel replay has no samples to judge).
                 let mut silent = false;
-                if source.frames().is_none() && !block.is_empty() {
+                if frames.is_none() && !block.is_empty() {
                     let (h, event) = health.push(&block);
                     sm.level_dbfs.set(h.rms_dbfs);
                     sm.peak_dbfs.set(h.peak_dbfs);
@@ -534,7 +536,7 @@ fn stream_loop(
                     }
                 }
                 let mut data = Vec::new();
-                match source.frames() {
+                match frames {
                     Some(m) => {
                         block.chunks_exact(m).for_each(|f| stacker.push(f, &mut |v: &[f32]| data.extend_from_slice(v)))
                     }
@@ -544,32 +546,41 @@ fn stream_loop(
                     continue;
                 }
                 // Runs of scored and silent vectors, in order: a vector with a frame of digital
-                // silence (the edges of a dropout) is not scored either.
-                let audio = source.frames().is_none();
-                let mut runs: Vec<(bool, Vec<f32>)> = Vec::new();
-                for v in data.chunks_exact(dim) {
-                    let quiet = silent || (audio && touches_digital_silence(v, features.n_mels));
-                    match runs.last_mut() {
-                        Some((q, d)) if *q == quiet => d.extend_from_slice(v),
-                        _ => runs.push((quiet, v.to_vec())),
+                // silence (the edges of a dropout) is not scored either. The usual block is one
+                // run, sent as it is.
+                let quiet = |v: &[f32]| silent || (frames.is_none() && touches_digital_silence(v, features.n_mels));
+                let first = quiet(&data[..dim]);
+                let runs: Vec<(bool, Vec<f32>)> = if data.chunks_exact(dim).all(|v| quiet(v) == first) {
+                    vec![(first, data)]
+                } else {
+                    let mut runs: Vec<(bool, Vec<f32>)> = Vec::new();
+                    for v in data.chunks_exact(dim) {
+                        let q = quiet(v);
+                        match runs.last_mut() {
+                            Some((rq, d)) if *rq == q => d.extend_from_slice(v),
+                            _ => runs.push((q, v.to_vec())),
+                        }
                     }
-                }
-                let mut gone = false;
-                let mut audio = if source.frames().is_none() { block.clone() } else { Vec::new() };
+                    runs
+                };
+                // The block's samples ride with its first message (the scorer's evidence ring).
+                let mut audio = if frames.is_none() { block.clone() } else { Vec::new() };
+                let (mut gone, mut dropped) = (false, false);
                 for (quiet, data) in runs {
                     let audio = std::mem::take(&mut audio);
                     let msg = StreamMsg::Vectors { stream: idx, data, dim, arrived, silent: quiet, audio };
                     if source.realtime() {
                         match tx.try_send(msg) {
                             Ok(()) => {}
-                            Err(TrySendError::Full(_)) => {
-                                sm.samples_dropped.fetch_add(block.len() as u64, Ordering::Relaxed);
-                            }
+                            Err(TrySendError::Full(_)) => dropped = true,
                             Err(TrySendError::Disconnected(_)) => gone = true,
                         }
                     } else if tx.send(msg).is_err() {
                         gone = true;
                     }
+                }
+                if dropped {
+                    sm.samples_dropped.fetch_add(block.len() as u64, Ordering::Relaxed);
                 }
                 if gone {
                     break;
