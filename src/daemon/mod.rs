@@ -265,7 +265,6 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                                 f.n_mels,
                             ),
                             vector_s,
-                            vectors: 0,
                             ended: false,
                             audio: s.source.spec().has_audio().then(|| {
                                 let seconds = s.detect.window_s + 2.0;

@@ -35,7 +35,6 @@ pub struct ScoredStream {
     pub detector: Detector,
     /// Seconds of audio per vector (hop / rate).
     pub vector_s: f64,
-    pub vectors: u64,
     pub ended: bool,
     /// The stream's last audio, in step with the decisions (alarm evidence); `None` for a
     /// log-mel replay.
@@ -182,9 +181,7 @@ impl Scorer {
                 if item.energies.is_empty() {
                     // Silence, or a batch that failed to score: time moves on, nothing is decided.
                     let n = item.msg.vector_count() as u64;
-                    let s = &mut self.streams[stream];
-                    s.vectors += n;
-                    s.detector.advance(n);
+                    self.streams[stream].detector.advance(n);
                     return;
                 }
                 let nb = self.models[self.streams[stream].model].n_mels;
@@ -192,9 +189,7 @@ impl Scorer {
                 sm.vectors_scored.fetch_add(item.energies.len() as u64, Ordering::Relaxed);
                 for (k, &e) in item.energies.iter().enumerate() {
                     let bands = (!item.bands.is_empty()).then(|| &item.bands[k * nb..(k + 1) * nb]);
-                    let s = &mut self.streams[stream];
-                    s.vectors += 1;
-                    if let Some(d) = s.detector.push(e as f64, bands) {
+                    if let Some(d) = self.streams[stream].detector.push(e as f64, bands) {
                         self.metrics.latency.observe(arrived.elapsed().as_secs_f64());
                         self.decided(stream, d);
                     }
@@ -240,7 +235,7 @@ impl Scorer {
 
     fn status_event(&self, stream: usize, kind: EventKind, message: String) {
         let s = &self.streams[stream];
-        self.status_event_at(stream, kind, message, s.vectors as f64 * s.vector_s);
+        self.status_event_at(stream, kind, message, s.detector.vectors_seen() as f64 * s.vector_s);
     }
 
     fn status_event_at(&self, stream: usize, kind: EventKind, message: String, t_s: f64) {

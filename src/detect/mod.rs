@@ -210,6 +210,11 @@ impl Detector {
         self.vectors_seen += n;
     }
 
+    /// Vectors seen so far, scored or not (stream time = this x the vector period).
+    pub fn vectors_seen(&self) -> u64 {
+        self.vectors_seen
+    }
+
     /// New settings (a reload). The window ring is kept when its length is unchanged; the
     /// alarm state is kept either way, so a reload neither raises nor clears by itself.
     pub fn reconfigure(&mut self, cfg: DetectConfig, threshold: f64) {
