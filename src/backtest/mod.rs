@@ -69,18 +69,12 @@ pub struct Outcome {
     pub delays_s: Vec<f64>,
 }
 
-/// A segment of the whole replay, in stream seconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Span {
-    start: f64,
-    end: f64,
-}
-
-/// The anomalous spans of the replay in stream time (recordings back to back).
-fn anomalous_spans(recs: &[Recording]) -> (Vec<Span>, f64) {
+/// The anomalous spans `(start, end)` of the replay in stream seconds (recordings back to
+/// back), and its total length.
+fn anomalous_spans(recs: &[Recording]) -> (Vec<(f64, f64)>, f64) {
     let (mut spans, mut at) = (Vec::new(), 0.0);
     for r in recs {
-        spans.extend(r.anomalies.iter().map(|s| Span { start: at + s.start_s, end: at + s.end_s }));
+        spans.extend(r.anomalies.iter().map(|s| (at + s.start_s, at + s.end_s)));
         at += r.duration_s;
     }
     (spans, at)
@@ -89,8 +83,7 @@ fn anomalous_spans(recs: &[Recording]) -> (Vec<Span>, f64) {
 /// Score raise times against the anomalous spans: a raise whose window `[t - window, t]`
 /// covers at least half of min(window, span) of a span detects it; one that touches no
 /// anomalous audio is a false alarm; the rest are ambiguous.
-pub fn attribute(raises: &[f64], window_s: f64, spans_s: &[(f64, f64)]) -> Outcome {
-    let spans: Vec<Span> = spans_s.iter().map(|&(start, end)| Span { start, end }).collect();
+pub fn attribute(raises: &[f64], window_s: f64, spans: &[(f64, f64)]) -> Outcome {
     let mut first: Vec<Option<f64>> = vec![None; spans.len()];
     let (mut false_alarms, mut ambiguous) = (0, 0);
     for &t in raises {
@@ -98,10 +91,10 @@ pub fn attribute(raises: &[f64], window_s: f64, spans_s: &[(f64, f64)]) -> Outco
         let mut touched = false;
         let mut hit = None;
         for (k, s) in spans.iter().enumerate() {
-            let overlap = (b.min(s.end) - a.max(s.start)).max(0.0);
+            let overlap = (b.min(s.1) - a.max(s.0)).max(0.0);
             if overlap > 0.0 {
                 touched = true;
-                if overlap + 1e-9 >= 0.5 * window_s.min(s.end - s.start) && hit.is_none() {
+                if overlap + 1e-9 >= 0.5 * window_s.min(s.1 - s.0) && hit.is_none() {
                     hit = Some(k);
                 }
             }
@@ -116,7 +109,7 @@ pub fn attribute(raises: &[f64], window_s: f64, spans_s: &[(f64, f64)]) -> Outco
             None => false_alarms += 1,
         }
     }
-    let delays_s: Vec<f64> = first.iter().zip(&spans).filter_map(|(f, s)| f.map(|t| (t - s.start).max(0.0))).collect();
+    let delays_s: Vec<f64> = first.iter().zip(spans).filter_map(|(f, s)| f.map(|t| (t - s.0).max(0.0))).collect();
     Outcome { raised: raises.len(), false_alarms, ambiguous, detected: delays_s.len(), delays_s }
 }
 
@@ -259,14 +252,13 @@ pub fn run(opts: &BacktestOptions) -> Result<report::BacktestReport, BacktestErr
     let live: Vec<f64> =
         tapped.iter().filter(|t| matches!(t.transition, Some(Transition::Raised { .. }))).map(|t| t.t_s).collect();
     let (spans, total_s) = anomalous_spans(&recs);
-    let spans_s: Vec<(f64, f64)> = spans.iter().map(|s| (s.start, s.end)).collect();
-    let anomalous_s: f64 = spans.iter().map(|s| s.end - s.start).sum();
+    let anomalous_s: f64 = spans.iter().map(|s| s.1 - s.0).sum();
     let normal_days = (total_s - anomalous_s).max(0.0) / 86_400.0;
-    let outcome = attribute(&live, opts.detect.window_s, &spans_s);
-    let sweep = sweep(&decisions, &opts.detect, &spans_s, normal_days, threshold);
+    let outcome = attribute(&live, opts.detect.window_s, &spans);
+    let sweep = sweep(&decisions, &opts.detect, &spans, normal_days, threshold);
     let r =
         report::BacktestReport::new(opts, threshold, &recs, normal_days, anomalous_s, &outcome, sweep, wall_s, &tapped);
-    report::write(&opts.out, &r, &tapped, &spans_s)?;
+    report::write(&opts.out, &r, &tapped, &spans)?;
     Ok(r)
 }
 
