@@ -193,22 +193,24 @@ pub fn write_config(dir: &Path, name: &str, stream_source: &str, detect: &str, e
     p
 }
 
+/// `signal` replayed as fast as possible by a monitor with `detect`, run until it has ended.
+fn replay_to_the_end(dir: &Path, signal: &[f32], detect: &str) -> Monitor {
+    let w = dir.join("replay.wav");
+    wav::write_pcm16(&w, RATE, 1, signal).unwrap();
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display());
+    let cfg = write_config(dir, "monitor.toml", &source, detect, "");
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 120);
+    m
+}
+
 #[test]
 fn an_anomaly_raises_exactly_one_alarm_that_clears_after_it_ends() {
     let d = tempfile::tempdir().unwrap();
     // 20 s normal, 20 s anomalous, 30 s normal.
     let signal = machine(70.0, 99, |t| (20.0..40.0).contains(&t));
-    let w = d.path().join("replay.wav");
-    wav::write_pcm16(&w, RATE, 1, &signal).unwrap();
-    let cfg = write_config(
-        d.path(),
-        "monitor.toml",
-        &format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display()),
-        "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }",
-        "",
-    );
-    let m = Monitor::start(&cfg, &[]);
-    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 120);
+    let detect = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }";
+    let m = replay_to_the_end(d.path(), &signal, detect);
     assert_eq!(m.get("/healthz").0, 200);
     assert_eq!(m.get("/readyz").0, 200);
     assert_eq!(m.metric("mpdr_alarms_raised_total{stream=\"m\"}"), Some(1.0));
@@ -268,17 +270,8 @@ fn a_dead_microphone_raises_signal_lost_and_no_anomaly() {
     // 10 s of machine, 30 s of digital silence (an unplugged microphone), 10 s of machine.
     let mut signal = machine(50.0, 5, |_| false);
     signal[10 * RATE as usize..40 * RATE as usize].iter_mut().for_each(|x| *x = 0.0);
-    let w = d.path().join("dead.wav");
-    wav::write_pcm16(&w, RATE, 1, &signal).unwrap();
-    let cfg = write_config(
-        d.path(),
-        "monitor.toml",
-        &format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display()),
-        "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 0.0, off_delay_s = 1.0 }",
-        "",
-    );
-    let m = Monitor::start(&cfg, &[]);
-    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 120);
+    let detect = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 0.0, off_delay_s = 1.0 }";
+    let m = replay_to_the_end(d.path(), &signal, detect);
     let events = m.events();
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["stream-up", "signal-lost", "signal-restored"], "{events:#?}");
