@@ -57,13 +57,15 @@ enum Command {
     Score(mpdr::cli::ScoreArgs),
     /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
     Monitor(MonitorArgs),
-    /// Check a monitor config and print every problem with its key; non-zero exit if any.
+    /// Check a monitor config and print every problem with its key, and warnings; non-zero
+    /// exit if any problem. Loads and verifies every bundle; never binds a port or opens a
+    /// device, so it is safe against the config of a running daemon (`systemctl reload`).
     Validate {
+        /// The monitor config (TOML) to check.
         #[arg(long)]
         config: PathBuf,
-        /// Do not check that listening addresses are free (a running daemon holds them: use
-        /// this for `systemctl reload`).
-        #[arg(long)]
+        /// Accepted for older unit files; validate never binds ports.
+        #[arg(long, hide = true)]
         no_ports: bool,
     },
     /// List the audio input devices (names and indices for `source = { type = "device" }`).
@@ -127,7 +129,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cli::calibrate(&a),
         Command::Score(a) => cli::score(&a),
         Command::Monitor(a) => cli::monitor(&a),
-        Command::Validate { config, no_ports } => cli::validate(&config, !no_ports),
+        Command::Validate { config, no_ports: _ } => cli::validate(&config, false),
         Command::Devices => cli::devices(),
         Command::Alarms(a) => cli::alarms(&a),
         Command::Synth(a) => cli::synth(&a),

@@ -101,6 +101,8 @@ pub struct StreamMetrics {
     pub peak_dbfs: Gauge,
     pub clipped_samples: AtomicU64,
     pub signal_lost: AtomicBool,
+    /// False while the stream's model keeps failing to score its vectors (the stream is blind).
+    pub scoring_up: AtomicBool,
 }
 
 impl StreamMetrics {
@@ -123,6 +125,7 @@ impl StreamMetrics {
             peak_dbfs: Gauge::default(),
             clipped_samples: AtomicU64::new(0),
             signal_lost: AtomicBool::new(false),
+            scoring_up: AtomicBool::new(true),
         }
     }
 
@@ -233,7 +236,7 @@ impl Metrics {
         let mut o = String::with_capacity(4096 + 1024 * self.streams.len());
         let r = Ordering::Relaxed;
         type Field = fn(&StreamMetrics) -> f64;
-        let per_stream: [(&str, &str, &str, Field); 15] = [
+        let per_stream: [(&str, &str, &str, Field); 16] = [
             ("mpdr_stream_level_dbfs", "gauge", "RMS level of the last audio block, dBFS", |s| s.level_dbfs.get()),
             ("mpdr_stream_peak_dbfs", "gauge", "Peak level of the last audio block, dBFS", |s| s.peak_dbfs.get()),
             ("mpdr_stream_clipped_samples_total", "counter", "Samples at or above the clip level", |s| {
@@ -268,6 +271,9 @@ impl Metrics {
             ("mpdr_stream_ended", "gauge", "1 once a finite replay has ended", |s| {
                 s.ended.load(Ordering::Relaxed) as u8 as f64
             }),
+            ("mpdr_stream_scoring_up", "gauge", "0 while the stream's model keeps failing to score", |s| {
+                s.scoring_up.load(Ordering::Relaxed) as u8 as f64
+            }),
             ("mpdr_stream_outages_total", "counter", "Times the source went down", |s| {
                 s.outages.load(Ordering::Relaxed) as f64
             }),
@@ -294,6 +300,7 @@ impl Metrics {
                 );
             }
         }
+        process_metrics(&mut o);
         let _ = writeln!(o, "# HELP mpdr_build_info The running binary\n# TYPE mpdr_build_info gauge");
         let _ = writeln!(o, "mpdr_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         let _ = writeln!(
@@ -392,6 +399,36 @@ fn fmt_f(v: f64) -> String {
     } else {
         format!("{v}")
     }
+}
+
+/// The Prometheus client's standard process metrics, from `/proc/self` (absent elsewhere).
+fn process_metrics(o: &mut String) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else { return };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+    // Linux reports CPU time in clock ticks: USER_HZ is 100 on every architecture.
+    const TICKS: f64 = 100.0;
+    let rss_kb = std::fs::read_to_string("/proc/self/status").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    });
+    let mut line = |name: &str, kind: &str, help: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", fmt_f(v));
+        }
+    };
+    // stat fields (1-based in proc(5)): 14 utime, 15 stime, 20 num_threads, 23 vsize;
+    // `rest` starts at field 3.
+    let cpu = num(11).zip(num(12)).map(|(u, s)| (u + s) / TICKS);
+    line("process_cpu_seconds_total", "counter", "User and system CPU time, seconds", cpu);
+    line("process_resident_memory_bytes", "gauge", "Resident memory, bytes", rss_kb.map(|k| k * 1024.0));
+    line("process_virtual_memory_bytes", "gauge", "Virtual memory, bytes", num(20));
+    line("process_threads", "gauge", "Threads", num(17));
+    let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as f64).ok();
+    line("process_open_fds", "gauge", "Open file descriptors", fds);
 }
 
 #[cfg(test)]

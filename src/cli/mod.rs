@@ -293,6 +293,9 @@ pub fn monitor(args: &MonitorArgs) -> Result<()> {
 /// `mpdr validate`: every problem of a monitor config (syntax, values, models, files) at once.
 pub fn validate(config: &Path, ports: bool) -> Result<()> {
     let (cfg, p) = crate::daemon::config::inspect(config, ports)?;
+    for w in &cfg.warnings().0 {
+        println!("{}: warning: {}: {}", config.display(), w.key, w.message);
+    }
     if p.is_empty() {
         println!("{}: OK ({} stream(s), {} sink(s))", config.display(), cfg.streams.len(), cfg.sinks.len().max(1));
         return Ok(());

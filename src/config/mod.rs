@@ -55,6 +55,13 @@ impl fmt::Display for Problems {
     }
 }
 
+/// A warning when `addr` listens beyond this host (allowed: a SCADA network may need it).
+pub fn warn_if_public(w: &mut Problems, key: &str, addr: std::net::SocketAddr) {
+    if !addr.ip().is_loopback() {
+        w.push(key, format!("{addr} listens beyond this host: make sure a firewall keeps it to the plant network"));
+    }
+}
+
 impl std::error::Error for Problems {}
 
 /// Errors loading a config file.

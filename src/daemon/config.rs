@@ -187,12 +187,17 @@ impl MonitorConfig {
     /// files the model cannot take, sinks' secrets, programs and (when `ports`) addresses.
     /// A missing source file is not a problem: the stream starts `down` and retries.
     pub fn check(&self, p: &mut Problems, ports: bool) {
+        let mut loaded = std::collections::BTreeMap::new();
         for (i, s) in self.streams.iter().enumerate() {
             let key = format!("stream[{i}]");
-            let manifest = match crate::model::Bundle::read_manifest(&s.model) {
-                Ok(m) => m,
+            // The whole bundle, once per folder: manifest ranges, checksums, tensor shapes,
+            // finite weights.
+            let manifest = match loaded.entry(s.model.clone()).or_insert_with(|| {
+                crate::model::Bundle::load(&s.model, tch::Device::Cpu).map(|b| b.manifest).map_err(|e| e.to_string())
+            }) {
+                Ok(m) => m.clone(),
                 Err(e) => {
-                    p.push(format!("{key}.model"), e.to_string());
+                    p.push(format!("{key}.model"), e.clone());
                     continue;
                 }
             };
@@ -209,6 +214,22 @@ impl MonitorConfig {
             s.source.check(&format!("{key}.source"), features, p);
         }
         sink::check(&self.sinks, p, ports);
+    }
+
+    /// What is allowed but may surprise: listening beyond this host, a device or recording
+    /// not there yet. `validate` prints them, the monitor logs them; neither refuses.
+    pub fn warnings(&self) -> Problems {
+        let mut w = Problems::default();
+        if let Ok(Some(addr)) = self.server.address() {
+            crate::config::warn_if_public(&mut w, "server.listen", addr);
+        }
+        for (i, s) in self.streams.iter().enumerate() {
+            s.source.spec().warnings(&format!("stream[{i}].source"), &mut w);
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            s.spec().warnings(&format!("sink[{i}]"), &mut w);
+        }
+        w
     }
 
     /// The validated form (no disk access; see [`Monitor::load`] for the whole check).
@@ -262,6 +283,9 @@ impl Monitor {
         let (cfg, problems) = inspect(path, ports)?;
         if !problems.is_empty() {
             return Err(ConfigError::Invalid { path: path.into(), problems });
+        }
+        for w in cfg.warnings().0 {
+            tracing::warn!(key = %w.key, "{}: {}", path.display(), w.message);
         }
         Ok(cfg.validated(path.parent().unwrap_or(Path::new("."))))
     }

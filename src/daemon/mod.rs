@@ -271,6 +271,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                                 crate::audio::ring::AudioRing::new((seconds * f.sample_rate as f64) as usize)
                             }),
                             sample_rate: f.sample_rate,
+                            failed_batches: 0,
                         }
                     })
                     .collect();

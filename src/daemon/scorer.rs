@@ -40,7 +40,12 @@ pub struct ScoredStream {
     /// log-mel replay.
     pub audio: Option<crate::audio::ring::AudioRing>,
     pub sample_rate: u32,
+    /// Batches in a row whose scoring failed (reset by the first one that scores).
+    pub failed_batches: u32,
 }
+
+/// Failed batches in a row after which a stream is reported down (`stream-down`, `/readyz`).
+pub const FAILED_BATCHES_DOWN: u32 = 3;
 
 pub struct Scorer {
     pub models: Vec<LoadedModel>,
@@ -109,6 +114,8 @@ impl Scorer {
 
     /// Score every vector message of the batch: one forward pass per model.
     fn score(&mut self, batch: &mut [Item]) {
+        // Per stream of the batch: `Some(error)` when its model failed, `None` when it scored.
+        let mut outcomes: Vec<(usize, Option<String>)> = Vec::new();
         for (m, model) in self.models.iter().enumerate() {
             let idx: Vec<usize> = batch
                 .iter()
@@ -138,17 +145,29 @@ impl Scorer {
                 };
                 Ok((e, b))
             }));
-            let (energies, bands) = match scored {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    self.fail(&model.id, &e.to_string());
-                    continue;
+            let failure = match &scored {
+                Ok(Ok((e, _))) if e.len() != n => Some(format!("{} energies for {n} vectors", e.len())),
+                Ok(Ok((e, _))) if e.iter().any(|v| !v.is_finite()) => {
+                    Some("the model gives NaN or infinite energies".into())
                 }
-                Err(_) => {
-                    self.fail(&model.id, "libtorch panicked");
-                    continue;
-                }
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("libtorch panicked".into()),
             };
+            let mut streams: Vec<usize> = idx
+                .iter()
+                .filter_map(
+                    |&i| if let StreamMsg::Vectors { stream, .. } = &batch[i].msg { Some(*stream) } else { None },
+                )
+                .collect();
+            streams.sort_unstable();
+            streams.dedup();
+            outcomes.extend(streams.into_iter().map(|s| (s, failure.clone())));
+            if let Some(e) = failure {
+                self.fail(&model.id, &e);
+                continue;
+            }
+            let Ok(Ok((energies, bands))) = scored else { continue };
             self.metrics.batches.fetch_add(1, Ordering::Relaxed);
             self.metrics.batch_vectors.fetch_add(n as u64, Ordering::Relaxed);
             let has_bands = bands.len() == n * model.n_mels;
@@ -162,6 +181,12 @@ impl Scorer {
                 at += k;
             }
         }
+        for (stream, failure) in outcomes {
+            match failure {
+                Some(e) => self.stream_failed(stream, &e),
+                None => self.stream_scored(stream),
+            }
+        }
     }
 
     fn fail(&self, model: &str, e: &str) {
@@ -169,6 +194,26 @@ impl Scorer {
         // One line per power of two, so a persistent fault does not flood the log.
         if c.is_power_of_two() || c == 0 {
             tracing::error!(model, error = e, failures = c + 1, "scoring failed; the batch is dropped");
+        }
+    }
+
+    fn stream_failed(&mut self, stream: usize, error: &str) {
+        let s = &mut self.streams[stream];
+        s.failed_batches = s.failed_batches.saturating_add(1);
+        if s.failed_batches == FAILED_BATCHES_DOWN {
+            self.metrics.streams[stream].scoring_up.store(false, Ordering::Relaxed);
+            let msg = format!("stream down: its model fails to score ({error}); nothing is detected until it does");
+            self.status_event(stream, EventKind::StreamDown, msg);
+        }
+    }
+
+    fn stream_scored(&mut self, stream: usize) {
+        let s = &mut self.streams[stream];
+        let was_down = s.failed_batches >= FAILED_BATCHES_DOWN;
+        s.failed_batches = 0;
+        if was_down {
+            self.metrics.streams[stream].scoring_up.store(true, Ordering::Relaxed);
+            self.status_event(stream, EventKind::StreamUp, "stream up: its model scores again".into());
         }
     }
 

@@ -96,20 +96,20 @@ impl FeatureParams {
     /// Record every problem under `prefix` (e.g. "features").
     pub fn validate(&self, prefix: &str, problems: &mut Problems) {
         let key = |k: &str| format!("{prefix}.{k}");
-        if self.sample_rate == 0 {
-            problems.push(key("sample_rate"), "must be > 0");
+        if !(1..=768_000).contains(&self.sample_rate) {
+            problems.push(key("sample_rate"), format!("must be in 1..=768000 Hz, got {}", self.sample_rate));
         }
-        if self.n_fft < 2 || !self.n_fft.is_multiple_of(2) {
-            problems.push(key("n_fft"), format!("must be an even number >= 2, got {}", self.n_fft));
+        if !(2..=65536).contains(&self.n_fft) || !self.n_fft.is_multiple_of(2) {
+            problems.push(key("n_fft"), format!("must be an even number in 2..=65536, got {}", self.n_fft));
         }
-        if self.hop_length == 0 {
-            problems.push(key("hop_length"), "must be >= 1");
+        if !(1..=self.n_fft.max(1)).contains(&self.hop_length) {
+            problems.push(key("hop_length"), format!("must be in 1..=n_fft ({}), got {}", self.n_fft, self.hop_length));
         }
-        if self.n_mels == 0 {
-            problems.push(key("n_mels"), "must be >= 1");
+        if !(1..=1024).contains(&self.n_mels) {
+            problems.push(key("n_mels"), format!("must be in 1..=1024, got {}", self.n_mels));
         }
-        if self.frames == 0 {
-            problems.push(key("frames"), "must be >= 1");
+        if !(1..=64).contains(&self.frames) {
+            problems.push(key("frames"), format!("must be in 1..=64, got {}", self.frames));
         }
         if !(self.power.is_finite() && self.power > 0.0) {
             problems.push(key("power"), format!("must be a finite number > 0, got {}", self.power));

@@ -8,12 +8,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::features::FeatureParams;
 use crate::nn::ae::{AeSpec, AutoEncoder};
 use crate::nn::{Energy, EnergyNet, EnergySpec};
+
+pub mod check;
+mod weights;
+pub use weights::safetensors_header;
+use weights::{sha256_file, verify_and_load};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -320,71 +324,6 @@ impl std::fmt::Debug for Bundle {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64), BundleError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
-    let digest = Sha256::digest(&bytes);
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes.len() as u64))
-}
-
-/// Names and shapes in a safetensors file, from its JSON header.
-fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, BundleError> {
-    let bad = |m: String| BundleError::Mismatch { path: path.into(), detail: m };
-    let bytes =
-        std::fs::read(path).map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
-    let len = bytes
-        .get(..8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
-        .ok_or_else(|| bad("not a safetensors file (too short)".into()))?;
-    let header = bytes.get(8..8 + len).ok_or_else(|| bad("not a safetensors file (header past end of file)".into()))?;
-    let json: serde_json::Value =
-        serde_json::from_slice(header).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
-    let obj = json.as_object().ok_or_else(|| bad("safetensors header is not an object".into()))?;
-    let mut out = BTreeMap::new();
-    for (name, v) in obj {
-        if name == "__metadata__" {
-            continue;
-        }
-        let shape = v
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .map(|a| a.iter().filter_map(|d| d.as_i64()).collect())
-            .ok_or_else(|| bad(format!("tensor {name} has no shape")))?;
-        out.insert(name.clone(), shape);
-    }
-    Ok(out)
-}
-
-/// Check a file's tensors against a VarStore's variables, then load them.
-fn verify_and_load(vs: &mut nn::VarStore, path: &Path) -> Result<(), BundleError> {
-    let in_file = safetensors_shapes(path)?;
-    let wanted: BTreeMap<String, Vec<i64>> = vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
-    for (name, shape) in &wanted {
-        match in_file.get(name) {
-            None => {
-                return Err(BundleError::Mismatch {
-                    path: path.into(),
-                    detail: format!("tensor {name} is missing (the manifest's network needs it)"),
-                })
-            }
-            Some(s) if s != shape => {
-                return Err(BundleError::Mismatch {
-                    path: path.into(),
-                    detail: format!("tensor {name} has shape {s:?}, the manifest's network needs {shape:?}"),
-                })
-            }
-            _ => {}
-        }
-    }
-    if let Some(extra) = in_file.keys().find(|k| !wanted.contains_key(*k)) {
-        return Err(BundleError::Mismatch {
-            path: path.into(),
-            detail: format!("unexpected tensor {extra} (not in the manifest's network)"),
-        });
-    }
-    vs.load(path).map_err(|e| BundleError::Torch { path: path.into(), message: e.to_string() })
-}
-
 impl Bundle {
     /// Build the networks of `manifest` with fresh weights on `device` (float32).
     pub fn build(manifest: Manifest, device: Device) -> Self {
@@ -522,6 +461,12 @@ impl Bundle {
                 k => &mut b.manifold_vs[k],
             };
             verify_and_load(vs, &path)?;
+            if let Some(name) = check::non_finite_tensor(vs) {
+                return Err(BundleError::Mismatch {
+                    path,
+                    detail: format!("tensor {name} holds NaN or infinite weights"),
+                });
+            }
         }
         for vs in &mut b.manifold_vs {
             vs.freeze();
@@ -542,7 +487,9 @@ impl Bundle {
                 }
             }
         }
-        crate::config::parse_toml(&text).map_err(|message| BundleError::Manifest { path: mpath, message })
+        let m: Manifest = crate::config::parse_toml(&text)
+            .map_err(|message| BundleError::Manifest { path: mpath.clone(), message })?;
+        check::problems(&m).into_result(m).map_err(|p| BundleError::Manifest { path: mpath, message: p.to_string() })
     }
 
     /// Energies (N,) and per-mel-band errors (N, n_mels) of raw vectors (N, D), on the CPU,

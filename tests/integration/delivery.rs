@@ -417,12 +417,13 @@ fn validate_names_the_key_of_each_bad_sink() {
     let o = mpdr(&["validate", "--config", cfg.to_str().unwrap()]);
     assert!(!o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for key in ["sink[0].url", "sink[1].hmac_secret_env", "sink[2].listen", "sink[3].command", "sink[4].ca_file"] {
+    for key in ["sink[0].url", "sink[1].hmac_secret_env", "sink[3].command", "sink[4].ca_file"] {
         assert!(out.contains(&format!(": {key}: ")), "{key} missing in:\n{out}");
     }
-    assert!(out.contains("MPDR_SURELY_UNSET_SECRET") && out.contains("in use"), "{out}");
-    // For a reload the running daemon holds its ports: --no-ports leaves them out.
+    assert!(out.contains("MPDR_SURELY_UNSET_SECRET"), "{out}");
+    // A port held by someone (a running daemon, at `systemctl reload`) is not validate's
+    // business: it binds nothing. The monitor itself refuses to start on it.
+    assert!(!out.contains("sink[2].listen"), "{out}");
     let o = mpdr(&["validate", "--no-ports", "--config", cfg.to_str().unwrap()]);
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(!out.contains("sink[2].listen") && out.contains("sink[0].url"), "{out}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), out, "--no-ports is accepted and changes nothing");
 }

@@ -61,6 +61,8 @@ pub trait SinkSpec {
     /// Problems outside the file: secrets (environment, files), programs, and — when `ports`
     /// — whether an address can be bound (not on reload: the daemon holds it).
     fn check(&self, _key: &str, _p: &mut Problems, _ports: bool) {}
+    /// What is allowed but worth a look (e.g. listening beyond this host): warnings.
+    fn warnings(&self, _key: &str, _w: &mut Problems) {}
     /// Make relative paths absolute against `base` (the config file's folder).
     fn resolve_paths(&mut self, _base: &Path) {}
     /// A status server (built once at start) rather than a delivery sink.

@@ -16,12 +16,15 @@
 //! | 10 + 10·i + 8 | acknowledge: write 1 to acknowledge the current alarm (sets status bit 3 until the next alarm); reads 0/1 |
 //!
 //! Every other write is refused with exception 02 (illegal data address); other function
-//! codes with exception 01. One thread per client connection (at most 16).
+//! codes with exception 01. One thread per client connection: at most 32 in all and 8 from one
+//! address; a connection that sends no request for `idle_timeout_s` (default 60) is closed,
+//! so idle clients cannot lock a PLC out.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +43,13 @@ pub struct ModbusConfig {
     /// `host:port` to listen on (port 0: any free port, logged).
     #[serde(default = "modbus_listen")]
     pub listen: SocketAddr,
+    /// Seconds without a request after which a client connection is closed.
+    #[serde(default = "idle_timeout_s")]
+    pub idle_timeout_s: f64,
+}
+
+fn idle_timeout_s() -> f64 {
+    60.0
 }
 
 fn modbus_listen() -> SocketAddr {
@@ -55,6 +65,13 @@ impl SinkSpec for ModbusConfig {
         if !self.common.streams.is_empty() {
             p.push(format!("{key}.streams"), "a Modbus server serves every stream's registers: remove streams");
         }
+        if !(self.idle_timeout_s.is_finite() && (1.0..=86_400.0).contains(&self.idle_timeout_s)) {
+            p.push(format!("{key}.idle_timeout_s"), format!("must be in 1..=86400 s, got {}", self.idle_timeout_s));
+        }
+    }
+
+    fn warnings(&self, key: &str, w: &mut Problems) {
+        crate::config::warn_if_public(w, &format!("{key}.listen"), self.listen);
     }
 
     fn check(&self, key: &str, p: &mut Problems, ports: bool) {
@@ -70,7 +87,8 @@ impl SinkSpec for ModbusConfig {
     }
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
-        let server = ModbusServer::start(self.listen, Arc::new(ModbusState::new(ctx.metrics.clone())))?;
+        let idle = Duration::from_secs_f64(self.idle_timeout_s);
+        let server = ModbusServer::start(self.listen, Arc::new(ModbusState::new(ctx.metrics.clone())), idle)?;
         tracing::info!(address = %server.addr, "Modbus TCP server listening");
         Ok(Built::Server(Box::new(server)))
     }
@@ -79,7 +97,8 @@ impl SinkSpec for ModbusConfig {
 pub const STREAM_BASE: u16 = 10;
 pub const STREAM_STRIDE: u16 = 10;
 pub const ACK_OFFSET: u16 = 8;
-const MAX_CLIENTS: usize = 16;
+const MAX_CLIENTS: usize = 32;
+const MAX_PER_ADDRESS: usize = 8;
 
 /// Acknowledgements per stream: the alarm count that was acknowledged (u64::MAX = none).
 pub struct ModbusState {
@@ -238,28 +257,42 @@ pub struct ModbusServer {
 }
 
 impl ModbusServer {
-    pub fn start(listen: SocketAddr, state: Arc<ModbusState>) -> Result<Self, String> {
+    pub fn start(listen: SocketAddr, state: Arc<ModbusState>, idle: Duration) -> Result<Self, String> {
         let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let clients = Arc::new(AtomicUsize::new(0));
+        let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
         let handle = std::thread::Builder::new()
             .name("mpdr-modbus".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((sock, peer)) => {
-                            if clients.load(Ordering::Relaxed) >= MAX_CLIENTS {
-                                tracing::warn!(%peer, "Modbus: too many clients, connection refused");
+                            let ip = peer.ip();
+                            let admitted = clients.lock().map(|mut map| {
+                                let total: usize = map.values().sum();
+                                let mine = map.entry(ip).or_insert(0);
+                                let ok = total < MAX_CLIENTS && *mine < MAX_PER_ADDRESS;
+                                *mine += usize::from(ok);
+                                ok
+                            });
+                            if !admitted.unwrap_or(false) {
+                                tracing::warn!(%peer, "Modbus: too many clients (32 in all, 8 per address), connection refused");
                                 continue;
                             }
-                            clients.fetch_add(1, Ordering::Relaxed);
                             let (state, stop, clients) = (state.clone(), stop2.clone(), clients.clone());
                             let _ = std::thread::Builder::new().name("mpdr-modbus-client".into()).spawn(move || {
-                                serve(sock, &state, &stop);
-                                clients.fetch_sub(1, Ordering::Relaxed);
+                                serve(sock, &state, &stop, idle);
+                                if let Ok(mut map) = clients.lock() {
+                                    if let Some(n) = map.get_mut(&ip) {
+                                        *n -= 1;
+                                        if *n == 0 {
+                                            map.remove(&ip);
+                                        }
+                                    }
+                                }
                             });
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -287,12 +320,14 @@ impl Drop for ModbusServer {
 }
 
 /// One client: MBAP frames in, responses out, until EOF, an error or stop.
-fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool) {
+fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool, idle: Duration) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(5)));
     let mut header = [0u8; 7];
     while !stop.load(Ordering::Relaxed) {
-        match read_full(&mut sock, &mut header, stop) {
+        let deadline = Instant::now() + idle;
+        match read_full(&mut sock, &mut header, stop, deadline) {
             Ok(true) => {}
             _ => return,
         }
@@ -301,7 +336,7 @@ fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool) {
             return; // not Modbus TCP: drop the connection
         }
         let mut pdu = vec![0u8; len - 1];
-        if !matches!(read_full(&mut sock, &mut pdu, stop), Ok(true)) {
+        if !matches!(read_full(&mut sock, &mut pdu, stop, Instant::now() + idle), Ok(true)) {
             return;
         }
         let resp = state.handle(&pdu);
@@ -316,15 +351,15 @@ fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool) {
     }
 }
 
-/// Fill `buf`; Ok(false) on a clean EOF before any byte.
-fn read_full(sock: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool) -> std::io::Result<bool> {
+/// Fill `buf`; Ok(false) on EOF, on stop, or when `deadline` passes first (an idle client).
+fn read_full(sock: &mut TcpStream, buf: &mut [u8], stop: &AtomicBool, deadline: Instant) -> std::io::Result<bool> {
     let mut got = 0;
     while got < buf.len() {
         match sock.read(&mut buf[got..]) {
             Ok(0) => return Ok(false),
             Ok(n) => got += n,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                     return Ok(false);
                 }
             }

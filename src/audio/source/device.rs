@@ -43,6 +43,38 @@ impl SourceSpec for DeviceConfig {
         }
     }
 
+    /// A device that is not there (yet) is a warning: it may be plugged in later, and the
+    /// stream retries. Listing devices opens none of them.
+    fn warnings(&self, key: &str, w: &mut Problems) {
+        if self.device == "default" {
+            return;
+        }
+        use cpal::traits::{DeviceTrait, HostTrait};
+        // Names only: asking a device for its configuration would open it.
+        let names: Result<Vec<String>, String> = cpal::default_host()
+            .input_devices()
+            .map(|d| d.map(|d| d.name().unwrap_or_default()).collect())
+            .map_err(|e| format!("cannot list input devices: {e}"));
+        match names {
+            Ok(names) => {
+                let found = match self.device.parse::<usize>() {
+                    Ok(i) => i < names.len(),
+                    Err(_) => names.iter().any(|n| *n == self.device),
+                };
+                if !found {
+                    w.push(
+                        format!("{key}.device"),
+                        format!(
+                            "no input device \"{}\" now (seen: {names:?}); the stream retries until it appears",
+                            self.device
+                        ),
+                    );
+                }
+            }
+            Err(e) => w.push(format!("{key}.device"), e),
+        }
+    }
+
     fn build(&self, ctx: OpenContext) -> Box<dyn Source> {
         Box::new(DeviceSource::new(self.clone(), ctx))
     }

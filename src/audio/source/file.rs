@@ -44,6 +44,15 @@ impl SourceSpec for FileConfig {
         check_speed(key, self.speed, p);
     }
 
+    fn warnings(&self, key: &str, w: &mut Problems) {
+        if !self.path.exists() {
+            w.push(
+                format!("{key}.path"),
+                format!("{} does not exist (yet): the stream starts down and retries", self.path.display()),
+            );
+        }
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         crate::files::absolute(&mut self.path, base);
     }

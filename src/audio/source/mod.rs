@@ -87,6 +87,9 @@ pub trait SourceSpec {
     fn validate(&self, key: &str, p: &mut Problems);
     /// Problems against the model's front-end and on disk (e.g. WAV headers of a replay).
     fn check(&self, _key: &str, _features: &FeatureParams, _p: &mut Problems) {}
+    /// What may still come right by itself (a device not plugged in yet, a recording not
+    /// there yet): `validate` prints these as warnings and the monitor starts, the stream down.
+    fn warnings(&self, _key: &str, _w: &mut Problems) {}
     /// Make relative paths absolute against `base` (the config file's folder).
     fn resolve_paths(&mut self, _base: &Path) {}
     /// The factory: a closed source of this kind (the stream thread opens it).
