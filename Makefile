@@ -9,7 +9,7 @@ export LIBTORCH
 export OMP_WAIT_POLICY ?= PASSIVE
 CARGO ?= cargo
 
-.PHONY: all setup build test lint fmt bench demo models parity clean
+.PHONY: all setup build test lint fmt bench demo models parity fuzz install clean
 
 all: build
 
@@ -37,6 +37,11 @@ bench: setup
 # Opt-in: compare `mpdr features` with librosa on the real DCASE clips in ../shared/data.
 parity: build
 	python3 scripts/check_librosa_parity.py
+
+# Coverage-guided fuzzing (AFL++ through cargo-afl, stable Rust) of every parser: each target
+# for FUZZ_SECONDS (default 600), two at a time; summary in fuzz/out/summary.tsv.
+fuzz: setup
+	scripts/fuzz.sh
 
 # The whole product on a synthetic plant (about a minute after the build); report in demo-report/.
 demo: build

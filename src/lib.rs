@@ -19,6 +19,8 @@ pub mod error;
 pub mod eval;
 pub mod features;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod model;
 pub mod mpdr;

@@ -178,7 +178,8 @@ pub struct ModelInfo {
 #[derive(Debug)]
 pub struct Metrics {
     pub streams: Vec<StreamMetrics>,
-    pub models: Vec<ModelInfo>,
+    /// Replaced when a reload swaps a bundle.
+    pub models: std::sync::Mutex<Vec<ModelInfo>>,
     /// From a hop's last sample arriving to its window decision.
     pub latency: Histogram,
     pub batches: AtomicU64,
@@ -204,7 +205,7 @@ impl Metrics {
     pub fn new(streams: Vec<StreamMetrics>, models: Vec<ModelInfo>) -> Self {
         Metrics {
             streams,
-            models,
+            models: std::sync::Mutex::new(models),
             latency: Histogram::new(LATENCY_BUCKETS),
             batches: AtomicU64::new(0),
             batch_vectors: AtomicU64::new(0),
@@ -314,7 +315,8 @@ impl Metrics {
         );
         let _ = writeln!(o, "mpdr_config_last_reload_success_timestamp_seconds {}", self.last_reload_unix_s.load(r));
         let _ = writeln!(o, "# HELP mpdr_model_info Loaded models\n# TYPE mpdr_model_info gauge");
-        for m in &self.models {
+        let models = self.models.lock().map(|v| v.clone()).unwrap_or_default();
+        for m in &models {
             let _ = writeln!(
                 o,
                 "mpdr_model_info{{model=\"{}\",kind=\"{}\",path=\"{}\",device=\"{}\"}} 1",

@@ -26,6 +26,9 @@ pub enum DaemonError {
     /// The scorer thread ended or failed (loading a model, or unexpectedly).
     #[error("scorer: {0}")]
     Scorer(String),
+    /// A reload's new bundle was refused by the scorer (the running one stays).
+    #[error("model swap refused: {0}")]
+    Swap(String),
     #[error("shutdown took longer than pipeline.shutdown_timeout_s; some threads were abandoned")]
     Shutdown,
 }

@@ -25,6 +25,13 @@ pub struct SinkSlot {
     pub streams: Vec<String>,
 }
 
+/// A reload's sinks: a new worker, or the running one kept (its config did not change: an
+/// MQTT session, a webhook's connection pool survive the reload).
+pub enum Replacement {
+    New(SinkSlot),
+    Keep { name: String },
+}
+
 /// One idle worker per delivery sink of `sinks` (status servers are not fed from the outbox),
 /// their counters published in `metrics`; [`spawn`] starts them.
 pub fn build_workers(
@@ -32,10 +39,29 @@ pub fn build_workers(
     state_dir: &Path,
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<SinkSlot>, DaemonError> {
+    let all = rebuild_workers(sinks, &[], state_dir, metrics)?;
+    Ok(all.into_iter().filter_map(|r| if let Replacement::New(s) = r { Some(s) } else { None }).collect())
+}
+
+/// For a reload: a new idle worker per delivery sink of `sinks`, except those exactly as in
+/// `running` (same name, same settings), which are kept.
+pub fn rebuild_workers(
+    sinks: &[NamedSink],
+    running: &[NamedSink],
+    state_dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Replacement>, DaemonError> {
     let old = metrics.sinks.lock().map(|v| v.clone()).unwrap_or_default();
     let mut slots = Vec::new();
     let mut published = Vec::new();
     for s in sinks.iter().filter(|s| !s.config.spec().is_server()) {
+        if s.config.spec().keeps_session() && running.contains(s) {
+            if let Some(m) = old.iter().find(|m| m.name == s.name) {
+                published.push(m.clone());
+            }
+            slots.push(Replacement::Keep { name: s.name.clone() });
+            continue;
+        }
         let ctx = BuildContext { name: &s.name, metrics };
         let Built::Delivery { sink, retry } =
             s.config.spec().build(&ctx).map_err(|message| DaemonError::Sink { name: s.name.clone(), message })?
@@ -45,7 +71,7 @@ pub fn build_workers(
         let m = old.iter().find(|m| m.name == s.name).cloned().unwrap_or_else(|| Arc::new(SinkMetrics::new(&s.name)));
         published.push(m.clone());
         let worker = Worker::spawn(s.name.clone(), sink, state_dir.to_path_buf(), retry, m)?;
-        slots.push(SinkSlot { worker, streams: s.config.streams().to_vec() });
+        slots.push(Replacement::New(SinkSlot { worker, streams: s.config.streams().to_vec() }));
     }
     if let Ok(mut v) = metrics.sinks.lock() {
         *v = published;
@@ -70,7 +96,7 @@ pub fn start_servers(sinks: &[NamedSink], metrics: &Arc<Metrics>) -> Result<Vec<
 /// The event thread's handle plus its worker-replacement channel.
 pub struct Events {
     pub handle: JoinHandle<()>,
-    pub replace: Sender<Vec<SinkSlot>>,
+    pub replace: Sender<Vec<Replacement>>,
 }
 
 pub fn spawn(
@@ -82,7 +108,7 @@ pub fn spawn(
     evidence: Option<crate::alarm::evidence::Evidence>,
 ) -> Result<Events, DaemonError> {
     let mut outbox = Outbox::open(&state_dir)?;
-    let (replace, replaced) = bounded::<Vec<SinkSlot>>(4);
+    let (replace, replaced) = bounded::<Vec<Replacement>>(4);
     for s in &slots {
         s.worker.start(None);
     }
@@ -117,9 +143,25 @@ pub fn spawn(
                 recv(replaced) -> new => if let Ok(new) = new {
                     // Old workers finish their delivery in progress; a new worker of the same
                     // sink starts only after its predecessor has exited, the others at once.
+                    // Kept sinks go on as they are.
+                    let mut running = std::mem::take(&mut slots);
+                    let mut started = Vec::new();
+                    for r in new {
+                        match r {
+                            Replacement::Keep { name } => {
+                                if let Some(i) = running.iter().position(|s| s.worker.name == name) {
+                                    slots.push(running.swap_remove(i));
+                                }
+                            }
+                            Replacement::New(s) => {
+                                started.push(s.worker.name.clone());
+                                slots.push(s);
+                            }
+                        }
+                    }
                     let mut old: Vec<(String, JoinHandle<()>)> =
-                        std::mem::replace(&mut slots, new).into_iter().map(|s| (s.worker.name.clone(), s.worker.stop())).collect();
-                    for s in &slots {
+                        running.into_iter().map(|s| (s.worker.name.clone(), s.worker.stop())).collect();
+                    for s in slots.iter().filter(|s| started.contains(&s.worker.name)) {
                         let previous = old.iter().position(|(n, _)| *n == s.worker.name).map(|i| old.swap_remove(i).1);
                         s.worker.start(previous);
                     }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod notify;
+mod reload;
 pub mod scorer;
 
 use std::path::{Path, PathBuf};
@@ -39,7 +40,7 @@ pub use error::DaemonError;
 type Result<T, E = DaemonError> = std::result::Result<T, E>;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 
-use crate::alarm::{band_ranges, AlarmEvent};
+use crate::alarm::AlarmEvent;
 use crate::audio::source::{sleep_unless, Next, OpenContext};
 use crate::detect::{DetectConfig, Detector, ThresholdSetting};
 use crate::features::stream::StreamingExtractor;
@@ -97,6 +98,9 @@ impl StreamMsg {
 pub enum Control {
     /// (stream index, detection settings, threshold).
     Reconfigure(Vec<(usize, DetectConfig, f64)>),
+    /// Load and verify the bundle at `path` and put it in model slot `model`; the running one
+    /// keeps scoring when it is refused. The answer comes on `reply`.
+    Swap { model: usize, path: PathBuf, id: String, reply: Sender<Result<(), String>> },
 }
 
 /// To the event thread.
@@ -157,6 +161,11 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         }
     }
     let manifests: Vec<Manifest> = model_paths.iter().map(|p| Bundle::read_manifest(p)).collect::<Result<_, _>>()?;
+    let mut model_slots: Vec<reload::Slot> = model_paths
+        .iter()
+        .zip(&manifests)
+        .map(|(p, m)| reload::Slot { path: p.clone(), manifest: m.clone() })
+        .collect();
     let stream_model: Vec<usize> =
         cfg.streams.iter().map(|s| model_paths.iter().position(|p| p == &s.model).unwrap_or(0)).collect();
     let infos: Vec<ModelInfo> = model_paths
@@ -229,19 +238,9 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
             .spawn(move || {
                 crate::device::init_threads();
                 let mut models = Vec::new();
-                for ((p, info), m) in model_paths.iter().zip(&infos).zip(&manifests) {
-                    match Bundle::load(p, device) {
-                        Ok(bundle) => {
-                            let f = m.features.clone().unwrap_or_default();
-                            models.push(LoadedModel {
-                                bundle,
-                                id: info.id.clone(),
-                                dim: f.vector_dim(),
-                                n_mels: f.n_mels,
-                                band_hz: band_ranges(&f),
-                                band_stats: m.band_stats.clone(),
-                            });
-                        }
+                for (p, info) in model_paths.iter().zip(&infos) {
+                    match LoadedModel::load(p, info.id.clone(), device) {
+                        Ok(m) => models.push(m),
                         Err(e) => {
                             let _ = loaded_tx.send(Err(DaemonError::Bundle(e)));
                             return;
@@ -335,7 +334,8 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             notify::notify("RELOADING=1");
-            match reload(config_path, &current, &ctrl_tx, &state_dir, &metrics) {
+            match reload::reload(config_path, &current, &mut model_slots, &stream_model, &ctrl_tx, &state_dir, &metrics)
+            {
                 Ok((new, slots)) => {
                     if events.replace.send(slots).is_err() {
                         tracing::warn!("sinks not replaced: the event thread has stopped");
@@ -418,41 +418,6 @@ fn join_until(handles: Vec<JoinHandle<()>>, deadline: Instant, what: &str) -> bo
         }
     }
     ok
-}
-
-/// Validate the new file and push what may change live; stream or model changes need a restart.
-fn reload(
-    path: &Path,
-    current: &Monitor,
-    ctrl: &Sender<Control>,
-    state_dir: &Path,
-    metrics: &Arc<Metrics>,
-) -> Result<(Monitor, Vec<events::SinkSlot>)> {
-    let new = Monitor::load(path, false)?;
-    let servers = |c: &Monitor| c.sinks().into_iter().filter(|s| s.config.spec().is_server()).collect::<Vec<_>>();
-    if servers(&new) != servers(current) {
-        tracing::warn!("status-server sink (modbus) changes take effect after a restart");
-    }
-    let mut changes = Vec::new();
-    for (i, old) in current.streams().iter().enumerate() {
-        let Some(n) = new.streams().iter().find(|s| s.name == old.name) else {
-            tracing::warn!(stream = %old.name, "removed from the config: keeps running until restart");
-            continue;
-        };
-        if n.model != old.model || n.source != old.source {
-            tracing::warn!(stream = %old.name, "model or source changed: takes effect after a restart");
-        }
-        let manifest = Bundle::read_manifest(&old.model)?;
-        changes.push((i, n.detect.clone(), threshold_of(n.detect.threshold, &manifest)));
-    }
-    for n in new.streams() {
-        if !current.streams().iter().any(|s| s.name == n.name) {
-            tracing::warn!(stream = %n.name, "new stream: starts after a restart");
-        }
-    }
-    let slots = events::build_workers(&new.sinks(), state_dir, metrics)?;
-    ctrl.send(Control::Reconfigure(changes)).map_err(|_| DaemonError::Scorer("it has stopped".into()))?;
-    Ok((new, slots))
 }
 
 /// Log-mel level (dB) below which a frame is digital silence: log10 of the front-end's epsilon

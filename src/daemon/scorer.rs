@@ -28,6 +28,23 @@ pub struct LoadedModel {
     pub band_stats: Option<crate::model::BandStats>,
 }
 
+impl LoadedModel {
+    /// Load and verify the bundle at `path` (every check of [`Bundle::load`]) on `device`.
+    pub fn load(path: &std::path::Path, id: String, device: tch::Device) -> Result<Self, crate::model::BundleError> {
+        let bundle = Bundle::load(path, device)?;
+        let f = bundle.manifest.features.clone().unwrap_or_default();
+        let band_stats = bundle.manifest.band_stats.clone();
+        Ok(LoadedModel {
+            bundle,
+            id,
+            dim: f.vector_dim(),
+            n_mels: f.n_mels,
+            band_hz: crate::alarm::band_ranges(&f),
+            band_stats,
+        })
+    }
+}
+
 /// Per-stream state on the scorer thread.
 pub struct ScoredStream {
     pub name: String,
@@ -101,6 +118,32 @@ impl Scorer {
 
     fn apply(&mut self, c: Control) {
         match c {
+            Control::Swap { model, path, id, reply } => {
+                let Some(old) = self.models.get(model) else {
+                    let _ = reply.send(Err(format!("no model slot {model}")));
+                    return;
+                };
+                let device = old.bundle.energy_vs.device();
+                match LoadedModel::load(&path, id.clone(), device) {
+                    Ok(m) if m.dim == old.dim && m.n_mels == old.n_mels => {
+                        self.models[model] = m;
+                        // A new model starts with a clean slate of failures.
+                        for (i, s) in self.streams.iter_mut().enumerate().filter(|(_, s)| s.model == model) {
+                            s.failed_batches = 0;
+                            self.metrics.streams[i].scoring_up.store(true, Ordering::Relaxed);
+                        }
+                        tracing::info!(model = %id, path = %path.display(), "model swapped in");
+                        let _ = reply.send(Ok(()));
+                    }
+                    Ok(_) => {
+                        let _ =
+                            reply.send(Err(format!("{}: its vectors differ from the running model's", path.display())));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
             Control::Reconfigure(list) => {
                 for (i, cfg, threshold) in list {
                     if let Some(s) = self.streams.get_mut(i) {

@@ -65,6 +65,11 @@ pub trait SinkSpec {
     fn warnings(&self, _key: &str, _w: &mut Problems) {}
     /// Make relative paths absolute against `base` (the config file's folder).
     fn resolve_paths(&mut self, _base: &Path) {}
+    /// Whether an unchanged sink keeps running across a reload (a broker session) rather than
+    /// being rebuilt (which re-reads its secrets).
+    fn keeps_session(&self) -> bool {
+        false
+    }
     /// A status server (built once at start) rather than a delivery sink.
     fn is_server(&self) -> bool {
         false

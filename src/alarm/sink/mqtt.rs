@@ -69,6 +69,12 @@ fn status_topic() -> String {
 }
 
 impl SinkSpec for MqttConfig {
+    /// The broker session (and its queue of in-flight messages) survives a reload that leaves
+    /// this sink's settings as they were.
+    fn keeps_session(&self) -> bool {
+        true
+    }
+
     fn common(&self) -> &Common {
         &self.common
     }

@@ -1,0 +1,144 @@
+//! Faults injected into a running `mpdr monitor` (issue 15): bundles that change or break
+//! under it, a model that cannot score, a corrupted outbox. Real processes, real files.
+
+use std::path::{Path, PathBuf};
+
+use mpdr::audio::wav;
+use sha2::{Digest, Sha256};
+
+use super::monitor::{machine, model, Monitor, RATE};
+use super::util::mpdr;
+
+/// A copy of the test bundle in `dir`.
+fn copy_bundle(dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for f in std::fs::read_dir(model()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+    }
+    to
+}
+
+/// Rewrite the float32 weights of `bundle`'s energy with `edit`, and its checksum in the
+/// manifest with them: a bundle that passes the checksum and differs in its weights.
+fn edit_weights(bundle: &Path, edit: impl Fn(&mut [f32])) {
+    let path = bundle.join("energy.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let old = format!("{:x}", Sha256::digest(&bytes));
+    let start = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut floats: Vec<f32> =
+        bytes[start..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    edit(&mut floats);
+    for (c, f) in bytes[start..].chunks_exact_mut(4).zip(&floats) {
+        c.copy_from_slice(&f.to_le_bytes());
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let new = format!("{:x}", Sha256::digest(&bytes));
+    let manifest = bundle.join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(&old));
+    std::fs::write(&manifest, text.replace(&old, &new)).unwrap();
+}
+
+fn config(dir: &Path, streams: &[(&str, &Path)], wav: &Path) -> PathBuf {
+    let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
+    for (name, bundle) in streams {
+        text += &format!(
+            "[[stream]]\nname = \"{name}\"\nmodel = \"{}\"\nsource = {{ type = \"file\", path = \"{}\", realtime = true, speed = 5.0, loop = true }}\ndetect = {{ window_s = 1.0, hop_s = 0.5, threshold = \"model\" }}\n",
+            bundle.display(),
+            wav.display()
+        );
+    }
+    let p = dir.join("monitor.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn model_info(m: &Monitor) -> String {
+    m.get("/metrics").1.lines().find(|l| l.starts_with("mpdr_model_info")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn sighup_swaps_in_a_changed_bundle_and_keeps_the_old_one_when_the_new_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let bundle = copy_bundle(d.path(), "bundle");
+    let w = d.path().join("normal.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(5.0, 7, |_| false)).unwrap();
+    let cfg = config(d.path(), &[("m", &bundle)], &w);
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v >= 2.0, 30);
+    let before = model_info(&m);
+    let original = std::fs::read(bundle.join("energy.safetensors")).unwrap();
+    let manifest = std::fs::read(bundle.join("manifest.toml")).unwrap();
+
+    // A NaN weight with its checksum updated: refused, the running model goes on.
+    edit_weights(&bundle, |w| w[3] = f32::NAN);
+    m.signal("HUP");
+    m.wait_metric("mpdr_config_reload_failures_total", |v| v == 1.0, 60);
+    let log = m.log();
+    assert!(log.iter().any(|l| l.contains("reload rejected") && l.contains("NaN")), "{log:#?}");
+    let n = m.metric("mpdr_window_decisions_total{stream=\"m\"}").unwrap();
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v > n + 2.0, 30);
+    assert_eq!(model_info(&m), before);
+
+    // New, valid weights: loaded, verified and swapped in without a restart.
+    std::fs::write(bundle.join("energy.safetensors"), &original).unwrap();
+    std::fs::write(bundle.join("manifest.toml"), &manifest).unwrap();
+    edit_weights(&bundle, |w| w[3] *= 1.01);
+    m.signal("HUP");
+    m.wait_metric("mpdr_config_reloads_total", |v| v == 1.0, 60);
+    assert!(m.log().iter().any(|l| l.contains("model swapped in")), "{:#?}", m.log());
+    let after = model_info(&m);
+    assert_ne!(after, before, "mpdr_model_info names the new weights");
+    let n = m.metric("mpdr_window_decisions_total{stream=\"m\"}").unwrap();
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v > n + 2.0, 30);
+    let (status, log) = m.stop(20);
+    assert!(status.success(), "{log:#?}");
+}
+
+#[test]
+fn a_model_that_cannot_score_reports_its_stream_down_while_the_others_score() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = copy_bundle(d.path(), "overflowing");
+    // Finite weights that overflow every energy to infinity or NaN: loads, cannot score.
+    edit_weights(&bad, |w| w.iter_mut().for_each(|x| *x = 3.0e38));
+    let w = d.path().join("normal.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(5.0, 9, |_| false)).unwrap();
+    let cfg = config(d.path(), &[("good", model()), ("bad", &bad)], &w);
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_line(|l| l.contains("stream-down") && l.contains("fails to score"), 60).expect("a stream-down event");
+    assert_eq!(m.metric("mpdr_stream_scoring_up{stream=\"bad\"}"), Some(0.0));
+    assert_eq!(m.metric("mpdr_stream_scoring_up{stream=\"good\"}"), Some(1.0));
+    let (code, body) = m.get("/readyz");
+    assert!(code == 503 && body.contains("bad"), "{code} {body}");
+    assert_eq!(m.get("/healthz").0, 200, "the daemon itself is alive");
+    let n = m.metric("mpdr_window_decisions_total{stream=\"good\"}").unwrap();
+    m.wait_metric("mpdr_window_decisions_total{stream=\"good\"}", |v| v > n + 2.0, 30);
+    assert_eq!(m.metric("mpdr_window_decisions_total{stream=\"bad\"}"), Some(0.0));
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}
+
+#[test]
+fn a_corrupted_outbox_is_refused_with_its_path_and_left_as_it_was() {
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path().join("normal.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(2.0, 1, |_| false)).unwrap();
+    let cfg = config(d.path(), &[("m", model())], &w);
+    let state = d.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let db = state.join("outbox.sqlite3");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(&db, &garbage).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mpdr"))
+        .args(["monitor", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("outbox.sqlite3"), "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), garbage, "never overwritten");
+    let o = mpdr(&["alarms", "--state-dir", state.to_str().unwrap(), "list"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("outbox.sqlite3"));
+}
