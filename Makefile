@@ -38,6 +38,10 @@ bench: setup
 parity: build
 	python3 scripts/check_librosa_parity.py
 
+# Binary + libtorch under PREFIX (default /opt/mpdr), the unit, /etc/mpdr/monitor.toml if absent.
+install:
+	scripts/install.sh
+
 # Coverage-guided fuzzing (AFL++ through cargo-afl, stable Rust) of every parser: each target
 # for FUZZ_SECONDS (default 600), two at a time; summary in fuzz/out/summary.tsv.
 fuzz: setup

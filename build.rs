@@ -1,5 +1,6 @@
 //! Build script: make the `mpdr` binaries, tests and benches find libtorch at run time
-//! without LD_LIBRARY_PATH (an rpath to `$LIBTORCH/lib`), and link `torch_cuda` eagerly
+//! without LD_LIBRARY_PATH — first in `$ORIGIN/../lib` (an installed layout such as
+//! `/opt/mpdr/{bin,lib}`, `make install`), then in `$LIBTORCH/lib` (the build tree) — and link `torch_cuda` eagerly
 //! when a CUDA libtorch is present — with `--as-needed` (the default on Debian) the
 //! linker drops it, its static initialisers never run and tch never sees the GPU.
 use std::path::PathBuf;
@@ -12,6 +13,7 @@ fn main() {
         return;
     };
     let lib = libtorch.join("lib");
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
 
     // The slim CPU install (scripts/setup-libtorch.sh, MPDR_TORCH=cpu) ships libtorch_cuda.so

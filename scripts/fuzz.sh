@@ -14,6 +14,10 @@ cargo afl config --build >/dev/null 2>&1 || true   # AFL++ itself, once per tool
 mkdir -p fuzz/out
 export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1
 export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
+# The harnesses link libtorch (through the mpdr crate) without the binary's rpath.
+export LD_LIBRARY_PATH="${LIBTORCH:-$PWD/.libtorch/torch}/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Loading libtorch makes the fork server slow to start on a busy box.
+export AFL_FORKSRV_INIT_TMOUT=60000
 run() {
   local t=$1
   rm -rf "fuzz/out/$t"

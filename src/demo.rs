@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::alarm::hmac::{hex, hmac_sha256};
+use crate::alarm::hmac::verify_webhook;
 use crate::alarm::{format_range, AlarmEvent, EventKind};
 use crate::audio::synth::{Fault, Machine, Synth, SynthSpec};
 use crate::daemon::{run, RunControl};
@@ -107,13 +107,16 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
             for mut req in server.incoming_requests() {
                 let mut body = String::new();
                 let _ = req.as_reader().read_to_string(&mut body);
-                let sig = req
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("X-Mpdr-Signature"))
-                    .map(|h| h.value.as_str().to_string())
-                    .unwrap_or_default();
-                let ok = sig == format!("sha256={}", hex(&hmac_sha256(SECRET.as_bytes(), body.as_bytes())));
+                let header = |name: &'static str| {
+                    req.headers()
+                        .iter()
+                        .find(|h| h.field.equiv(name))
+                        .map(|h| h.value.as_str().to_string())
+                        .unwrap_or_default()
+                };
+                let (id, ts, sig) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+                let now = crate::metrics::unix_s();
+                let ok = verify_webhook(SECRET.as_bytes(), &id, &ts, body.as_bytes(), &sig, now, 300);
                 if let Ok(ev) = serde_json::from_str::<AlarmEvent>(&body) {
                     let mut r = received.lock().unwrap_or_else(|p| p.into_inner());
                     if !r.iter().any(|(e, _)| e.id == ev.id) {

@@ -14,3 +14,8 @@ impl InputError {
         InputError { path: path.to_path_buf(), message: message.into() }
     }
 }
+
+/// An optional value for a log line: the value, or `none` (never Rust's `Some(..)`).
+pub fn or_none<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "none".to_string(), |x| x.to_string())
+}

@@ -28,3 +28,11 @@ pub fn file_or_folder(path: &Path, ext: &str) -> std::io::Result<Vec<std::path::
         Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
     }
 }
+
+/// The folder holding `file` (`.` for a bare file name).
+pub fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

@@ -27,3 +27,4 @@ pub mod mpdr;
 pub mod nn;
 pub mod npy;
 pub mod offline;
+pub mod progress;

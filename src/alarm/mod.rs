@@ -37,9 +37,19 @@ pub struct BandShare {
     pub z: Option<f64>,
 }
 
+/// The event payload's schema version ([`AlarmEvent::schema_version`]).
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+fn schema_one() -> u32 {
+    1
+}
+
 /// One alarm event, as stored and delivered (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlarmEvent {
+    /// The payload's schema: 1 is this layout; fields are only added within a version.
+    #[serde(default = "schema_one")]
+    pub schema_version: u32,
     /// UUID v7: unique and ordered by creation time; the idempotency key of every delivery.
     pub id: String,
     pub kind: EventKind,
@@ -74,6 +84,7 @@ impl AlarmEvent {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let unix_ms = now.as_millis() as u64;
         AlarmEvent {
+            schema_version: EVENT_SCHEMA_VERSION,
             id: uuid::Uuid::now_v7().to_string(),
             kind,
             stream: stream.to_string(),

@@ -94,7 +94,9 @@ where
     for s in samples {
         match s {
             Ok(v) => out.push((v.into() as f32) * scale),
-            Err(hound::Error::IoError(io)) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            // hound reports a short read of the samples as an I/O error of kind `Other`
+            // ("Failed to read enough bytes"), or as `UnexpectedEof`: either way, cut short.
+            Err(hound::Error::IoError(_)) => {
                 return Err(InputError::new(
                     path,
                     format!("truncated: header declares {declared} samples but the data ends after {}", out.len()),

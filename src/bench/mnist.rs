@@ -146,15 +146,20 @@ pub fn load(dir: &Path) -> Result<Mnist> {
             BenchError::Invalid(format!("{}: no {stem} (or {stem}.gz) — expected MNIST's IDX files", dir.display()))
         })
     };
+    let train = (find(dir, "train-images-idx3-ubyte"), find(dir, "train-labels-idx1-ubyte"));
+    let bar = crate::progress::bar(if matches!(train, (Some(_), Some(_))) { 2 } else { 1 }, "loading MNIST");
     let test = read_pair(&need("t10k-images-idx3-ubyte")?, &need("t10k-labels-idx1-ubyte")?)?;
-    if let (Some(i), Some(l)) = (find(dir, "train-images-idx3-ubyte"), find(dir, "train-labels-idx1-ubyte")) {
+    bar.inc(1);
+    if let (Some(i), Some(l)) = train {
         let pool = read_pair(&i, &l)?;
+        bar.finish_and_clear();
         return Ok(Mnist {
             protocol: format!("full MNIST: {} training images, {} test images", pool.len(), test.len()),
             pool,
             test,
         });
     }
+    bar.finish_and_clear();
     let n = test.len();
     ensure(n >= 100, || format!("{}: only {n} test images; the split needs at least 100", dir.display()))?;
     let cut = n * 7 / 10;

@@ -242,10 +242,16 @@ pub fn run(
     device: Device,
 ) -> Result<Vec<DatasetResult>> {
     let files = npz_files(npz)?;
+    let bar = crate::progress::bar(files.len() as u64, "loading tables");
     let tables: Vec<(String, Table)> = files
         .iter()
-        .map(|f| Ok((f.file_stem().unwrap_or_default().to_string_lossy().to_string(), read_table(f)?)))
+        .map(|f| {
+            let t = read_table(f)?;
+            bar.inc(1);
+            Ok((f.file_stem().unwrap_or_default().to_string_lossy().to_string(), t))
+        })
         .collect::<Result<_>>()?;
+    bar.finish_and_clear();
     let splits_dir = out.join("splits");
     std::fs::create_dir_all(&splits_dir).map_err(|error| BenchError::Io { path: splits_dir.clone(), error })?;
     let mut results = Vec::new();

@@ -19,11 +19,13 @@ pub enum BenchCommand {
         /// An .npz file or a folder of them.
         #[arg(long)]
         npz: PathBuf,
+        /// Results folder (per table: results.csv, results.md, per-seed trajectories).
         #[arg(long)]
         out: PathBuf,
         /// Models to run (repeat the flag for several).
         #[arg(long, value_enum, default_values = ["mpdr-r"])]
         model: Vec<crate::model::ModelKind>,
+        /// Seeds per table and model (the split and the training both change with it).
         #[arg(long, default_value_t = 3)]
         seeds: usize,
         /// The paper-scale budget (50 epochs per stage; a GPU budget) instead of the CPU one.
@@ -45,12 +47,14 @@ pub enum BenchCommand {
         /// Digit held out as the anomaly (repeat the flag for several).
         #[arg(long, required = true)]
         holdout: Vec<u8>,
+        /// Results folder (results.csv, results.md).
         #[arg(long)]
         out: PathBuf,
         /// Models to run (repeat the flag for several); the AE is trained either way (it is
         /// the MPDR models' manifold).
         #[arg(long, value_enum, default_values = ["ae", "mpdr-r", "mpdr-s"])]
         model: Vec<crate::model::ModelKind>,
+        /// Seed of the training runs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// The MPDR code's budget (AE 30 epochs, MPDR 60 epochs, batch 128; a GPU budget).

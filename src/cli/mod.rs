@@ -102,6 +102,7 @@ pub struct TrainArgs {
     /// Training recipe (see config/train.example.toml); default: the CPU-sized recipe of config/train.example.toml.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Seed of the split, the initialisation and the batches (overrides the recipe's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
     /// auto | cpu | cuda | cuda:N
@@ -205,7 +206,7 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
         stop,
     };
     let b = crate::offline::train(&opts)?;
-    tracing::info!(out = %args.out.display(), threshold = ?b.manifest.threshold.as_ref().map(|t| t.value), "bundle written");
+    tracing::info!(out = %args.out.display(), threshold = %crate::error::or_none(b.manifest.threshold.as_ref().map(|t| t.value)), "bundle written");
     Ok(b)
 }
 
@@ -222,6 +223,7 @@ pub struct EvalArgs {
     /// Report folder: report.json, report.md, scores.csv (one sub-folder per machine).
     #[arg(long)]
     pub out: PathBuf,
+    /// auto | cpu | cuda | cuda:N (default auto: the GPU when there is one).
     #[arg(long)]
     pub device: Option<crate::device::DeviceChoice>,
     #[command(flatten)]
@@ -321,9 +323,14 @@ pub fn devices() -> Result<()> {
 /// `mpdr alarms`: inspect the outbox and re-drive dead letters.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AlarmsArgs {
-    /// The daemon's state folder (`[state] dir`; under systemd /var/lib/mpdr).
-    #[arg(long, global = true, default_value = "state")]
-    pub state_dir: PathBuf,
+    /// The daemon's monitor config: its outbox is found as the daemon finds it (`[state] dir`,
+    /// else `$STATE_DIRECTORY`, else `state/` next to the config).
+    #[arg(long, global = true, conflicts_with = "state_dir")]
+    pub config: Option<PathBuf>,
+    /// The daemon's state folder itself (default: `$STATE_DIRECTORY`, else `./state`; under
+    /// systemd /var/lib/mpdr).
+    #[arg(long, global = true)]
+    pub state_dir: Option<PathBuf>,
     #[command(subcommand)]
     pub command: AlarmsCommand,
 }
@@ -335,6 +342,7 @@ pub enum AlarmsCommand {
         /// Only events with pending deliveries, or with dead letters.
         #[arg(long, value_parser = ["pending", "dead"])]
         state: Option<String>,
+        /// Show at most this many events (it says when it cut the list).
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// One JSON object per line.
@@ -342,10 +350,15 @@ pub enum AlarmsCommand {
         json: bool,
     },
     /// One event (JSON) and the state of each of its deliveries.
-    Show { id: String },
+    Show {
+        /// The event's id (the first column of `mpdr alarms list`).
+        id: String,
+    },
     /// Put dead letters back to pending: one event's, or all with --all.
     Retry {
+        /// The event whose dead letters to re-queue.
         id: Option<String>,
+        /// Re-queue every dead letter.
         #[arg(long, conflicts_with = "id")]
         all: bool,
     },
@@ -353,9 +366,23 @@ pub enum AlarmsCommand {
 
 pub fn alarms(args: &AlarmsArgs) -> Result<()> {
     use crate::alarm::outbox::{Outbox, DB_FILE};
-    let db = args.state_dir.join(DB_FILE);
-    anyhow::ensure!(db.exists(), "{}: no outbox here (is --state-dir the daemon's [state] dir?)", db.display());
-    let mut o = Outbox::open(&args.state_dir)?;
+    let state_dir = match (&args.config, &args.state_dir) {
+        (Some(c), _) => {
+            let cfg = crate::daemon::config::MonitorConfig::read(c)?;
+            cfg.state_folder(&crate::files::parent_dir(c))
+        }
+        (None, Some(d)) => d.clone(),
+        (None, None) => {
+            std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("state"))
+        }
+    };
+    let db = state_dir.join(DB_FILE);
+    anyhow::ensure!(
+        db.exists(),
+        "{}: no outbox here (give the daemon's config with --config, or its [state] dir with --state-dir)",
+        db.display()
+    );
+    let mut o = Outbox::open(&state_dir)?;
     match &args.command {
         AlarmsCommand::List { state, limit, json } => {
             use std::io::Write as _;
@@ -432,8 +459,10 @@ pub struct SynthArgs {
     /// Seconds from the fault's onset to full severity.
     #[arg(long, default_value_t = 30.0)]
     pub ramp: f64,
+    /// How strong the fault is at full severity (1 = the dataset's anomalies; 0.3 faint).
     #[arg(long, default_value_t = 1.0)]
     pub severity: f64,
+    /// Seed of the machine's noise and of the fault.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Which machine of its type (`mpdr synth dataset --seed S` trains id k on instance S*1000+k).
@@ -459,6 +488,7 @@ pub enum SynthCommand {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct SynthDatasetArgs {
+    /// Dataset folder to write (one sub-folder per machine type).
     #[arg(long)]
     pub out: PathBuf,
     /// Machine types (default: all four).
@@ -473,8 +503,10 @@ pub struct SynthDatasetArgs {
     /// Normal and anomalous test clips per id (each).
     #[arg(long, default_value_t = 10)]
     pub test: u64,
+    /// Length of each clip, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub clip_s: f64,
+    /// Seed of the dataset: id k of seed S is machine instance S*1000+k.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }

@@ -239,6 +239,12 @@ impl MonitorConfig {
         Ok(self.validated(config_dir))
     }
 
+    /// The outbox folder the daemon of this config uses (`config_dir`: the file's folder):
+    /// `[state] dir`, else `$STATE_DIRECTORY`, else `<config dir>/state`.
+    pub fn state_folder(&self, config_dir: &Path) -> PathBuf {
+        state_dir(self.state.dir.as_deref(), config_dir)
+    }
+
     /// The validated form of a config whose `validate()` found nothing.
     fn validated(self, config_dir: &Path) -> Monitor {
         let listen = self.server.address().ok().flatten();

@@ -81,6 +81,7 @@ pub fn logmels(
     let next = AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<Result<LogMel, InputError>>>> =
         (0..files.len()).map(|_| std::sync::Mutex::new(None)).collect();
+    let bar = crate::progress::bar(files.len() as u64, "features");
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| {
@@ -90,7 +91,19 @@ pub fn logmels(
                     if i >= files.len() {
                         break;
                     }
-                    let r = one(&mut kernel, &files[i], params, audio, cache);
+                    // A reader bug must not take the run down: it is this file's error (and
+                    // `--on-bad-file skip` skips it like any other unreadable file).
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        one(&mut kernel, &files[i], params, audio, cache)
+                    }))
+                    .unwrap_or_else(|_| {
+                        kernel = FrameKernel::new(params);
+                        Err(InputError::new(
+                            &files[i],
+                            "internal error while reading this file (a bug: please report it with the file)",
+                        ))
+                    });
+                    bar.inc(1);
                     if let Ok(mut slot) = slots[i].lock() {
                         *slot = Some(r);
                     }
@@ -98,6 +111,7 @@ pub fn logmels(
             });
         }
     });
+    bar.finish_and_clear();
     let results: Vec<Option<Result<LogMel, InputError>>> =
         slots.into_iter().map(|s| s.into_inner().ok().flatten()).collect();
     let mut out = Vec::with_capacity(files.len());

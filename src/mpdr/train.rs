@@ -104,7 +104,9 @@ pub fn run(
     let mut report = TrainReport::default();
     for epoch in 1..=cfg.epochs {
         let t0 = Instant::now();
-        let bar = if cfg.progress { ProgressBar::new(batches_per_epoch) } else { ProgressBar::hidden() };
+        // The bar's total is this epoch's steps: all its batches, or what `max_steps` leaves.
+        let left = cfg.max_steps.map_or(u64::MAX, |m| m.saturating_sub(report.steps) as u64);
+        let bar = if cfg.progress { ProgressBar::new(batches_per_epoch.min(left)) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} [{elapsed}<{eta}] {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -154,7 +156,7 @@ pub fn run(
         if sum.steps > 0 {
             sum.loss /= sum.steps as f64;
             sum.seconds = t0.elapsed().as_secs_f64();
-            tracing::info!(label = %cfg.label, epoch, steps = sum.steps, loss = sum.loss, e_pos = ?sum.e_pos, e_neg = ?sum.e_neg, seconds = sum.seconds, "epoch done");
+            tracing::info!(label = %cfg.label, epoch, steps = sum.steps, loss = sum.loss, e_pos = %crate::error::or_none(sum.e_pos), e_neg = %crate::error::or_none(sum.e_neg), seconds = sum.seconds, "epoch done");
             objective.evaluation_weights(true);
             let hooked = hooks.on_epoch_end(&sum);
             objective.evaluation_weights(false);

@@ -30,7 +30,9 @@ pub fn score_files(
     let lms = extract::logmels(&paths, &params, &audio, cache, on_bad)?;
     let window = vectors_per_window(calibration_window_s(bundle), &params);
     let mut out = Vec::new();
+    let bar = crate::progress::bar(md.test.len() as u64, "scoring");
     for (f, lm) in md.test.iter().zip(lms) {
+        bar.inc(1);
         let Some(lm) = lm else { continue };
         match vector_energies(bundle, &lm, params.frames)? {
             Some(e) => out.push(ClipScore {
@@ -41,6 +43,7 @@ pub fn score_files(
             None => tracing::warn!(file = %f.path.display(), "too short for one vector; skipped"),
         }
     }
+    bar.finish_and_clear();
     Ok(out)
 }
 

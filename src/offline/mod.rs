@@ -271,7 +271,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let other_files = if mpdr_stage && checks_need_others { other_files } else { Vec::new() };
     let negatives_need_others = mpdr_stage && cfg.mpdr.other_ids_negatives > 0.0;
     let other_train_files = if negatives_need_others { other_train_files } else { Vec::new() };
-    tracing::info!(machine = %md.machine, id = ?opts.id, train = train_files.len(), heldout = held_files.len(), other_ids = other_files.len(), "extracting features");
+    tracing::info!(machine = %md.machine, id = %crate::error::or_none(opts.id.as_ref()), train = train_files.len(), heldout = held_files.len(), other_ids = other_files.len(), "extracting features");
     let train_items = load(&train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let held_items = load(&held_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let other_items = load(&other_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
@@ -305,7 +305,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let resume = if opts.resume {
         let b =
             Bundle::load(&ckpt, device).map_err(|error| OfflineError::NoCheckpoint { path: ckpt.clone(), error })?;
-        tracing::info!(checkpoint = %ckpt.display(), stages = ?b.manifest.provenance.stages, "resuming");
+        tracing::info!(checkpoint = %ckpt.display(), stages = %b.manifest.provenance.stages.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","), "resuming");
         Some(b)
     } else {
         None

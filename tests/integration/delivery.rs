@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mpdr::alarm::hmac::{hex, hmac_sha256};
+use mpdr::alarm::hmac::verify_webhook;
 use mpdr::audio::wav;
 
 use super::monitor::{machine, write_config, Monitor, RATE};
@@ -54,7 +54,9 @@ fn receiver(listener: TcpListener, fail_first: usize) -> Arc<Mutex<Vec<Hit>>> {
             };
             let mut hits = h.lock().unwrap();
             let status = if hits.len() < fail_first { 500 } else { 200 };
-            hits.push(Hit { status, id: header("X-Mpdr-Event-Id"), signature: header("X-Mpdr-Signature"), body });
+            let signature =
+                format!("{} {} {}", header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+            hits.push(Hit { status, id: header("X-Mpdr-Event-Id"), signature, body });
             drop(hits);
             let _ = req.respond(tiny_http::Response::empty(status));
         }
@@ -100,7 +102,13 @@ fn webhook_retries_until_the_receiver_answers_and_signs_every_body() {
     assert_eq!(hits.iter().filter(|h| h.status == 500).count(), 4);
     assert!(failed.is_subset(&ok), "retries carry the same event id: {failed:?} vs {ok:?}");
     for h in &hits {
-        assert_eq!(h.signature, format!("sha256={}", hex(&hmac_sha256(b"s3cr3t", h.body.as_bytes()))));
+        // Standard Webhooks: id, timestamp and body under one signature.
+        let mut parts = h.signature.splitn(3, ' ');
+        let (id, ts, sig) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
+        assert_eq!(id, h.id);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        assert!(verify_webhook(b"s3cr3t", id, ts, h.body.as_bytes(), sig, now, 600), "{}", h.signature);
+        assert!(!verify_webhook(b"s3cr3t", id, ts, h.body.as_bytes(), sig, now + 3600, 600), "a replay an hour later");
         let ev: serde_json::Value = serde_json::from_str(&h.body).unwrap();
         assert_eq!(ev["id"], h.id.as_str());
     }

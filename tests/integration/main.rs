@@ -11,6 +11,7 @@ mod dev_data;
 mod fuzz_regressions;
 mod golden;
 mod hardening;
+mod install;
 mod monitor;
 mod mpdr_parity;
 mod mpdr_switches;

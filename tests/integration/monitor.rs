@@ -440,7 +440,11 @@ fn the_systemd_unit_verifies_with_the_built_binary() {
     }
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("mpdr-monitor.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/mpdr", env!("CARGO_BIN_EXE_mpdr"))).unwrap();
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/mpdr", env!("CARGO_BIN_EXE_mpdr")).replace("@PREFIX@", "/opt/mpdr"),
+    )
+    .unwrap();
     let o = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && !err.contains("mpdr-monitor.service:"), "{err}");

@@ -1,7 +1,8 @@
 //! `webhook` sink: HTTP(S) POST of the event JSON. With a secret (from an environment
-//! variable or a file, never the config text) the body is signed: header
-//! `X-Mpdr-Signature: sha256=<hex HMAC-SHA256(secret, body)>`; `X-Mpdr-Event-Id` carries the
-//! idempotency key. 2xx = delivered; 4xx other than 408/429 = dead letter with the reason;
+//! variable or a file, never the config text) each request is signed the Standard Webhooks way
+//! ([`crate::alarm::hmac`]): `webhook-id` (the event id, also `X-Mpdr-Event-Id`: the
+//! idempotency key), `webhook-timestamp` (send time, Unix seconds) and `webhook-signature:
+//! v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>`; a retry is signed anew. 2xx = delivered; 4xx other than 408/429 = dead letter with the reason;
 //! anything else (5xx, 408, 429, timeouts, connection errors) = retry.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec};
-use crate::alarm::hmac::{hex, hmac_sha256};
+use crate::alarm::hmac::webhook_signature;
 use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
 use crate::config::Problems;
 use crate::files::absolute;
@@ -108,11 +109,6 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// The signature header value for `body`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    format!("sha256={}", hex(&hmac_sha256(secret, body)))
-}
-
 /// What an HTTP status means for the delivery.
 pub fn classify(status: u16) -> Result<(), SinkError> {
     match status {
@@ -131,9 +127,13 @@ impl Sink for WebhookSink {
             .post(&self.url)
             .set("Content-Type", "application/json")
             .set("User-Agent", concat!("mpdr/", env!("CARGO_PKG_VERSION")))
-            .set("X-Mpdr-Event-Id", &ev.id);
+            .set("X-Mpdr-Event-Id", &ev.id)
+            .set("webhook-id", &ev.id);
         if let Some(s) = &self.secret {
-            req = req.set("X-Mpdr-Signature", &signature(s, body.as_bytes()));
+            let now = crate::metrics::unix_s();
+            req = req
+                .set("webhook-timestamp", &now.to_string())
+                .set("webhook-signature", &webhook_signature(s, &ev.id, now, body.as_bytes()));
         }
         match req.send_string(&body) {
             Ok(resp) => classify(resp.status()),
@@ -162,10 +162,5 @@ mod tests {
         assert_eq!(redact("http://user:s3cret@host:8080/a"), "http://user:***@host:8080/a");
         assert_eq!(redact("https://host/a: error"), "https://host/a: error");
         assert_eq!(redact("x http://u:p@h/ y http://h:1/z"), "x http://u:***@h/ y http://h:1/z");
-    }
-
-    #[test]
-    fn signatures_are_sha256_hex() {
-        assert_eq!(signature(b"Jefe", b"what do ya want for nothing?").len(), 7 + 64);
     }
 }

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make install`: the binary and the libtorch libraries it loads in one prefix the hardened
+# systemd unit can read (default /opt/mpdr: bin/mpdr finds lib/ through its $ORIGIN/../lib
+# rpath, nothing under /home is needed), the demo models, the docs and example configs, a
+# /usr/local/bin/mpdr link, the unit, and — only if there is none — /etc/mpdr/monitor.toml
+# from config/monitor.service.toml (it passes the unit's ExecStartPre as installed).
+# Variables: PREFIX, DESTDIR, MPDR_BINARY (default target/release/mpdr), MPDR_ETC,
+# MPDR_BIN_LINK (folder of the mpdr link; empty: none), MPDR_SYSTEMD (unit folder),
+# MPDR_INSTALL_LINK=1 (hard-link the libraries instead of copying: tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PREFIX=${PREFIX:-/opt/mpdr}
+DESTDIR=${DESTDIR:-}
+BIN=${MPDR_BINARY:-target/release/mpdr}
+ETC=${MPDR_ETC:-$DESTDIR/etc/mpdr}
+LINKDIR=${MPDR_BIN_LINK-$DESTDIR/usr/local/bin}
+UNITDIR=${MPDR_SYSTEMD:-$DESTDIR/etc/systemd/system}
+root="$DESTDIR$PREFIX"
+[ -x "$BIN" ] || { echo "install: $BIN is not built (run make build)" >&2; exit 1; }
+install -d "$root/bin" "$root/lib" "$root/models" "$root/share/doc/mpdr" "$root/share/mpdr/config"
+install -m 0755 "$BIN" "$root/bin/mpdr"
+# Every shared library the binary loads from outside the system folders (libtorch, c10, gomp,
+# CUDA when linked): their whole closure, as the loader resolves it now.
+ldd "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/' | while read -r so; do
+  if [ "${MPDR_INSTALL_LINK:-0}" = 1 ]; then ln -f "$(readlink -f "$so")" "$root/lib/$(basename "$so")" 2>/dev/null || cp -L "$so" "$root/lib/"
+  else cp -L "$so" "$root/lib/"; fi
+done
+for m in models/*/; do
+  install -d "$root/models/$(basename "$m")"
+  install -m 0644 "$m"* "$root/models/$(basename "$m")/"
+done
+install -m 0644 README.md "$root/share/doc/mpdr/README.md"
+install -m 0644 config/*.toml "$root/share/mpdr/config/"
+if [ -n "$LINKDIR" ]; then install -d "$LINKDIR" && ln -sf "$PREFIX/bin/mpdr" "$LINKDIR/mpdr"; fi
+install -d "$UNITDIR"
+sed "s|@PREFIX@|$PREFIX|g" systemd/mpdr-monitor.service > "$UNITDIR/mpdr-monitor.service"
+install -d "$ETC"
+if [ ! -e "$ETC/monitor.toml" ]; then
+  sed "s|@PREFIX@|$PREFIX|g" config/monitor.service.toml > "$ETC/monitor.toml"
+  echo "installed $ETC/monitor.toml (edit it: one [[stream]] per microphone)"
+else
+  echo "kept $ETC/monitor.toml"
+fi
+echo "installed mpdr in $root ($(du -sh "$root" | cut -f1)); then: systemctl daemon-reload && systemctl enable --now mpdr-monitor"
