@@ -103,12 +103,42 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
 pub fn toml_error(text: &str, e: &toml::de::Error, key: &str) -> String {
     let msg = e.message().trim().replace('\n', " ");
     let at = e.span().map(|s| position(text, s.start));
+    // A syntax-level error (a number too large, a bad string) has no serde path: name the
+    // key from the text — the table header above and the `key =` of the line.
+    let guessed = match (key.is_empty(), e.span()) {
+        (true, Some(s)) => key_at(text, s.start),
+        _ => None,
+    };
+    let key = guessed.as_deref().unwrap_or(key);
     match (at, key.is_empty()) {
         (Some(at), false) => format!("{at}: {key}: {msg}"),
         (Some(at), true) => format!("{at}: {msg}"),
         (None, false) => format!("{key}: {msg}"),
         (None, true) => msg,
     }
+}
+
+/// The dotted key whose value sits at byte `offset` of `text`, read off the text: the last
+/// `[table]` / `[[array]]` header before it and the line's `key =`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = &text[..floor_char_boundary(text, offset.min(text.len()))];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let (name, _) = text[line_start..line_end].split_once('=')?;
+    let name = name.trim().trim_matches('"');
+    if name.is_empty() || name.starts_with('[') || name.contains(char::is_whitespace) {
+        return None;
+    }
+    let table = before[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{name}"),
+        _ => name.to_string(),
+    })
 }
 
 /// Parse TOML `text` into `T`; an error is one line with the position and the key path.
@@ -160,6 +190,17 @@ impl<T> std::ops::Deref for Valid<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_number_too_large_names_its_key() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct S {
+            scoring: std::collections::BTreeMap<String, u64>,
+        }
+        let e = parse_toml::<S>("[scoring]\nmax_wait_ms = 18446744073709551615\n").unwrap_err();
+        assert!(e.starts_with("line 2, column 15: scoring.max_wait_ms: "), "{e}");
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

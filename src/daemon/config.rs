@@ -145,13 +145,18 @@ impl MonitorConfig {
         if let Err(e) = self.server.address() {
             p.push("server.listen", e);
         }
-        if self.scoring.max_batch == 0 {
-            p.push("scoring.max_batch", "must be >= 1");
+        // Bounds a running daemon can hold: queues are allocated up front, waits are added to
+        // clocks.
+        if !(1..=65_536).contains(&self.scoring.max_batch) {
+            p.push("scoring.max_batch", format!("must be in 1..=65536, got {}", self.scoring.max_batch));
+        }
+        if self.scoring.max_wait_ms > 10_000 {
+            p.push("scoring.max_wait_ms", format!("must be at most 10000 ms, got {}", self.scoring.max_wait_ms));
         }
         let pl = &self.pipeline;
         for (k, v) in [("audio_queue_blocks", pl.audio_queue_blocks), ("vector_queue", pl.vector_queue)] {
-            if v == 0 {
-                p.push(format!("pipeline.{k}"), "must be >= 1");
+            if !(1..=1_000_000).contains(&v) {
+                p.push(format!("pipeline.{k}"), format!("must be in 1..=1000000, got {v}"));
             }
         }
         for (k, v) in [("retry_max_s", pl.retry_max_s), ("shutdown_timeout_s", pl.shutdown_timeout_s)] {

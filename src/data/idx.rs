@@ -14,6 +14,9 @@ pub struct Idx {
     pub data: Vec<u8>,
 }
 
+/// Largest inflated size of a gzipped IDX file (MNIST's largest is 47 MB): a gzip bomb stops here.
+const MAX_INFLATED: u64 = 1 << 30;
+
 /// Read an unsigned-byte IDX file with `want_dims` dimensions (3 for images, 1 for labels).
 pub fn read_idx(path: &Path, want_dims: usize) -> Result<Idx, InputError> {
     let e = |m: String| InputError::new(path, m);
@@ -21,8 +24,12 @@ pub fn read_idx(path: &Path, want_dims: usize) -> Result<Idx, InputError> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])
+            .take(MAX_INFLATED + 1)
             .read_to_end(&mut out)
             .map_err(|err| e(format!("corrupt gzip stream: {err}")))?;
+        if out.len() as u64 > MAX_INFLATED {
+            return Err(e(format!("inflates to more than {} MiB: not an MNIST file", MAX_INFLATED >> 20)));
+        }
         out
     } else {
         raw
@@ -48,7 +55,10 @@ fn parse(b: &[u8], want_dims: usize) -> Result<Idx, String> {
     let dims: Vec<usize> = (0..want_dims)
         .map(|i| u32::from_be_bytes([b[4 + 4 * i], b[5 + 4 * i], b[6 + 4 * i], b[7 + 4 * i]]) as usize)
         .collect();
-    let n: usize = dims.iter().product();
+    let n = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| format!("dimensions {dims:?} are too large"))?;
     if b.len() - head != n {
         return Err(format!("the header promises {n} bytes of data ({dims:?}), the file has {}", b.len() - head));
     }

@@ -15,6 +15,9 @@ pub struct Table {
     pub y: Vec<bool>,
 }
 
+/// Largest inflated array of an `.npz`.
+const MAX_ENTRY: u64 = 2 << 30;
+
 /// Read `X` and `y` from an `.npz` (stored or deflated) and check them.
 pub fn read_table(path: &Path) -> Result<Table, InputError> {
     let e = |m: String| InputError::new(path, m);
@@ -24,8 +27,15 @@ pub fn read_table(path: &Path) -> Result<Table, InputError> {
         let mut entry = zip
             .by_name(&format!("{key}.npy"))
             .map_err(|_| e(format!("no array '{key}' (an ADBench .npz has keys X and y)")))?;
+        // A zip bomb stops at MAX_ENTRY: ADBench tables are megabytes.
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(|err| e(format!("{key}: cannot read: {err}")))?;
+        (&mut entry)
+            .take(MAX_ENTRY + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|err| e(format!("{key}: cannot read: {err}")))?;
+        if bytes.len() as u64 > MAX_ENTRY {
+            return Err(e(format!("{key}: inflates to more than {} MiB", MAX_ENTRY >> 20)));
+        }
         npy::parse(&bytes).map_err(|m| e(format!("{key}: {m}")))
     };
     let x = get("X")?;

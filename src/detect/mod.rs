@@ -93,6 +93,9 @@ impl DetectConfig {
                 p.push(format!("{prefix}.{k}"), format!("must be 0–604800 s (a week), got {v}"));
             }
         }
+        if self.top_bands > 1024 {
+            p.push(format!("{prefix}.top_bands"), format!("must be at most 1024, got {}", self.top_bands));
+        }
         if let ThresholdSetting::Value(t) = self.threshold {
             if !t.is_finite() {
                 p.push(format!("{prefix}.threshold"), format!("must be \"model\" or a finite number, got {t}"));

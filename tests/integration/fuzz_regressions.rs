@@ -83,6 +83,10 @@ fn former_crash_files_are_refused_with_their_reason() {
                 };
                 assert!(problems.contains(&format!("{want}:")), "{name}: want {want} in: {problems}");
             }
+            "idx" => {
+                let e = mpdr::data::idx::read_idx(&file, 3).unwrap_err().to_string();
+                assert!(e.contains("too large"), "{name}: {e}");
+            }
             "safetensors" => {
                 let data = std::fs::read(&file).unwrap();
                 assert!(mpdr::model::safetensors_header(&data).is_err(), "{name}");

@@ -5,6 +5,7 @@ mod backtest;
 mod bench;
 mod bundle;
 mod cli_features;
+mod config_property;
 mod delivery;
 mod demo;
 mod dev_data;

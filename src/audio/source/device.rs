@@ -41,6 +41,9 @@ impl SourceSpec for DeviceConfig {
         if self.device.trim().is_empty() {
             p.push(format!("{key}.device"), "must not be empty (\"default\", a name or an index)");
         }
+        if self.block > 65_536 {
+            p.push(format!("{key}.block"), format!("must be at most 65536 samples, got {}", self.block));
+        }
     }
 
     /// A device that is not there (yet) is a warning: it may be plugged in later, and the
