@@ -435,3 +435,66 @@ fn validate_names_the_key_of_each_bad_sink() {
     let o = mpdr(&["validate", "--no-ports", "--config", cfg.to_str().unwrap()]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), out, "--no-ports is accepted and changes nothing");
 }
+
+#[test]
+fn webhook_and_broker_down_for_the_whole_run_get_every_event_when_they_return() {
+    let d = tempfile::tempdir().unwrap();
+    let (web_port, mqtt_port) = (free_port(), free_port());
+    // The subscriber's persistent session exists before the run: the broker queues for it.
+    let Some(mut broker) = mosquitto(d.path(), mqtt_port) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    let got = subscriber(mqtt_port, "mpdr-test-late-sub");
+    std::thread::sleep(Duration::from_millis(500));
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+
+    let sinks = format!(
+        "[[sink]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{web_port}/alarms\"\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n\
+         [[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\ntopic = \"mpdr/{{stream}}/event\"\n\
+         timeout_s = 2.0\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n"
+    );
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", anomaly_wav(d.path()).display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sinks);
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 60);
+    m.wait_metric("mpdr_sink_retries_total{sink=\"webhook\"}", |v| v >= 3.0, 30);
+    m.wait_metric("mpdr_sink_retries_total{sink=\"mqtt\"}", |v| v >= 3.0, 30);
+    // stream-up, raised and cleared wait in the outbox (the gauge refreshes every second).
+    m.wait_metric("mpdr_sink_pending{sink=\"webhook\"}", |v| v == 3.0, 10);
+    m.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v == 3.0, 10);
+
+    // Both come back while the daemon runs: everything arrives, nothing is left pending.
+    let hits = receiver(TcpListener::bind(("127.0.0.1", web_port)).unwrap(), 0);
+    let mut broker = mosquitto(d.path(), mqtt_port).expect("mosquitto restarts");
+    m.wait_metric("mpdr_sink_pending{sink=\"webhook\"}", |v| v == 0.0, 60);
+    m.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v == 0.0, 60);
+    assert_eq!(delivered_ids(&hits).len(), 3);
+    let kinds = || -> BTreeSet<String> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == "mpdr/m/event")
+            .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
+            .map(|v| v["kind"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    wait_for("the three events at the subscriber", 60, || kinds().len() == 3);
+
+    // A reload that leaves the MQTT sink as it is keeps its broker session; changing the sink
+    // makes a new one.
+    let connects = |m: &Monitor| m.log().iter().filter(|l| l.contains("MQTT connected")).count();
+    let before = connects(&m);
+    m.signal("HUP");
+    m.wait_metric("mpdr_config_reloads_total", |v| v == 1.0, 30);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(connects(&m), before, "the session survived the reload");
+    std::fs::write(&cfg, std::fs::read_to_string(&cfg).unwrap().replace("timeout_s = 2.0", "timeout_s = 3.0")).unwrap();
+    m.signal("HUP");
+    m.wait_metric("mpdr_config_reloads_total", |v| v == 2.0, 30);
+    wait_for("a new session for the changed sink", 30, || connects(&m) == before + 1);
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+    broker.kill().unwrap();
+}

@@ -142,3 +142,126 @@ fn a_corrupted_outbox_is_refused_with_its_path_and_left_as_it_was() {
     let o = mpdr(&["alarms", "--state-dir", state.to_str().unwrap(), "list"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("outbox.sqlite3"));
 }
+
+/// A command that runs `mpdr --log-json monitor --config <config>` with a `size`-byte tmpfs
+/// mounted on `state` (its own user and mount namespace: no root needed); `None` where the
+/// kernel does not allow it.
+fn on_small_disk(state: &Path, size: &str, config: &Path) -> Option<std::process::Command> {
+    let probe = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(format!("mount -t tmpfs -o size=1m none '{}'", state.display()))
+        .output()
+        .ok()?;
+    if !probe.status.success() {
+        return None;
+    }
+    let mut c = std::process::Command::new("unshare");
+    c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(format!("mount -t tmpfs -o size={size} none '{}' && exec \"$0\" --log-json monitor --config \"$1\"", state.display()))
+        .arg(env!("CARGO_BIN_EXE_mpdr"))
+        .arg(config);
+    Some(c)
+}
+
+#[test]
+fn a_full_state_folder_refuses_new_events_loudly_keeps_the_committed_ones_and_recovers() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // 4 s normal, 4 s faulty, looped: an alarm raised and cleared every loop.
+    let w = d.path().join("cycle.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(8.0, 3, |t| t >= 4.0)).unwrap();
+    let cfg = d.path().join("monitor.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[[stream]]\nname = \"m\"\nmodel = \"{}\"\n\
+             source = {{ type = \"file\", path = \"{}\", realtime = true, speed = 4.0, loop = true }}\n\
+             detect = {{ window_s = 1.0, hop_s = 0.5, on_delay_s = 0.5, off_delay_s = 0.5, threshold = \"model\" }}\n",
+            state.display(),
+            model().display(),
+            w.display()
+        ),
+    )
+    .unwrap();
+    let Some(cmd) = on_small_disk(&state, "16m", &cfg) else {
+        eprintln!("SKIP: no user+mount namespaces here (unshare --user --mount), so no small disk to fill");
+        return;
+    };
+    let m = Monitor::spawn(cmd);
+    let pid = m.child.id();
+    let seen = |m: &Monitor| m.events().iter().filter(|e| e["kind"] == "raised").count();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while seen(&m) < 2 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(seen(&m) >= 2, "{:#?}", m.log());
+    let committed: Vec<String> = m.events().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+
+    // The daemon's view of the state folder, from outside its mount namespace.
+    let inside = PathBuf::from(format!("/proc/{pid}/root{}", state.display()));
+    let filler = inside.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
+    }
+    m.wait_line(|l| l.contains("cannot write the event to the outbox"), 60).expect("a loud refusal");
+    assert!(m.metric("mpdr_outbox_errors_total").unwrap() >= 1.0);
+    std::fs::remove_file(&filler).unwrap();
+
+    // Space is back: new events are committed and delivered again.
+    let errors = m.metric("mpdr_outbox_errors_total").unwrap();
+    let n = m.events().len();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while m.events().len() < n + 3 && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(m.events().len() >= n + 3, "events flow again: {:#?}", m.log());
+    let later = m.metric("mpdr_outbox_errors_total").unwrap();
+    assert!(later <= errors + 1.0, "no more refusals once space is back ({errors} -> {later})");
+
+    // Nothing committed before the disk filled was lost.
+    // Read inside its namespaces: SQLite resolves the /proc/<pid>/root link to our own view.
+    let o = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-U", "-m", "--preserve-credentials", env!("CARGO_BIN_EXE_mpdr")])
+        .args(["alarms", "--state-dir", state.to_str().unwrap(), "list", "--json", "--limit", "100000"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored: std::collections::BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &committed {
+        assert!(stored.contains(id), "{id} lost: stored {stored:?}\n{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let (status, log) = m.stop(30);
+    assert!(status.success(), "{log:#?}");
+}
+
+#[test]
+fn a_source_that_disappears_mid_run_goes_down_and_comes_back_when_it_returns() {
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path().join("live.wav");
+    let audio = machine(2.0, 4, |_| false);
+    wav::write_pcm16(&w, RATE, 1, &audio).unwrap();
+    let cfg = config(d.path(), &[("m", model())], &w);
+    // Retries every second at most: the backoff, kept short for the test.
+    std::fs::write(&cfg, format!("[pipeline]\nretry_max_s = 1.0\n{}", std::fs::read_to_string(&cfg).unwrap())).unwrap();
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v >= 2.0, 30);
+    std::fs::remove_file(&w).unwrap();
+    m.wait_line(|l| l.contains("stream-down"), 30).expect("stream-down once the recording is gone");
+    assert_eq!(m.wait_metric("mpdr_stream_up{stream=\"m\"}", |v| v == 0.0, 10), 0.0);
+    std::thread::sleep(std::time::Duration::from_secs(2)); // a few retries with backoff
+    wav::write_pcm16(&w, RATE, 1, &audio).unwrap();
+    m.wait_metric("mpdr_stream_up{stream=\"m\"}", |v| v == 1.0, 30);
+    let n = m.metric("mpdr_window_decisions_total{stream=\"m\"}").unwrap();
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v > n, 30);
+    let kinds: Vec<String> = m.events().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["stream-up", "stream-down", "stream-up"]);
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}

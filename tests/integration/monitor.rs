@@ -76,10 +76,16 @@ impl Monitor {
     }
 
     pub fn start_env(config: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Monitor {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mpdr"))
-            .args(["--log-json", "monitor", "--config", config.to_str().unwrap()])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpdr"));
+        cmd.args(["--log-json", "monitor", "--config", config.to_str().unwrap()])
             .args(extra)
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
+            .envs(env.iter().map(|(k, v)| (*k, *v)));
+        Monitor::spawn(cmd)
+    }
+
+    /// Run `cmd` (an `mpdr --log-json monitor ...`, possibly behind a wrapper that `exec`s it).
+    pub fn spawn(mut cmd: Command) -> Monitor {
+        let mut child = cmd
             .env("MPDR_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
