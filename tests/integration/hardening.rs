@@ -42,6 +42,7 @@ fn edit_weights(bundle: &Path, edit: impl Fn(&mut [f32])) {
 }
 
 fn config(dir: &Path, streams: &[(&str, &Path)], wav: &Path) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
     for (name, bundle) in streams {
         text += &format!(
@@ -264,4 +265,52 @@ fn a_source_that_disappears_mid_run_goes_down_and_comes_back_when_it_returns() {
     assert_eq!(kinds, ["stream-up", "stream-down", "stream-up"]);
     let (status, _) = m.stop(20);
     assert!(status.success());
+}
+
+#[test]
+fn broken_bundles_are_refused_by_validate_eval_and_monitor_naming_the_field() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data/machine");
+    std::fs::create_dir_all(data.join("test")).unwrap();
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    wav::write_pcm16(&data.join("train/normal_id_00_00000000.wav"), RATE, 1, &machine(3.0, 39, |_| false)).unwrap();
+    for (i, anomalous) in [(0, false), (1, true)] {
+        let name = if anomalous { "anomaly" } else { "normal" };
+        let p = data.join(format!("test/{name}_id_00_{i:08}.wav"));
+        wav::write_pcm16(&p, RATE, 1, &machine(3.0, 40 + i, |_| anomalous)).unwrap();
+    }
+    let w = d.path().join("normal.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(3.0, 8, |_| false)).unwrap();
+    type Edit = Box<dyn Fn(&Path)>;
+    let manifest_edit = |from: &'static str, to: &'static str| -> Edit {
+        Box::new(move |b: &Path| {
+            let p = b.join("manifest.toml");
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert!(text.contains(from), "{from}");
+            std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+        })
+    };
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("frames_zero", manifest_edit("frames = 5", "frames = 0"), "features.frames"),
+        ("n_mels_64", manifest_edit("n_mels = 128", "n_mels = 64"), "energy"),
+        ("hidden_2_40", manifest_edit("hidden = [", "hidden = [1099511627776, "), "energy.encoder.hidden[0]"),
+        ("power_negative", manifest_edit("power = 2.0", "power = -2.0"), "features.power"),
+        ("nan_weight", Box::new(|b: &Path| edit_weights(b, |w| w[0] = f32::NAN)), "NaN"),
+    ];
+    for (name, edit, field) in cases {
+        let b = copy_bundle(d.path(), name);
+        edit(&b);
+        let cfg = config(&d.path().join(name), &[("m", &b)], &w);
+        let runs = [
+            ("validate", mpdr(&["validate", "--config", cfg.to_str().unwrap()])),
+            ("eval", mpdr(&["eval", "--bundle", b.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", d.path().join(format!("{name}-eval")).to_str().unwrap(), "--no-cache"])),
+            ("monitor", mpdr(&["monitor", "--config", cfg.to_str().unwrap()])),
+        ];
+        for (what, o) in runs {
+            let out = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            assert_eq!(o.status.code(), Some(1), "{name}: {what} must refuse, not panic: {out}");
+            assert!(out.contains(field) && out.contains(name), "{name}: {what} names {field} and the bundle: {out}");
+            assert!(!out.contains("panicked"), "{name}: {what}: {out}");
+        }
+    }
 }
