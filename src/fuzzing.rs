@@ -10,8 +10,11 @@ use std::sync::{Arc, OnceLock};
 use crate::audio::{AudioOptions, ChannelSelect};
 use crate::features::FeatureParams;
 
+/// One fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (the folder names under `tests/fixtures/fuzz/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("wav", wav),
     ("npy", npy),
     ("npz", npz),

@@ -225,7 +225,8 @@ mod tests {
     #[test]
     fn a_trained_shape_passes_and_each_broken_field_is_named() {
         assert!(keys(&audio_ae()).is_empty());
-        let cases: Vec<(&str, Box<dyn Fn(&mut Manifest)>)> = vec![
+        type Edit = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("features.n_mels", Box::new(|m| m.features.as_mut().unwrap().n_mels = 0)),
             ("features.frames", Box::new(|m| m.features.as_mut().unwrap().frames = 0)),
             ("features.hop_length", Box::new(|m| m.features.as_mut().unwrap().hop_length = 0)),

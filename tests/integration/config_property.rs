@@ -22,7 +22,7 @@ impl Rng {
     /// One of `ok` (a key's working range and its edges), or — one time in fifteen — one of
     /// `bad` (just outside it, or absurd).
     fn pick<'a>(&mut self, ok: &[&'a str], bad: &[&'a str]) -> &'a str {
-        if !bad.is_empty() && self.next() % 15 == 0 {
+        if !bad.is_empty() && self.next().is_multiple_of(15) {
             return bad[self.next() % bad.len()];
         }
         ok[self.next() % ok.len()]
@@ -87,7 +87,11 @@ fn every_config_validate_accepts_starts_reloads_and_stops_cleanly() {
         }
         accepted += 1;
         let m = Monitor::start(&cfg, &[]);
-        assert!(m.wait_line(|l| l.contains("\"monitoring\""), 60).is_some(), "case {case}: did not start: {:#?}", m.log());
+        assert!(
+            m.wait_line(|l| l.contains("\"monitoring\""), 60).is_some(),
+            "case {case}: did not start: {:#?}",
+            m.log()
+        );
         m.signal("HUP");
         let until = Instant::now() + Duration::from_secs(30);
         while Instant::now() < until && m.metric("mpdr_config_reloads_total") != Some(1.0) {

@@ -497,4 +497,5 @@ fn webhook_and_broker_down_for_the_whole_run_get_every_event_when_they_return() 
     let (status, _) = m.stop(20);
     assert!(status.success());
     broker.kill().unwrap();
+    broker.wait().unwrap();
 }

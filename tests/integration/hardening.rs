@@ -158,7 +158,10 @@ fn on_small_disk(state: &Path, size: &str, config: &Path) -> Option<std::process
     }
     let mut c = std::process::Command::new("unshare");
     c.args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg(format!("mount -t tmpfs -o size={size} none '{}' && exec \"$0\" --log-json monitor --config \"$1\"", state.display()))
+        .arg(format!(
+            "mount -t tmpfs -o size={size} none '{}' && exec \"$0\" --log-json monitor --config \"$1\"",
+            state.display()
+        ))
         .arg(env!("CARGO_BIN_EXE_mpdr"))
         .arg(config);
     Some(c)
@@ -303,7 +306,19 @@ fn broken_bundles_are_refused_by_validate_eval_and_monitor_naming_the_field() {
         let cfg = config(&d.path().join(name), &[("m", &b)], &w);
         let runs = [
             ("validate", mpdr(&["validate", "--config", cfg.to_str().unwrap()])),
-            ("eval", mpdr(&["eval", "--bundle", b.to_str().unwrap(), "--data", data.to_str().unwrap(), "--out", d.path().join(format!("{name}-eval")).to_str().unwrap(), "--no-cache"])),
+            (
+                "eval",
+                mpdr(&[
+                    "eval",
+                    "--bundle",
+                    b.to_str().unwrap(),
+                    "--data",
+                    data.to_str().unwrap(),
+                    "--out",
+                    d.path().join(format!("{name}-eval")).to_str().unwrap(),
+                    "--no-cache",
+                ]),
+            ),
             ("monitor", mpdr(&["monitor", "--config", cfg.to_str().unwrap()])),
         ];
         for (what, o) in runs {

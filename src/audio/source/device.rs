@@ -62,7 +62,7 @@ impl SourceSpec for DeviceConfig {
             Ok(names) => {
                 let found = match self.device.parse::<usize>() {
                     Ok(i) => i < names.len(),
-                    Err(_) => names.iter().any(|n| *n == self.device),
+                    Err(_) => names.contains(&self.device),
                 };
                 if !found {
                     w.push(
