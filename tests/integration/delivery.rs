@@ -232,6 +232,17 @@ fn mosquitto(dir: &Path, port: u16) -> Option<Child> {
     Some(child)
 }
 
+/// The kinds of the events the subscriber got on `mpdr/m/event`.
+fn event_kinds(got: &Mutex<Vec<(String, String, bool)>>) -> BTreeSet<String> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, _)| t == "mpdr/m/event")
+        .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
+        .map(|v| v["kind"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
 /// A persistent-session subscriber to `mpdr/#` collecting (topic, payload, retain).
 fn subscriber(port: u16, id: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -288,15 +299,7 @@ fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
     std::thread::sleep(Duration::from_secs(3));
     let mut broker = mosquitto(d.path(), port).expect("mosquitto restarts");
     m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 60);
-    let ids = || -> BTreeSet<String> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _, _)| t == "mpdr/m/event")
-            .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
-            .map(|v| v["kind"].as_str().unwrap_or("").to_string())
-            .collect()
-    };
+    let ids = || event_kinds(&got);
     wait_for("raised and cleared after the restart", 60, || ids().len() == 3);
     assert_eq!(ids(), ["cleared", "raised", "stream-up"].map(String::from).into_iter().collect());
     // A newcomer gets the retained state and the daemon's status.
@@ -471,15 +474,7 @@ fn webhook_and_broker_down_for_the_whole_run_get_every_event_when_they_return() 
     m.wait_metric("mpdr_sink_pending{sink=\"webhook\"}", |v| v == 0.0, 60);
     m.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v == 0.0, 60);
     assert_eq!(delivered_ids(&hits).len(), 3);
-    let kinds = || -> BTreeSet<String> {
-        got.lock()
-            .unwrap()
-            .iter()
-            .filter(|(t, _, _)| t == "mpdr/m/event")
-            .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
-            .map(|v| v["kind"].as_str().unwrap_or("").to_string())
-            .collect()
-    };
+    let kinds = || event_kinds(&got);
     wait_for("the three events at the subscriber", 60, || kinds().len() == 3);
 
     // A reload that leaves the MQTT sink as it is keeps its broker session; changing the sink

@@ -83,9 +83,17 @@ impl SinkSpec for MqttConfig {
         if self.host.trim().is_empty() {
             p.push(format!("{key}.host"), "must not be empty");
         }
-        for (k, t) in [("topic", &self.topic), ("state_topic", &self.state_topic)] {
+        for (k, t, known) in [
+            ("topic", &self.topic, &["{stream}", "{kind}"][..]),
+            ("state_topic", &self.state_topic, &["{stream}", "{kind}"][..]),
+            ("status_topic", &self.status_topic, &[][..]),
+        ] {
             if t.is_empty() || t.contains('+') || t.contains('#') {
                 p.push(format!("{key}.{k}"), format!("a topic to publish to (no wildcards), got \"{t}\""));
+            }
+            if let Some(bad) = unknown_placeholder(t, known) {
+                let want = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+                p.push(format!("{key}.{k}"), format!("unknown placeholder {bad} (known here: {want})"));
             }
         }
         check_secret_keys(key, "password", &self.password_env, &self.password_file, p);
@@ -138,6 +146,23 @@ pub struct MqttSink {
     /// Per stream, (time, id) of the newest event whose state was published: the outbox may
     /// deliver a retried older event after a newer one, which must not roll the state back.
     newest_state: std::collections::HashMap<String, (u64, String)>,
+}
+
+/// The first `{...}` of `template` that is not one of `known`, or an unmatched brace.
+fn unknown_placeholder(template: &str, known: &[&str]) -> Option<String> {
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        if rest[i..].starts_with('}') {
+            return Some("}".into());
+        }
+        let Some(j) = rest[i..].find('}') else { return Some(rest[i..].to_string()) };
+        let ph = &rest[i..i + j + 1];
+        if !known.contains(&ph) {
+            return Some(ph.to_string());
+        }
+        rest = &rest[i + j + 1..];
+    }
+    None
 }
 
 /// `{stream}` and `{kind}` filled in.
@@ -260,5 +285,19 @@ impl Drop for MqttSink {
         std::thread::sleep(Duration::from_millis(50));
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.client.try_disconnect();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mistyped_topic_placeholder_is_named() {
+        assert_eq!(unknown_placeholder("plant/{stream}/{kind}", &["{stream}", "{kind}"]), None);
+        assert_eq!(unknown_placeholder("plant/{strem}/x", &["{stream}", "{kind}"]).as_deref(), Some("{strem}"));
+        assert_eq!(unknown_placeholder("plant/{stream", &["{stream}"]).as_deref(), Some("{stream"));
+        assert_eq!(unknown_placeholder("plant/stream}", &["{stream}"]).as_deref(), Some("}"));
+        assert_eq!(unknown_placeholder("mpdr/{stream}/status", &[]).as_deref(), Some("{stream}"));
     }
 }
