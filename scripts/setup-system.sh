@@ -5,9 +5,10 @@
 #   mosquitto: the real MQTT broker the alarm-delivery tests start
 #   fonts-dejavu-core: the font report plots are labelled with
 #   python3-pymodbus: an independent Modbus TCP client for the Modbus sink's test
+#   chromium: the real browser the console test drives (through playwright-core from npm)
 #   (systemd-analyze, when present, verifies the service unit; that test skips otherwise)
 set -euo pipefail
-packages=(libasound2-dev pkg-config mosquitto fonts-dejavu-core python3-pymodbus)
+packages=(libasound2-dev pkg-config mosquitto fonts-dejavu-core python3-pymodbus chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

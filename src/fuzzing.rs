@@ -121,7 +121,8 @@ pub fn http(data: &[u8]) {
     use crate::daemon::http::request::{parse, Parsed};
     let mut rest = data;
     while let Ok(Parsed::Complete(req, used)) = parse(rest) {
-        let _ = crate::daemon::http::respond(&req, metrics());
+        let ctx = crate::daemon::http::Ctx { metrics: metrics().clone(), console: None };
+        let _ = crate::daemon::http::respond(&req, &ctx);
         rest = &rest[used.max(1).min(rest.len())..];
     }
 }

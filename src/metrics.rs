@@ -103,6 +103,8 @@ pub struct StreamMetrics {
     pub signal_lost: AtomicBool,
     /// False while the stream's model keeps failing to score its vectors (the stream is blind).
     pub scoring_up: AtomicBool,
+    /// The `alarms_raised` count that was acknowledged (`u64::MAX`: none).
+    acked: AtomicU64,
 }
 
 impl StreamMetrics {
@@ -126,6 +128,7 @@ impl StreamMetrics {
             clipped_samples: AtomicU64::new(0),
             signal_lost: AtomicBool::new(false),
             scoring_up: AtomicBool::new(true),
+            acked: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -166,6 +169,32 @@ impl SinkMetrics {
 pub const DELIVERY_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
+impl StreamMetrics {
+    /// Whether the alarm now raised has been acknowledged (false when none is raised).
+    pub fn acknowledged(&self) -> bool {
+        self.alarm_state().is_raised()
+            && self.acked.load(Ordering::Relaxed) == self.alarms_raised.load(Ordering::Relaxed)
+    }
+
+    /// Mark the alarm now raised acknowledged; false when none is raised or it already was.
+    fn set_acknowledged(&self) -> bool {
+        let raised = self.alarms_raised.load(Ordering::Relaxed);
+        self.alarm_state().is_raised() && self.acked.swap(raised, Ordering::Relaxed) != raised
+    }
+}
+
+/// Told of each acknowledgement: the stream index and who (`console`, `api`, `modbus`).
+pub struct AckHook(pub Box<dyn Fn(usize, &str) + Send + Sync>);
+
+impl std::fmt::Debug for AckHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AckHook")
+    }
+}
+
+/// Events the daemon keeps in memory for the console.
+pub const RECENT_EVENTS: usize = 500;
+
 /// A loaded model, for `mpdr_model_info`.
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
@@ -180,13 +209,19 @@ pub struct Metrics {
     pub streams: Vec<StreamMetrics>,
     /// Replaced when a reload swaps a bundle.
     pub models: std::sync::Mutex<Vec<ModelInfo>>,
+    /// Told of every acknowledgement (the daemon turns it into an `acknowledged` event).
+    /// (Taken out at shutdown: it holds a sender of the event thread.)
+    pub on_ack: std::sync::Mutex<Option<AckHook>>,
+    /// The newest events as JSON (oldest first), with the sequence number of the last one:
+    /// the console's event list and its live feed.
+    pub recent_events: std::sync::Mutex<(u64, std::collections::VecDeque<String>)>,
     /// From a hop's last sample arriving to its window decision.
     pub latency: Histogram,
     pub batches: AtomicU64,
     pub batch_vectors: AtomicU64,
     pub scoring_errors: AtomicU64,
     /// Per `EventKind::ALL`.
-    pub events: [AtomicU64; 7],
+    pub events: [AtomicU64; crate::detect::event::EventKind::ALL.len()],
     /// Delivery counters per sink; replaced on reload (counters of kept sinks carry over).
     pub sinks: std::sync::Mutex<Vec<std::sync::Arc<SinkMetrics>>>,
     pub outbox_errors: AtomicU64,
@@ -206,6 +241,8 @@ impl Metrics {
         Metrics {
             streams,
             models: std::sync::Mutex::new(models),
+            on_ack: std::sync::Mutex::new(None),
+            recent_events: Default::default(),
             latency: Histogram::new(LATENCY_BUCKETS),
             batches: AtomicU64::new(0),
             batch_vectors: AtomicU64::new(0),
@@ -225,6 +262,32 @@ impl Metrics {
 
     pub fn pulse(&self) {
         self.scorer_pulse_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Acknowledge stream `i`'s alarm (`by`: console, api, modbus); false when it has none
+    /// raised, or it was already acknowledged.
+    pub fn acknowledge(&self, i: usize, by: &str) -> bool {
+        let Some(s) = self.streams.get(i) else { return false };
+        if !s.set_acknowledged() {
+            return false;
+        }
+        if let Ok(hook) = self.on_ack.lock() {
+            if let Some(h) = hook.as_ref() {
+                (h.0)(i, by);
+            }
+        }
+        true
+    }
+
+    /// Keep an event (JSON) in the recent list, at most [`RECENT_EVENTS`].
+    pub fn remember_event(&self, json: String) {
+        if let Ok(mut r) = self.recent_events.lock() {
+            r.0 += 1;
+            r.1.push_back(json);
+            while r.1.len() > RECENT_EVENTS {
+                r.1.pop_front();
+            }
+        }
     }
 
     /// Seconds since the scorer last went round its loop.

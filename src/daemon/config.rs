@@ -38,11 +38,15 @@ pub struct MonitorConfig {
 pub struct ServerConfig {
     /// Address to listen on; `""` turns the HTTP server off. Port 0 picks a free port (logged).
     pub listen: String,
+    /// The console's and API's token for state-changing calls, from an environment variable
+    /// or a file (never the config text); without one the console is read-only.
+    pub token_env: Option<String>,
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:9464".into() }
+        ServerConfig { listen: "127.0.0.1:9464".into(), token_env: None, token_file: None }
     }
 }
 
@@ -130,6 +134,9 @@ impl MonitorConfig {
         if let Some(d) = &mut self.state.dir {
             crate::files::absolute(d, base);
         }
+        if let Some(f) = &mut self.server.token_file {
+            crate::files::absolute(f, base);
+        }
         for s in &mut self.sinks {
             s.spec_mut().resolve_paths(base);
         }
@@ -145,6 +152,13 @@ impl MonitorConfig {
         if let Err(e) = self.server.address() {
             p.push("server.listen", e);
         }
+        crate::alarm::sink::check_secret_keys(
+            "server",
+            "token",
+            &self.server.token_env,
+            &self.server.token_file,
+            &mut p,
+        );
         // Bounds a running daemon can hold: queues are allocated up front, waits are added to
         // clocks.
         if !(1..=65_536).contains(&self.scoring.max_batch) {
@@ -219,6 +233,7 @@ impl MonitorConfig {
             s.source.check(&format!("{key}.source"), features, p);
         }
         sink::check(&self.sinks, p, ports);
+        crate::alarm::sink::check_secret("server", "token", &self.server.token_env, &self.server.token_file, p);
     }
 
     /// What is allowed but may surprise: listening beyond this host, a device or recording

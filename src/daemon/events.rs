@@ -182,6 +182,7 @@ pub fn spawn(
 fn record(outbox: &mut Outbox, ev: &crate::alarm::AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) {
     let k = EventKind::ALL.iter().position(|&k| k == ev.kind).unwrap_or(0);
     metrics.events[k].fetch_add(1, Ordering::Relaxed);
+    metrics.remember_event(ev.to_json());
     let wanted: Vec<&SinkSlot> =
         slots.iter().filter(|s| s.streams.is_empty() || s.streams.contains(&ev.stream)).collect();
     let names: Vec<&str> = wanted.iter().map(|s| s.worker.name.as_str()).collect();

@@ -21,6 +21,7 @@
 //! joined, within `pipeline.shutdown_timeout_s`.
 
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod http;
@@ -101,6 +102,8 @@ pub enum Control {
     /// Load and verify the bundle at `path` and put it in model slot `model`; the running one
     /// keeps scoring when it is refused. The answer comes on `reply`.
     Swap { model: usize, path: PathBuf, id: String, reply: Sender<Result<(), String>> },
+    /// A runtime threshold for one stream (console, API).
+    Threshold { stream: usize, value: f64 },
 }
 
 /// To the event thread.
@@ -182,9 +185,17 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         cfg.streams.iter().zip(&stream_model).map(|(s, &m)| StreamMetrics::new(&s.name, &infos[m].id)).collect(),
         infos.clone(),
     ));
+    // Thresholds: the config's (or the bundle's), unless a runtime change still applies.
+    let overrides = console::load_overrides(valid.state_dir());
+    let thresholds: Vec<f64> = (cfg.streams.iter().enumerate())
+        .map(|(i, s)| {
+            console::applies(&overrides, &s.name, s.detect.threshold)
+                .unwrap_or_else(|| threshold_of(s.detect.threshold, &manifests[stream_model[i]]))
+        })
+        .collect();
     for (i, s) in cfg.streams.iter().enumerate() {
         let m = &manifests[stream_model[i]];
-        metrics.streams[i].threshold.set(threshold_of(s.detect.threshold, m));
+        metrics.streams[i].threshold.set(thresholds[i]);
         // The bundle's threshold means its false-alarm budget for windows of its length.
         let calibrated = m.threshold.as_ref().and_then(|t| t.window_s());
         if let (ThresholdSetting::Model, Some(w)) = (s.detect.threshold, calibrated) {
@@ -194,11 +205,15 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         }
     }
 
+    let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
+    let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
+    let console = console::start(&valid, &metrics, &manifests, &stream_model, &ctrl_tx, &ev_tx)?;
     let http_stop = Arc::new(AtomicBool::new(false));
     let http = match valid.listen() {
         None => None,
         Some(addr) => {
-            let h = http::HttpServer::start(addr, metrics.clone(), http_stop.clone())?;
+            let ctx = http::Ctx { metrics: metrics.clone(), console: Some(console.clone()) };
+            let h = http::HttpServer::start(addr, ctx, http_stop.clone())?;
             tracing::info!(address = %h.addr, "serving /metrics, /healthz, /readyz");
             Some(h)
         }
@@ -207,7 +222,6 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     // Alarm delivery: the outbox, one worker per delivery sink, the event thread; the status
     // servers (Modbus).
     let state_dir = valid.state_dir().to_path_buf();
-    let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
     let slots = events::build_workers(&valid.sinks(), &state_dir, &metrics)?;
     let evidence = crate::alarm::evidence::Evidence::new(
         &state_dir,
@@ -226,12 +240,11 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
 
     // Scorer thread: load the models there, report back, then run.
     let (tx, rx) = bounded::<StreamMsg>(cfg.pipeline.vector_queue);
-    let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
     let (loaded_tx, loaded_rx) = bounded::<Result<()>>(1);
     let scorer = {
         let (cfg, metrics, ev_tx, infos, model_paths) =
             (cfg.clone(), metrics.clone(), ev_tx.clone(), infos, model_paths);
-        let (manifests, stream_model) = (manifests.clone(), stream_model.clone());
+        let (manifests, stream_model, thresholds) = (manifests.clone(), stream_model.clone(), thresholds.clone());
         let tap = ctl.tap.clone();
         std::thread::Builder::new()
             .name("mpdr-scorer".into())
@@ -251,18 +264,14 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                     .streams
                     .iter()
                     .zip(&stream_model)
-                    .map(|(s, &m)| {
+                    .enumerate()
+                    .map(|(i, (s, &m))| {
                         let f = manifests[m].features.clone().unwrap_or_default();
                         let vector_s = f.hop_length as f64 / f.sample_rate as f64;
                         ScoredStream {
                             name: s.name.clone(),
                             model: m,
-                            detector: Detector::new(
-                                s.detect.clone(),
-                                threshold_of(s.detect.threshold, &manifests[m]),
-                                vector_s,
-                                f.n_mels,
-                            ),
+                            detector: Detector::new(s.detect.clone(), thresholds[i], vector_s, f.n_mels),
                             vector_s,
                             ended: false,
                             audio: s.source.spec().has_audio().then(|| {
@@ -334,8 +343,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             notify::notify("RELOADING=1");
-            match reload::reload(config_path, &current, &mut model_slots, &stream_model, &ctrl_tx, &state_dir, &metrics)
-            {
+            match reload::reload(config_path, &current, &mut model_slots, &stream_model, &ctrl_tx, &console, &metrics) {
                 Ok((new, slots)) => {
                     if events.replace.send(slots).is_err() {
                         tracing::warn!("sinks not replaced: the event thread has stopped");
@@ -376,6 +384,11 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     stream_stop.store(true, Ordering::Relaxed);
     keep_tx.take();
     drop(ctrl_tx);
+    // The console and the acknowledgement hook hold senders of the event thread.
+    console.close();
+    if let Ok(mut h) = metrics.on_ack.lock() {
+        h.take();
+    }
     let mut clean = join_until(stream_threads, deadline, "stream");
     clean &= join_until(vec![scorer], deadline, "scorer");
     // The event thread may still be delivering; it ends when the scorer's sender is gone.

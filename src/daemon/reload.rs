@@ -34,15 +34,21 @@ pub fn reload(
     slots: &mut [Slot],
     stream_model: &[usize],
     ctrl: &Sender<Control>,
-    state_dir: &Path,
+    console: &super::console::Console,
     metrics: &Arc<Metrics>,
 ) -> Result<(Monitor, Vec<Replacement>), DaemonError> {
+    let state_dir = current.state_dir();
     let new = Monitor::load(path, false)?;
     let servers = |c: &Monitor| c.sinks().into_iter().filter(|s| s.config.spec().is_server()).collect::<Vec<_>>();
     if servers(&new) != servers(current) {
         tracing::warn!("status-server sink (modbus) changes take effect after a restart");
     }
     swap_models(&new, current, slots, stream_model, ctrl, metrics)?;
+    // Runtime thresholds stay unless the file's setting for their stream changed.
+    let settings = (current.streams().iter())
+        .map(|old| new.streams().iter().find(|s| s.name == old.name).unwrap_or(old).detect.threshold)
+        .collect();
+    console.reconfigured(settings);
     let mut changes = Vec::new();
     for (i, old) in current.streams().iter().enumerate() {
         let Some(n) = new.streams().iter().find(|s| s.name == old.name) else {
@@ -56,7 +62,10 @@ pub fn reload(
         if n.model != slot.path {
             tracing::warn!(stream = %old.name, "model changed: takes effect after a restart");
         }
-        changes.push((i, n.detect.clone(), threshold_of(n.detect.threshold, &slot.manifest)));
+        let threshold = console
+            .runtime_threshold(&n.name, n.detect.threshold)
+            .unwrap_or_else(|| threshold_of(n.detect.threshold, &slot.manifest));
+        changes.push((i, n.detect.clone(), threshold));
     }
     for n in new.streams() {
         if !current.streams().iter().any(|s| s.name == n.name) {

@@ -144,6 +144,13 @@ impl Scorer {
                     }
                 }
             }
+            Control::Threshold { stream, value } => {
+                if let Some(s) = self.streams.get_mut(stream) {
+                    let cfg = s.detector.config().clone();
+                    s.detector.reconfigure(cfg, value);
+                    self.metrics.streams[stream].threshold.set(value);
+                }
+            }
             Control::Reconfigure(list) => {
                 for (i, cfg, threshold) in list {
                     if let Some(s) = self.streams.get_mut(i) {

@@ -16,11 +16,15 @@ pub enum EventKind {
     SignalRestored,
     /// The input clips (gain too high, or a knock at the microphone).
     Clipping,
+    /// Someone acknowledged the stream's alarm (console, API or Modbus register).
+    Acknowledged,
+    /// A stream's threshold was changed at run time (console or API): who, old, new.
+    ThresholdChanged,
 }
 
 impl EventKind {
     /// Every kind, in the order of `mpdr_events_total`.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Raised,
         EventKind::Cleared,
         EventKind::StreamDown,
@@ -28,6 +32,8 @@ impl EventKind {
         EventKind::SignalLost,
         EventKind::SignalRestored,
         EventKind::Clipping,
+        EventKind::Acknowledged,
+        EventKind::ThresholdChanged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +45,8 @@ impl EventKind {
             EventKind::SignalLost => "signal-lost",
             EventKind::SignalRestored => "signal-restored",
             EventKind::Clipping => "clipping",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::ThresholdChanged => "threshold-changed",
         }
     }
 

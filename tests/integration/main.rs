@@ -6,6 +6,7 @@ mod bench;
 mod bundle;
 mod cli_features;
 mod config_property;
+mod console;
 mod delivery;
 mod demo;
 mod dev_data;

@@ -108,6 +108,11 @@ impl Monitor {
         m
     }
 
+    /// The HTTP address it serves (`host:port`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     pub fn log(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
     }

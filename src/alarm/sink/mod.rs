@@ -187,14 +187,14 @@ pub(crate) fn check_timeout(key: &str, t: f64, p: &mut Problems) {
 
 /// A secret given by environment variable or by file, never both; `what` names the keys
 /// (`hmac_secret` -> `hmac_secret_env` / `hmac_secret_file`).
-pub(crate) fn check_secret_keys(key: &str, what: &str, env: &Option<String>, file: &Option<PathBuf>, p: &mut Problems) {
+pub fn check_secret_keys(key: &str, what: &str, env: &Option<String>, file: &Option<PathBuf>, p: &mut Problems) {
     if env.is_some() && file.is_some() {
         p.push(format!("{key}.{what}_env"), format!("give {what}_env or {what}_file, not both"));
     }
 }
 
 /// The secret can be read (check step).
-pub(crate) fn check_secret(key: &str, what: &str, env: &Option<String>, file: &Option<PathBuf>, p: &mut Problems) {
+pub fn check_secret(key: &str, what: &str, env: &Option<String>, file: &Option<PathBuf>, p: &mut Problems) {
     if let Err(e) = read_secret(env.as_deref(), file.as_deref()) {
         let k = if env.is_some() { "env" } else { "file" };
         p.push(format!("{key}.{what}_{k}"), e);

@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -100,22 +100,20 @@ pub const ACK_OFFSET: u16 = 8;
 const MAX_CLIENTS: usize = 32;
 const MAX_PER_ADDRESS: usize = 8;
 
-/// Acknowledgements per stream: the alarm count that was acknowledged (u64::MAX = none).
+/// The registers over the daemon's metrics (acknowledgements live there too, shared with the
+/// console and the API).
 pub struct ModbusState {
     metrics: Arc<Metrics>,
-    acked: Vec<AtomicU64>,
     started: Instant,
 }
 
 impl ModbusState {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        let acked = metrics.streams.iter().map(|_| AtomicU64::new(u64::MAX)).collect();
-        ModbusState { metrics, acked, started: Instant::now() }
+        ModbusState { metrics, started: Instant::now() }
     }
 
     fn acknowledged(&self, i: usize) -> bool {
-        let s = &self.metrics.streams[i];
-        s.alarm_state().is_raised() && self.acked[i].load(Ordering::Relaxed) == s.alarms_raised.load(Ordering::Relaxed)
+        self.metrics.streams[i].acknowledged()
     }
 
     /// The value of one register, or None for an address outside the map.
@@ -186,8 +184,9 @@ impl ModbusState {
         let s = self.metrics.streams.get(i).ok_or(2u8)?;
         match value {
             1 => {
-                self.acked[i].store(s.alarms_raised.load(Ordering::Relaxed), Ordering::Relaxed);
-                tracing::info!(stream = %s.name, "alarm acknowledged over Modbus");
+                if self.metrics.acknowledge(i, "modbus") {
+                    tracing::info!(stream = %s.name, "alarm acknowledged over Modbus");
+                }
                 Ok(())
             }
             0 => Ok(()),

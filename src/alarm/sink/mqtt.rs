@@ -266,8 +266,8 @@ impl Sink for MqttSink {
             EventKind::StreamDown => "down",
             EventKind::StreamUp | EventKind::SignalRestored => "up",
             EventKind::SignalLost => "signal-lost",
-            // Clipping is an event on the event topic; the stream's state is unchanged.
-            EventKind::Clipping => return Ok(()),
+            // Events on the event topic that leave the stream's state as it is.
+            EventKind::Clipping | EventKind::Acknowledged | EventKind::ThresholdChanged => return Ok(()),
         };
         let body = serde_json::json!({
             "state": state, "event_id": ev.id, "time": ev.time, "score": ev.score, "threshold": ev.threshold,

@@ -1,4 +1,5 @@
-//! `/metrics`, `/healthz` and `/readyz` on a small blocking HTTP/1.1 server: one thread per
+//! `/metrics`, `/healthz`, `/readyz`, the console and its API ([`api`]) on a small blocking
+//! HTTP/1.1 server: one thread per
 //! connection, at most [`MAX_CONNECTIONS`] in all and [`MAX_PER_CLIENT`] from one address,
 //! reads and writes under timeouts — so a client that pipelines requests and never reads the
 //! answers, or holds idle connections, only ever blocks its own connections while health checks
@@ -6,6 +7,7 @@
 //! models, sources and sinks are up (the same moment systemd gets READY=1) and every stream's
 //! model scores.
 
+pub mod api;
 pub mod request;
 
 use std::collections::HashMap;
@@ -17,7 +19,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::error::{thread, DaemonError};
-use crate::metrics::Metrics;
+
+pub use api::Ctx;
 use request::{Parsed, Request};
 
 /// Seconds of scorer silence after which `/healthz` reports unhealthy.
@@ -40,7 +43,8 @@ pub struct HttpServer {
 type Open = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 impl HttpServer {
-    pub fn start(listen: SocketAddr, metrics: Arc<Metrics>, stop: Arc<AtomicBool>) -> Result<Self, DaemonError> {
+    pub fn start(listen: SocketAddr, ctx: Ctx, stop: Arc<AtomicBool>) -> Result<Self, DaemonError> {
+        let ctx = Arc::new(ctx);
         let fail = |message: String| DaemonError::Http { addr: listen, message };
         let listener = TcpListener::bind(listen).map_err(|e| fail(format!("cannot listen: {e}")))?;
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
@@ -51,7 +55,7 @@ impl HttpServer {
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((sock, peer)) => admit(sock, peer.ip(), &open, &metrics, &stop),
+                        Ok((sock, peer)) => admit(sock, peer.ip(), &open, &ctx, &stop),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(20))
                         }
@@ -72,7 +76,7 @@ impl HttpServer {
 }
 
 /// Start a connection's thread, or answer 503 when the limits are reached.
-fn admit(mut sock: TcpStream, ip: IpAddr, open: &Open, metrics: &Arc<Metrics>, stop: &Arc<AtomicBool>) {
+fn admit(mut sock: TcpStream, ip: IpAddr, open: &Open, ctx: &Arc<Ctx>, stop: &Arc<AtomicBool>) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_read_timeout(Some(IO_TIMEOUT));
     let _ = sock.set_write_timeout(Some(IO_TIMEOUT));
@@ -92,9 +96,9 @@ fn admit(mut sock: TcpStream, ip: IpAddr, open: &Open, metrics: &Arc<Metrics>, s
         let _ = r.write(&mut sock, false);
         return;
     }
-    let (open, metrics, stop) = (open.clone(), metrics.clone(), stop.clone());
+    let (open, ctx, stop) = (open.clone(), ctx.clone(), stop.clone());
     let spawned = std::thread::Builder::new().name("mpdr-http-conn".into()).spawn(move || {
-        serve(sock, &metrics, &stop);
+        serve(sock, &ctx, &stop);
         if let Ok(mut map) = open.lock() {
             if let Some(n) = map.get_mut(&ip) {
                 *n -= 1;
@@ -110,7 +114,7 @@ fn admit(mut sock: TcpStream, ip: IpAddr, open: &Open, metrics: &Arc<Metrics>, s
 }
 
 /// Answer one connection's requests until it closes, errs, times out or the server stops.
-fn serve(mut sock: TcpStream, m: &Metrics, stop: &AtomicBool) {
+fn serve(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let mut served = 0;
@@ -119,8 +123,11 @@ fn serve(mut sock: TcpStream, m: &Metrics, stop: &AtomicBool) {
             Ok(Parsed::Complete(req, used)) => {
                 buf.drain(..used);
                 served += 1;
+                if req.method == "GET" && req.path == "/api/live" {
+                    return live(sock, ctx, stop);
+                }
                 let keep = req.keep_alive() && served < MAX_REQUESTS_PER_CONNECTION;
-                if respond(&req, m).write(&mut sock, keep).is_err() || !keep {
+                if respond(&req, ctx).write(&mut sock, keep).is_err() || !keep {
                     return;
                 }
             }
@@ -133,6 +140,36 @@ fn serve(mut sock: TcpStream, m: &Metrics, stop: &AtomicBool) {
                 return;
             }
         }
+    }
+}
+
+/// Server-Sent Events until the client goes or the server stops: the streams every second,
+/// and each new event as it is recorded.
+fn live(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: keep-alive\r\n\r\n";
+    if sock.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    // Events recorded from now on (the page loads the earlier ones from /api/events).
+    let mut seen = ctx.metrics.recent_events.lock().map(|r| r.0).unwrap_or(0);
+    let mut last_streams = std::time::Instant::now() - Duration::from_secs(10);
+    while !stop.load(Ordering::Relaxed) {
+        let mut out = String::new();
+        if let Ok(r) = ctx.metrics.recent_events.lock() {
+            let new = (r.0 - seen).min(r.1.len() as u64) as usize;
+            for e in r.1.iter().skip(r.1.len() - new) {
+                out.push_str(&format!("event: event\ndata: {e}\n\n"));
+            }
+            seen = r.0;
+        }
+        if last_streams.elapsed() >= Duration::from_secs(1) {
+            out.push_str(&format!("event: streams\ndata: {}\n\n", api::streams(ctx)));
+            last_streams = std::time::Instant::now();
+        }
+        if !out.is_empty() && (sock.write_all(out.as_bytes()).is_err() || sock.flush().is_err()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -168,6 +205,9 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        409 => "Conflict",
         404 => "Not Found",
         405 => "Method Not Allowed",
         411 => "Length Required",
@@ -179,8 +219,12 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// The answer to one request (pure: no I/O).
-pub fn respond(req: &Request, m: &Metrics) -> Response {
+/// The answer to one request (no I/O but an evidence file's read).
+pub fn respond(req: &Request, ctx: &Ctx) -> Response {
+    if let Some(r) = api::route(req, ctx) {
+        return r;
+    }
+    let m = &ctx.metrics;
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/metrics") => {
             Response { status: 200, content_type: "text/plain; version=0.0.4", body: m.render().into_bytes() }
@@ -204,14 +248,15 @@ pub fn respond(req: &Request, m: &Metrics) -> Response {
                 Response::text(200, "ready\n")
             }
         }
-        ("GET", _) => Response::text(404, "not found: try /metrics, /healthz, /readyz\n"),
-        _ => Response::text(405, "only GET\n"),
+        ("GET", _) => Response::text(404, "not found: try /, /metrics, /healthz, /readyz, /api/streams\n"),
+        _ => Response::text(405, "only GET here (POST: /api/streams/<name>/threshold, /api/events/<id>/ack)\n"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
 
     fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
@@ -226,7 +271,8 @@ mod tests {
         let m = Arc::new(Metrics::new(vec![crate::metrics::StreamMetrics::new("a", "m")], vec![]));
         m.ready.store(true, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
-        let srv = HttpServer::start("127.0.0.1:0".parse().unwrap(), m.clone(), stop.clone()).unwrap();
+        let ctx = Ctx { metrics: m.clone(), console: None };
+        let srv = HttpServer::start("127.0.0.1:0".parse().unwrap(), ctx, stop.clone()).unwrap();
         // A greedy client: thousands of pipelined /metrics, never reading an answer.
         let mut greedy = TcpStream::connect(srv.addr).unwrap();
         greedy.set_write_timeout(Some(Duration::from_secs(2))).unwrap();

@@ -1,10 +1,10 @@
-//! HTTP/1.1 requests from bytes: a pure parser with hard limits (head 8 KiB, body 16 KiB), so
+//! HTTP/1.1 requests from bytes: a pure parser with hard limits (head 8 KiB, body 4 KiB), so
 //! the connection code only reads, and the parser can be fuzzed on its own.
 
 /// Largest request line plus headers.
 pub const MAX_HEAD: usize = 8 * 1024;
-/// Largest body (`Content-Length`); chunked bodies are refused.
-pub const MAX_BODY: usize = 16 * 1024;
+/// Largest body (`Content-Length`; the API takes a few bytes of JSON); chunked bodies are refused.
+pub const MAX_BODY: usize = 4 * 1024;
 /// Most headers in one request.
 pub const MAX_HEADERS: usize = 64;
 
@@ -109,7 +109,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refused> {
         Some(v) => v.parse::<usize>().map_err(|_| refuse(400, "Content-Length is not a number"))?,
     };
     if length > MAX_BODY {
-        return Err(refuse(413, "request body over 16 KiB"));
+        return Err(refuse(413, "request body over 4 KiB"));
     }
     let start = head_end + 4;
     let Some(body) = buf.get(start..start + length) else { return Ok(Parsed::Incomplete) };
