@@ -38,8 +38,9 @@ fn net(p: &mut Problems, key: &str, n: &NetSpec) -> Option<(i64, i64, i64)> {
                 size(p, &format!("{key}.hidden[{i}]"), *h);
             }
             let widths: Vec<i64> = std::iter::once(*input).chain(hidden.iter().copied()).chain([*output]).collect();
-            let params =
-                widths.windows(2).fold(0i64, |acc, w| acc.saturating_add(w[0].saturating_mul(w[1]).saturating_add(w[1])));
+            let params = widths
+                .windows(2)
+                .fold(0i64, |acc, w| acc.saturating_add(w[0].saturating_mul(w[1]).saturating_add(w[1])));
             (*input, *output, params)
         }
         NetSpec::ConvEncoder(c) => {
@@ -53,7 +54,9 @@ fn net(p: &mut Problems, key: &str, n: &NetSpec) -> Option<(i64, i64, i64)> {
                 size(p, &format!("{key}.{k}"), v);
             }
             let params =
-                c.nh.saturating_mul(c.nh).saturating_mul(64 * 9).saturating_add(c.nh_mlp.saturating_mul(c.nh.saturating_mul(8)));
+                c.nh.saturating_mul(c.nh)
+                    .saturating_mul(64 * 9)
+                    .saturating_add(c.nh_mlp.saturating_mul(c.nh.saturating_mul(8)));
             (c.in_channels.saturating_mul(c.size).saturating_mul(c.size), c.output, params)
         }
         NetSpec::ConvDecoder(c) => {
@@ -61,7 +64,9 @@ fn net(p: &mut Problems, key: &str, n: &NetSpec) -> Option<(i64, i64, i64)> {
                 size(p, &format!("{key}.{k}"), v);
             }
             let params =
-                c.nh.saturating_mul(c.nh).saturating_mul(64 * 9).saturating_add(c.latent.saturating_mul(c.nh.saturating_mul(8)));
+                c.nh.saturating_mul(c.nh)
+                    .saturating_mul(64 * 9)
+                    .saturating_add(c.latent.saturating_mul(c.nh.saturating_mul(8)));
             (c.latent, 0, params)
         }
     };

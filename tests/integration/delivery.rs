@@ -245,6 +245,12 @@ fn event_kinds(got: &Mutex<Vec<(String, String, bool)>>) -> BTreeSet<String> {
 
 /// A persistent-session subscriber to `mpdr/#` collecting (topic, payload, retain).
 fn subscriber(port: u16, id: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
+    subscriber_to(port, id, "mpdr/#")
+}
+
+/// A persistent-session subscriber to `filter` collecting (topic, payload, retain).
+fn subscriber_to(port: u16, id: &str, filter: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
+    let filter = filter.to_string();
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
     let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
@@ -255,7 +261,7 @@ fn subscriber(port: u16, id: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
         for n in conn.iter() {
             match n {
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                    let _ = client.try_subscribe("mpdr/#", rumqttc::QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(filter.as_str(), rumqttc::QoS::AtLeastOnce);
                 }
                 Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                     g.lock().unwrap().push((
@@ -489,6 +495,60 @@ fn webhook_and_broker_down_for_the_whole_run_get_every_event_when_they_return() 
     m.signal("HUP");
     m.wait_metric("mpdr_config_reloads_total", |v| v == 2.0, 30);
     wait_for("a new session for the changed sink", 30, || connects(&m) == before + 1);
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+}
+
+#[test]
+fn mqtt_telemetry_arrives_at_its_rate_and_home_assistant_discovery_is_retained() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(mut broker) = mosquitto(d.path(), port) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    let got = subscriber(port, "mpdr-test-telemetry");
+    std::thread::sleep(Duration::from_millis(300));
+    let sink = format!(
+        "[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"edge-7\"\n\
+         telemetry_s = 0.5\ndiscovery = true\n"
+    );
+    let source = format!(
+        "{{ type = \"file\", path = \"{}\", realtime = true, speed = 1.0, loop = true }}",
+        anomaly_wav(d.path()).display()
+    );
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    let telemetry = || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == "mpdr/m/telemetry")
+            .map(|(_, p, _)| p.clone())
+            .collect::<Vec<_>>()
+    };
+    wait_for("the first telemetry message", 30, || !telemetry().is_empty());
+    let n0 = telemetry().len();
+    std::thread::sleep(Duration::from_secs(5));
+    let n = telemetry().len() - n0;
+    assert!((7..=13).contains(&n), "{n} messages in 5 s at one per 0.5 s");
+    let last: serde_json::Value = serde_json::from_str(telemetry().last().unwrap()).unwrap();
+    assert_eq!(last["stream"], "m");
+    assert!(last["threshold"].is_f64() && last["state"].is_string(), "{last}");
+
+    // A late subscriber gets the discovery configs, retained, valid JSON.
+    let ha = subscriber_to(port, "mpdr-test-ha", "homeassistant/#");
+    wait_for("four retained discovery configs", 30, || ha.lock().unwrap().len() >= 4);
+    for (topic, payload, retained) in ha.lock().unwrap().iter() {
+        assert!(retained, "{topic} retained");
+        assert!(topic.starts_with("homeassistant/sensor/edge_7/m_") && topic.ends_with("/config"), "{topic}");
+        let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        assert_eq!(v["state_topic"], "mpdr/m/telemetry");
+        assert!(v["unique_id"].as_str().unwrap().starts_with("mpdr_edge_7_m_"), "{v}");
+        assert!(v["value_template"].as_str().unwrap().starts_with("{{ value_json."), "{v}");
+    }
     let (status, _) = m.stop(20);
     assert!(status.success());
     broker.kill().unwrap();

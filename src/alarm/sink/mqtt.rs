@@ -50,6 +50,24 @@ pub struct MqttConfig {
     pub timeout_s: f64,
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Plant telemetry every this many seconds (score, threshold, level, state per stream);
+    /// absent: none.
+    pub telemetry_s: Option<f64>,
+    /// `{stream}` is filled in.
+    #[serde(default = "telemetry_topic")]
+    pub telemetry_topic: String,
+    /// Home Assistant MQTT discovery messages for every stream's telemetry (needs telemetry_s).
+    #[serde(default)]
+    pub discovery: bool,
+    #[serde(default = "discovery_prefix")]
+    pub discovery_prefix: String,
+}
+
+fn telemetry_topic() -> String {
+    "mpdr/{stream}/telemetry".into()
+}
+fn discovery_prefix() -> String {
+    "homeassistant".into()
 }
 
 fn mqtt_port() -> u16 {
@@ -87,6 +105,8 @@ impl SinkSpec for MqttConfig {
             ("topic", &self.topic, &["{stream}", "{kind}"][..]),
             ("state_topic", &self.state_topic, &["{stream}", "{kind}"][..]),
             ("status_topic", &self.status_topic, &[][..]),
+            ("telemetry_topic", &self.telemetry_topic, &["{stream}"][..]),
+            ("discovery_prefix", &self.discovery_prefix, &[][..]),
         ] {
             if t.is_empty() || t.contains('+') || t.contains('#') {
                 p.push(format!("{key}.{k}"), format!("a topic to publish to (no wildcards), got \"{t}\""));
@@ -102,6 +122,14 @@ impl SinkSpec for MqttConfig {
         }
         check_timeout(key, self.timeout_s, p);
         self.retry.validate(&format!("{key}.retry"), p);
+        if let Some(t) = self.telemetry_s {
+            if !(t.is_finite() && (0.1..=3600.0).contains(&t)) {
+                p.push(format!("{key}.telemetry_s"), format!("must be 0.1–3600 s, got {t}"));
+            }
+        }
+        if self.discovery && self.telemetry_s.is_none() {
+            p.push(format!("{key}.discovery"), "discovery announces the telemetry: set telemetry_s too");
+        }
     }
 
     fn check(&self, key: &str, p: &mut Problems, _ports: bool) {
@@ -119,14 +147,14 @@ impl SinkSpec for MqttConfig {
         }
     }
 
-    fn build(&self, _ctx: &BuildContext) -> Result<Built, String> {
+    fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let password = read_secret(self.password_env.as_deref(), self.password_file.as_deref())?
             .map(|p| String::from_utf8_lossy(&p).to_string());
         let ca = match &self.ca_file {
             Some(f) => Some(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?),
             None => None,
         };
-        let sink = MqttSink::connect(self.clone(), password, ca)?;
+        let sink = MqttSink::connect(self.clone(), password, ca, ctx.metrics.clone())?;
         Ok(Built::Delivery { sink: Box::new(sink), retry: self.retry.clone() })
     }
 }
@@ -171,7 +199,12 @@ pub fn fill(template: &str, ev: &AlarmEvent) -> String {
 }
 
 impl MqttSink {
-    pub fn connect(s: MqttConfig, password: Option<String>, ca: Option<Vec<u8>>) -> Result<Self, String> {
+    pub fn connect(
+        s: MqttConfig,
+        password: Option<String>,
+        ca: Option<Vec<u8>>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, String> {
         let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
         o.set_keep_alive(Duration::from_secs(10));
         o.set_last_will(LastWill::new(&s.status_topic, "offline", QoS::AtLeastOnce, true));
@@ -187,6 +220,14 @@ impl MqttSink {
         let connected = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (c2, stop2, status, birth) = (connected.clone(), stop.clone(), s.status_topic.clone(), client.clone());
+        let announce = (s.discovery && s.telemetry_s.is_some())
+            .then(|| super::telemetry::discovery(&metrics, &s.discovery_prefix, &s.telemetry_topic, &s.client_id))
+            .unwrap_or_default();
+        if let Some(t) = s.telemetry_s {
+            let every = Duration::from_secs_f64(t);
+            let topic = s.telemetry_topic.clone();
+            super::telemetry::spawn(client.clone(), metrics, every, topic, stop.clone(), connected.clone());
+        }
         std::thread::Builder::new()
             .name("mpdr-mqtt".into())
             .spawn(move || {
@@ -202,6 +243,9 @@ impl MqttSink {
                             tracing::info!(topic = %status, "MQTT connected");
                             // Birth message at QoS 0, so its packet id never mixes with events'.
                             let _ = birth.try_publish(&status, QoS::AtMostOnce, true, "online");
+                            for (topic, config) in &announce {
+                                let _ = birth.try_publish(topic, QoS::AtMostOnce, true, config.clone());
+                            }
                         }
                         Ok(Event::Incoming(Packet::PubAck(a))) => {
                             let _ = tx.send(Note::Acked(a.pkid));

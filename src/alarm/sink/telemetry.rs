@@ -1,0 +1,103 @@
+//! MQTT plant telemetry (opt-in per `mqtt` sink): every `telemetry_s` seconds each stream's
+//! window score, threshold, input level and state on `telemetry_topic` (QoS 0, not
+//! retained), and — with `discovery = true` — Home Assistant MQTT discovery messages
+//! (retained, on every connect) so that each stream appears as sensors without hand
+//! configuration.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{Client, QoS};
+
+use crate::metrics::{Metrics, StreamMetrics};
+
+/// `{stream}` filled in.
+pub fn topic(template: &str, stream: &str) -> String {
+    template.replace("{stream}", stream)
+}
+
+fn state(s: &StreamMetrics) -> &'static str {
+    if !s.scoring_up.load(Ordering::Relaxed) || (!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) {
+        "down"
+    } else if s.signal_lost.load(Ordering::Relaxed) {
+        "signal-lost"
+    } else {
+        s.alarm_state().as_str()
+    }
+}
+
+/// One stream's telemetry message (JSON; non-finite numbers as null).
+pub fn payload(s: &StreamMetrics) -> String {
+    let finite = |v: f64| v.is_finite().then_some(v);
+    serde_json::json!({
+        "stream": s.name,
+        "score": finite(s.window_score.get()),
+        "threshold": finite(s.threshold.get()),
+        "level_dbfs": finite(s.level_dbfs.get()),
+        "state": state(s),
+        "alarms_raised": s.alarms_raised.load(Ordering::Relaxed),
+        "unix_s": crate::metrics::unix_s(),
+    })
+    .to_string()
+}
+
+/// Home Assistant discovery messages: (topic, retained config JSON), four sensors per stream.
+pub fn discovery(m: &Metrics, prefix: &str, telemetry_topic: &str, client_id: &str) -> Vec<(String, String)> {
+    let node: String = client_id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let mut out = Vec::new();
+    for s in &m.streams {
+        let id: String = s.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        let state_topic = topic(telemetry_topic, &s.name);
+        for (key, name, unit) in [
+            ("score", "window score", None),
+            ("threshold", "threshold", None),
+            ("level_dbfs", "input level", Some("dBFS")),
+            ("state", "state", None),
+        ] {
+            let unique = format!("mpdr_{node}_{id}_{key}");
+            let mut cfg = serde_json::json!({
+                "name": format!("{} {name}", s.name),
+                "unique_id": unique,
+                "object_id": unique,
+                "state_topic": state_topic,
+                "value_template": format!("{{{{ value_json.{key} }}}}"),
+                "device": { "identifiers": [format!("mpdr_{node}_{id}")], "name": format!("mpdr {}", s.name), "manufacturer": "mpdr", "model": s.model },
+            });
+            if let Some(u) = unit {
+                cfg["unit_of_measurement"] = u.into();
+            }
+            out.push((format!("{prefix}/sensor/{node}/{id}_{key}/config"), cfg.to_string()));
+        }
+    }
+    out
+}
+
+/// Publish every stream's telemetry each `every` while `connected` (nothing is queued for a
+/// broker that is away: telemetry is for now, events go through the outbox), until `stop`.
+pub fn spawn(
+    client: Client,
+    metrics: Arc<Metrics>,
+    every: Duration,
+    template: String,
+    stop: Arc<AtomicBool>,
+    connected: Arc<AtomicBool>,
+) {
+    let started = std::thread::Builder::new().name("mpdr-mqtt-telemetry".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            if connected.load(Ordering::Relaxed) {
+                for s in &metrics.streams {
+                    let _ = client.try_publish(topic(&template, &s.name), QoS::AtMostOnce, false, payload(s));
+                }
+            }
+            // Sleep in short steps so a stop is seen quickly.
+            let until = std::time::Instant::now() + every;
+            while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    if let Err(e) = started {
+        tracing::warn!(error = %e, "cannot start the MQTT telemetry thread");
+    }
+}
