@@ -71,6 +71,8 @@ pub struct DemoSummary {
 }
 
 const SECRET: &str = "mpdr-demo-secret";
+/// The demo console's token (threshold changes, acknowledgements).
+const CONSOLE_TOKEN: &str = "demo";
 /// The demo machines are machine id 00 of the demo models' training data (`make models`:
 /// `mpdr synth dataset --seed 1` makes id k from instance 1000 + k).
 const INSTANCE: u64 = 1000;
@@ -129,10 +131,12 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
     }
     std::env::set_var("MPDR_DEMO_WEBHOOK_SECRET", SECRET);
     let modbus_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let console_port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    std::env::set_var("MPDR_DEMO_CONSOLE_TOKEN", CONSOLE_TOKEN);
 
     // The monitor config, as a user would write it.
     let mut cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n",
+        "[server]\nlisten = \"127.0.0.1:{console_port}\"\ntoken_env = \"MPDR_DEMO_CONSOLE_TOKEN\"\n[state]\ndir = \"{}\"\n",
         std::fs::canonicalize(&args.out)?.join("state").display()
     );
     for (i, m) in machines.iter().enumerate() {
@@ -183,7 +187,9 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
     let names: Vec<String> = machines.iter().map(|m| format!("{}-1", m.name())).collect();
     println!(
         "mpdr demo: {} synthetic machines at {speed}x real time for {:.0} s; {} develops a {} fault at stream time {:.0} s.\n\
-         Alarms go to the log, to a webhook receiver ({hook}) and to Modbus TCP on 127.0.0.1:{modbus_port}.",
+         Alarms go to the log, to a webhook receiver ({hook}) and to Modbus TCP on 127.0.0.1:{modbus_port}.\n\
+         Live console: http://127.0.0.1:{console_port}/ (token for changes: {CONSOLE_TOKEN}); up while the demo runs \
+         (--realtime to watch at the machines' own pace).",
         machines.len(),
         args.duration,
         names[faulty],
