@@ -391,6 +391,8 @@ fn modbus_clients_read_the_register_map_through_an_alarm_and_only_ack_is_writabl
     assert_eq!(modbus(&mut sock, 90, &[6, 0, 11, 0, 7]), vec![0x86, 2]);
     assert_eq!(modbus(&mut sock, 91, &[6, 0, 18, 0, 1]), vec![6, 0, 18, 0, 1]);
     assert_eq!(read_stream(&mut sock)[0] & 0b1001, 0b1001, "alarm + acknowledged");
+    // The register's acknowledge is an event for every sink, like the console's.
+    m.wait_line(|l| l.contains("acknowledged by modbus"), 30).expect("an acknowledged event");
     // An independent client: pymodbus (Debian's python3-pymodbus), when installed.
     let script = format!(
         "from pymodbus.client import ModbusTcpClient\n\
