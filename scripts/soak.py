@@ -104,7 +104,10 @@ def main():
     web_port, mqtt_port, http_port = free_port(), free_port(), free_port()
     conf = os.path.join(out, "mosquitto.conf")
     with open(conf, "w") as f:
-        f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {out}/\n")
+        # `user root`: started as root, mosquitto would drop to its own user, which cannot write
+        # the persistence folder — sessions (and what is queued for them) would not survive
+        # its restarts. Ignored when not root.
+        f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {out}/\nuser root\n")
     mosq_bin = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
     def broker():
@@ -236,7 +239,11 @@ def main():
             return None
         q = max(1, len(warm) // 4)
         first, last = sum(warm[:q]) / q, sum(warm[-q:]) / q
-        return {"first_quarter_kb": first, "last_quarter_kb": last, "growth_pct": 100.0 * (last - first) / first}
+        half = len(warm) // 2
+        peak1, peak2 = max(warm[:half]), max(warm[half:])
+        return {"first_quarter_kb": first, "last_quarter_kb": last, "growth_pct": 100.0 * (last - first) / first,
+                "peak_first_half_kb": peak1, "peak_second_half_kb": peak2,
+                "peak_growth_pct": 100.0 * (peak2 - peak1) / peak1}
 
     summary = {
         "minutes": args.minutes, "streams": 16, "speed": args.speed,

@@ -209,14 +209,15 @@ fn events_pending_when_the_daemon_is_killed_are_delivered_after_restart() {
     assert!(status.success());
 }
 
-/// A mosquitto broker on `port` with persistence in `dir`.
+/// A mosquitto broker on `port` with persistence in `dir` (`user root`: started as root it
+/// would drop to its own user, which cannot write `dir`, and lose its sessions on restart).
 fn mosquitto(dir: &Path, port: u16) -> Option<Child> {
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists())?;
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nuser root\n",
             dir.display()
         ),
     )
