@@ -184,7 +184,10 @@ impl StreamMetrics {
 }
 
 /// Told of each acknowledgement: the stream index and who (`console`, `api`, `modbus`).
-pub struct AckHook(pub Box<dyn Fn(usize, &str) + Send + Sync>);
+pub struct AckHook(pub Box<AckFn>);
+
+/// The function behind an [`AckHook`].
+pub type AckFn = dyn Fn(usize, &str) + Send + Sync;
 
 impl std::fmt::Debug for AckHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -169,7 +169,9 @@ fn the_api_refuses_bad_input_with_json_errors_and_changes_nothing() {
     let m = Monitor::start(&cfg, &[]);
     let before = m.metric("mpdr_threshold{stream=\"fan\"}").unwrap();
     let tok = Some("console-test-token");
-    let cases: Vec<(&str, &str, Option<&str>, Vec<u8>, u16)> = vec![
+    /// (method, path, token, body, the status it must get)
+    type Case<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("POST", "/api/streams/fan/threshold", None, br#"{"value": 1.0}"#.to_vec(), 401),
         ("POST", "/api/streams/fan/threshold", Some("wrong"), br#"{"value": 1.0}"#.to_vec(), 401),
         ("POST", "/api/streams/nope/threshold", tok, br#"{"value": 1.0}"#.to_vec(), 404),

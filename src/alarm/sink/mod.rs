@@ -86,6 +86,8 @@ macro_rules! sinks {
         /// `[[sink]]`, tagged by `type`.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(tag = "type", rename_all = "kebab-case")]
+        // Sized by its largest kind (mqtt); a config is read once, so no boxing.
+        #[allow(clippy::large_enum_variant)]
         pub enum SinkConfig {
             $($(#[$doc])* $variant($cfg)),*
         }

@@ -220,9 +220,11 @@ impl MqttSink {
         let connected = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let (c2, stop2, status, birth) = (connected.clone(), stop.clone(), s.status_topic.clone(), client.clone());
-        let announce = (s.discovery && s.telemetry_s.is_some())
-            .then(|| super::telemetry::discovery(&metrics, &s.discovery_prefix, &s.telemetry_topic, &s.client_id))
-            .unwrap_or_default();
+        let announce = if s.discovery && s.telemetry_s.is_some() {
+            super::telemetry::discovery(&metrics, &s.discovery_prefix, &s.telemetry_topic, &s.client_id)
+        } else {
+            Vec::new()
+        };
         if let Some(t) = s.telemetry_s {
             let every = Duration::from_secs_f64(t);
             let topic = s.telemetry_topic.clone();

@@ -179,7 +179,7 @@ fn evidence(ctx: &Ctx, file: &str) -> Response {
         && (file.ends_with(".png") || file.ends_with(".wav"))
         && file[..36].bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     let found = ok
-        .then(|| ctx.console.as_deref())
+        .then_some(ctx.console.as_deref())
         .flatten()
         .and_then(|c| std::fs::read(c.state_dir().join("evidence").join(file)).ok());
     match found {
