@@ -140,8 +140,9 @@ fn read_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::Trai
 
 /// `mpdr train`.
 pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
-    // A dev_data folder: one bundle per machine folder, named by the machine.
-    if !args.data.join("train").is_dir() {
+    // A dev_data folder: one bundle per machine folder, named by the machine. (A machine
+    // folder — the DCASE layout or a plain folder of recordings — is trained below.)
+    if !args.data.join("train").is_dir() && !crate::data::dcase::is_plain(&args.data) {
         let machines = crate::data::dcase::machine_folders(&args.data)?;
         anyhow::ensure!(
             args.id.is_none(),
@@ -311,11 +312,14 @@ pub fn validate(config: &Path, ports: bool) -> Result<()> {
 /// `mpdr devices`: the input devices cpal sees.
 pub fn devices() -> Result<()> {
     let list = crate::audio::source::device::list_devices().map_err(|e| anyhow::anyhow!(e))?;
-    if list.is_empty() {
-        println!("no input devices found");
-    }
-    for (i, name, cfg) in list {
+    for (i, name, cfg) in &list {
         println!("{i:3}  {name}  ({cfg})");
+    }
+    // Only ALSA's virtual devices (or none): say why a microphone may be missing.
+    if list.iter().all(|(_, name, _)| ["null", "default", "pulse", "pipewire"].contains(&name.as_str())) {
+        for line in crate::audio::source::device::why_no_microphone() {
+            println!("{line}");
+        }
     }
     Ok(())
 }

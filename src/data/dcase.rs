@@ -73,12 +73,23 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     Ok(files)
 }
 
-/// Read a machine folder. Training files must be normal; every file must carry a label and id.
+/// Whether `root` is a plain folder of recordings (no `train/`, WAV or `.npy` files in it):
+/// every file is a normal training clip of one machine, id 00.
+pub fn is_plain(root: &Path) -> bool {
+    !root.join("train").is_dir() && list(root).is_ok_and(|f| !f.is_empty())
+}
+
+/// Read a machine folder: the DCASE layout (training files must be normal; every file must
+/// carry a label and id), or a plain folder of normal recordings ([`is_plain`]).
 pub fn scan(root: &Path) -> Result<MachineDir, InputError> {
     if !root.is_dir() {
         return Err(InputError::new(root, "not a folder (expected a DCASE machine folder with train/ and test/)"));
     }
     let machine = root.file_name().and_then(|n| n.to_str()).unwrap_or("machine").to_string();
+    if is_plain(root) {
+        let train = list(root)?.into_iter().map(|path| DcaseFile { path, id: "00".into(), anomaly: false }).collect();
+        return Ok(MachineDir { root: root.to_path_buf(), machine, train, test: Vec::new() });
+    }
     let read = |sub: &str, need: bool| -> Result<Vec<DcaseFile>, InputError> {
         let dir = root.join(sub);
         if !dir.is_dir() {
@@ -103,7 +114,7 @@ pub fn scan(root: &Path) -> Result<MachineDir, InputError> {
 /// Machine folders under `root`: `root` itself when it has a train/ folder, else its
 /// sub-folders that do (sorted).
 pub fn machine_folders(root: &Path) -> Result<Vec<PathBuf>, InputError> {
-    if root.join("train").is_dir() {
+    if root.join("train").is_dir() || is_plain(root) {
         return Ok(vec![root.to_path_buf()]);
     }
     let entries = std::fs::read_dir(root).map_err(|e| InputError::new(root, format!("cannot read folder: {e}")))?;
@@ -111,7 +122,10 @@ pub fn machine_folders(root: &Path) -> Result<Vec<PathBuf>, InputError> {
         entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("train").is_dir()).collect();
     dirs.sort();
     if dirs.is_empty() {
-        return Err(InputError::new(root, "no DCASE machine folder here (none has a train/ folder)"));
+        return Err(InputError::new(
+            root,
+            "no recordings here: expected WAV files of normal operation, or the DCASE layout (<machine>/train/normal_id_XX_*.wav)",
+        ));
     }
     Ok(dirs)
 }
@@ -119,6 +133,25 @@ pub fn machine_folders(root: &Path) -> Result<Vec<PathBuf>, InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plain_folder_of_wavs_is_one_machine_of_normal_clips() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("press-3");
+        std::fs::create_dir_all(&root).unwrap();
+        for n in ["monday.wav", "tuesday.WAV", "notes.txt"] {
+            std::fs::write(root.join(n), b"x").unwrap();
+        }
+        assert!(is_plain(&root));
+        assert_eq!(machine_folders(&root).unwrap(), vec![root.clone()]);
+        let md = scan(&root).unwrap();
+        assert_eq!(md.machine, "press-3");
+        assert_eq!(md.train.len(), 2);
+        assert!(md.train.iter().all(|f| !f.anomaly && f.id == "00") && md.test.is_empty());
+        let empty = d.path().join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(machine_folders(&empty).unwrap_err().to_string().contains("no recordings here"));
+    }
 
     #[test]
     fn names_give_labels_and_ids() {

@@ -205,3 +205,12 @@ fn help_lists_every_command() {
         assert!(text.contains(cmd), "--help lacks '{cmd}'");
     }
 }
+
+#[test]
+fn devices_explains_an_empty_list() {
+    let o = mpdr(&["devices"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let real = out.lines().any(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && !l.contains(" null "));
+    assert!(real || (out.contains("Checked:") && out.contains("/dev/snd")), "{out}");
+}

@@ -302,3 +302,25 @@ fn a_model_of_one_machine_id_uses_the_other_ids_for_its_checks_and_is_evaluated_
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--id 07") && err.contains("00, 02"), "{err}");
 }
+
+#[test]
+fn a_plain_folder_of_recordings_trains_a_bundle() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("press-3");
+    std::fs::create_dir_all(&data).unwrap();
+    for i in 0..6 {
+        let p = data.join(format!("recording-{i}.wav"));
+        wav::write_pcm16(&p, 16_000, 1, &super::monitor::machine(3.0, 60 + i, |_| false)).unwrap();
+    }
+    let cfg = d.path().join("train.toml");
+    std::fs::write(
+        &cfg,
+        "seed = 2\nholdout = 0.34\n[pretrain]\nepochs = 3\nbatch_size = 128\n[calibration]\nwindow_s = 1.0\n",
+    )
+    .unwrap();
+    let out = d.path().join("bundle");
+    super::util::train_ok(&data, "ae", &out, &cfg, &["--no-cache"]);
+    let m = mpdr::model::Bundle::read_manifest(&out).unwrap();
+    assert!(m.threshold.is_some(), "calibrated on the held-out recordings");
+    assert!(m.provenance.data.contains("press-3"), "{}", m.provenance.data);
+}

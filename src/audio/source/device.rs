@@ -101,6 +101,32 @@ pub fn list_devices() -> Result<Vec<(usize, String, String)>, String> {
         .collect())
 }
 
+/// Reasons a box shows no sound card, checked on this machine.
+pub fn why_no_microphone() -> Vec<String> {
+    let mut out = vec!["no sound-card input found. Checked:".to_string()];
+    let snd = std::path::Path::new("/dev/snd");
+    let cards: Vec<String> = std::fs::read_dir(snd)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("pcmC"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !snd.exists() {
+        out.push("  - /dev/snd does not exist: no sound card (or the container/VM passes none through)".into());
+    } else if cards.is_empty() {
+        out.push("  - /dev/snd has no PCM devices: no capture hardware is attached".into());
+    } else if std::fs::File::open(snd.join(&cards[0])).is_err() {
+        out.push(format!("  - /dev/snd/{} exists but cannot be opened: add this user to the `audio` group (`sudo usermod -aG audio $USER`, then log in again); under systemd the unit has SupplementaryGroups=audio", cards[0]));
+    } else {
+        out.push(format!("  - /dev/snd has {} PCM device(s) and they open: check `arecord -l` and the card's capture switch (`alsamixer`)", cards.len()));
+    }
+    out.push("  - ALSA's `null` device (when listed) records silence: useful for tests, not a microphone".into());
+    out.push("  - no microphone here? replay recordings instead: source = { type = \"file\", path = \"...\" }".into());
+    out
+}
+
 /// A cpal input. The model's rate is asked of the device; when it cannot deliver it, the
 /// device's rate is converted in the stream thread.
 pub struct DeviceSource {
