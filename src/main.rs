@@ -53,6 +53,9 @@ enum Command {
     Backtest(mpdr::cli::BacktestArgs),
     /// Re-fit a bundle's alarm threshold on normal recordings made on site.
     Calibrate(mpdr::cli::CalibrateArgs),
+    /// Record normal operation of a machine (a sound-card input, or --from a WAV) into
+    /// DCASE-named clips: <out>/<machine>/train/normal_id_<NN>_<n>.wav, for `mpdr train`.
+    Record(mpdr::cli::RecordArgs),
     /// Score unlabelled clips (e.g. the DCASE evaluation set) into anomaly_score_<machine>_id_XX.csv.
     Score(mpdr::cli::ScoreArgs),
     /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => cli::eval(&a).map(|_| ()),
         Command::Backtest(a) => cli::backtest(&a).map(|_| ()),
         Command::Calibrate(a) => cli::calibrate(&a),
+        Command::Record(a) => cli::record(&a),
         Command::Score(a) => cli::score(&a),
         Command::Monitor(a) => cli::monitor(&a),
         Command::Validate { config, no_ports: _ } => cli::validate(&config, false),

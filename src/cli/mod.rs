@@ -12,9 +12,11 @@ use crate::features::PadMode;
 
 mod backtest;
 mod bench;
+mod record;
 
 pub use backtest::{backtest, calibrate, score, BacktestArgs, CalibrateArgs, ScoreArgs};
 pub use bench::{bench, BenchArgs, BenchCommand};
+pub use record::{record, RecordArgs};
 
 /// What `mpdr features` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,6 +6,7 @@
 pub mod calibrate;
 pub mod dev_data;
 pub mod evaluate;
+pub mod record;
 
 pub use evaluate::{evaluate, score_files};
 

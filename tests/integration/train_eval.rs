@@ -324,3 +324,48 @@ fn a_plain_folder_of_recordings_trains_a_bundle() {
     assert!(m.threshold.is_some(), "calibrated on the held-out recordings");
     assert!(m.provenance.data.contains("press-3"), "{}", m.provenance.data);
 }
+
+#[test]
+fn record_writes_dcase_named_clips_that_train_accepts_and_warns_on_silence() {
+    let d = tempfile::tempdir().unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let long = d.path().join("long.wav");
+    wav::write_pcm16(&long, 16_000, 1, &super::monitor::machine(35.0, 77, |_| false)).unwrap();
+    let ds = d.path().join("ds");
+    let o =
+        mpdr(&["record", "--from", &s(&long), "--out", &s(&ds), "--machine", "pump", "--id", "05", "--clip-s", "5"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let train = ds.join("pump/train");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&train).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    assert_eq!(names.len(), 7, "35 s in 5-s clips: {names:?}");
+    assert_eq!(names[0], "normal_id_05_00000000.wav");
+    assert_eq!(names[6], "normal_id_05_00000006.wav");
+    for n in &names {
+        let r = hound::WavReader::open(train.join(n)).unwrap();
+        assert_eq!((r.spec().sample_rate, r.spec().channels, r.len()), (16_000, 1, 80_000), "{n}");
+    }
+    let cfg = d.path().join("train.toml");
+    std::fs::write(
+        &cfg,
+        "seed = 2\nholdout = 0.3\n[pretrain]\nepochs = 2\nbatch_size = 128\n[calibration]\nwindow_s = 1.0\n",
+    )
+    .unwrap();
+    train_ok(&ds.join("pump"), "ae", &d.path().join("bundle"), &cfg, &["--no-cache"]);
+
+    // Silence is recorded and warned about.
+    let quiet = d.path().join("quiet.wav");
+    wav::write_pcm16(&quiet, 16_000, 1, &vec![0.0; 16_000 * 6]).unwrap();
+    let o = mpdr(&["record", "--from", &s(&quiet), "--out", &s(&ds), "--machine", "quiet"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("warning: the input is silent"), "{out}");
+    // ALSA's null device, where there is one: silence too.
+    let o = mpdr(&["record", "--device", "null", "--out", &s(&ds), "--machine", "null", "--minutes", "0.06"]);
+    if o.status.success() {
+        assert!(String::from_utf8_lossy(&o.stdout).contains("silent"));
+    } else {
+        eprintln!("SKIP null-device part: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+}
