@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::audio::source::{Next, OpenContext, Source, SourceConfig};
+use crate::detect::health::{dbfs, HealthConfig, HealthEvent, HealthMonitor};
 use crate::error::InputError;
 
 pub struct RecordOptions {
@@ -30,10 +31,6 @@ pub struct Recorded {
     /// Seconds of finished clips.
     pub seconds: f64,
     pub warnings: Vec<String>,
-}
-
-fn dbfs(x: f64) -> f64 {
-    20.0 * x.max(1e-10).log10()
 }
 
 /// The next free clip number in `dir` for `id`.
@@ -64,8 +61,9 @@ pub fn record(opts: &RecordOptions, stop: &AtomicBool) -> Result<Recorded, Input
     let mut index = next_index(&dir, &opts.id);
     let mut out = Recorded::default();
     let (mut clip, mut block) = (Vec::with_capacity(clip_len), Vec::new());
-    let (mut total, mut silent_s, mut clipped, mut meter_sq, mut meter_n) = (0u64, 0.0f64, 0u64, 0.0f64, 0usize);
-    let (mut warned_silence, mut warned_clipping) = (false, false);
+    // The daemon's signal health (its default `[stream.health]`): silence for 2 s, clipping.
+    let mut health = HealthMonitor::new(HealthConfig::default(), opts.rate);
+    let (mut total, mut meter_sq, mut meter_n) = (0u64, 0.0f64, 0usize);
     let mut last_meter = Instant::now();
     while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| total < l) {
         match source.next(&mut block) {
@@ -77,23 +75,22 @@ pub fn record(opts: &RecordOptions, stop: &AtomicBool) -> Result<Recorded, Input
         let take = limit.map_or(block.len(), |l| block.len().min((l - total) as usize));
         let b = &block[..take];
         total += b.len() as u64;
-        let sq: f64 = b.iter().map(|&x| (x as f64) * (x as f64)).sum();
-        meter_sq += sq;
+        let (level, event) = health.push(b);
+        meter_sq += 10f64.powf(level.rms_dbfs / 10.0) * b.len() as f64;
         meter_n += b.len();
-        clipped += b.iter().filter(|x| x.abs() >= 0.999).count() as u64;
-        let rms = dbfs((sq / b.len().max(1) as f64).sqrt());
-        silent_s = if rms < -80.0 { silent_s + b.len() as f64 / opts.rate as f64 } else { 0.0 };
-        if silent_s >= 2.0 && !warned_silence {
-            let w = format!("the input is silent ({rms:.0} dBFS for 2 s): a dead microphone, a muted channel, or ALSA's null device?");
+        let warning = match event {
+            Some(HealthEvent::Lost { rms_dbfs }) => Some(format!(
+                "the input is silent ({rms_dbfs:.0} dBFS for 2 s): a dead microphone, a muted channel, or ALSA's null device?"
+            )),
+            Some(HealthEvent::Clipping { share, peak_dbfs }) => Some(format!(
+                "the input clips ({:.2}% of samples at full scale, peak {peak_dbfs:.1} dBFS): lower the gain",
+                100.0 * share
+            )),
+            Some(HealthEvent::Restored { .. }) | None => None,
+        };
+        if let Some(w) = warning {
             tracing::warn!("{w}");
             out.warnings.push(w);
-            warned_silence = true;
-        }
-        if clipped as f64 > 0.001 * total as f64 && total > opts.rate as u64 && !warned_clipping {
-            let w = format!("the input clips ({clipped} samples at full scale): lower the gain");
-            tracing::warn!("{w}");
-            out.warnings.push(w);
-            warned_clipping = true;
         }
         if opts.meter && last_meter.elapsed().as_secs_f64() >= 1.0 {
             let level = dbfs((meter_sq / meter_n.max(1) as f64).sqrt());
