@@ -46,6 +46,11 @@ pub fn api_error(status: u16, message: impl Into<String>) -> ApiError {
     ApiError { status, message: message.into() }
 }
 
+/// A state-changing call where no token is configured.
+pub fn read_only_error() -> ApiError {
+    api_error(403, "the console is read-only: set server.token_env or server.token_file")
+}
+
 /// The false-alarm model of a bundle's calibration: gamma window scores.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FalseAlarmModel {
@@ -85,7 +90,7 @@ fn setting_key(s: ThresholdSetting) -> String {
 }
 
 /// The runtime thresholds kept in `state_dir` (none when the file is absent or unreadable).
-pub fn load_overrides(state_dir: &Path) -> BTreeMap<String, Override> {
+fn load_overrides(state_dir: &Path) -> BTreeMap<String, Override> {
     let path = state_dir.join(THRESHOLDS_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
@@ -96,19 +101,20 @@ pub fn load_overrides(state_dir: &Path) -> BTreeMap<String, Override> {
     }
 }
 
-/// The runtime threshold that applies to `stream` under the config's `setting`, if any.
-pub fn applies(overrides: &BTreeMap<String, Override>, stream: &str, setting: ThresholdSetting) -> Option<f64> {
-    let o = overrides.get(stream)?;
-    if o.config == setting_key(setting) {
-        Some(o.value)
-    } else {
-        tracing::warn!(
-            stream,
-            runtime = o.value,
-            "the config's threshold changed since the runtime change: the config's applies"
-        );
-        None
-    }
+/// Drop (and log) the runtime thresholds whose stream's setting in the config — `settings`,
+/// by stream index, streams named `names` — is no longer the one they replaced; true when
+/// any went. Streams no longer in the config keep theirs.
+fn prune(o: &mut BTreeMap<String, Override>, names: &[String], settings: &[ThresholdSetting]) -> bool {
+    let before = o.len();
+    o.retain(|name, ov| {
+        let setting = names.iter().position(|n| n == name).and_then(|i| settings.get(i));
+        let keep = setting.is_none_or(|s| ov.config == setting_key(*s));
+        if !keep {
+            tracing::warn!(stream = %name, runtime = ov.value, "the config's threshold changed since the runtime change: the config's applies");
+        }
+        keep
+    });
+    o.len() != before
 }
 
 impl Console {
@@ -122,8 +128,10 @@ impl Console {
         settings: Vec<ThresholdSetting>,
         false_alarms: Vec<Option<FalseAlarmModel>>,
     ) -> Self {
-        let overrides = load_overrides(state_dir);
-        Console {
+        let mut overrides = load_overrides(state_dir);
+        let names: Vec<String> = metrics.streams.iter().map(|s| s.name.clone()).collect();
+        let pruned = prune(&mut overrides, &names, &settings);
+        let console = Console {
             metrics,
             ctrl,
             events: Mutex::new(Some(events)),
@@ -132,8 +140,15 @@ impl Console {
             settings: Mutex::new(settings),
             false_alarms,
             calibration: Vec::new(),
-            overrides: Mutex::new(overrides),
+            overrides: Mutex::new(BTreeMap::new()),
+        };
+        if pruned {
+            console.save(&overrides);
         }
+        if let Ok(mut o) = console.overrides.lock() {
+            *o = overrides;
+        }
+        console
     }
 
     pub fn read_only(&self) -> bool {
@@ -146,9 +161,7 @@ impl Console {
 
     /// Check a request's `Authorization: Bearer <token>`.
     pub fn authorize(&self, header: Option<&str>) -> Result<(), ApiError> {
-        let Some(token) = &self.token else {
-            return Err(api_error(403, "the console is read-only: set server.token_env or server.token_file"));
-        };
+        let Some(token) = &self.token else { return Err(read_only_error()) };
         let given = header.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or("").trim();
         if crate::alarm::hmac::constant_time_eq(given.as_bytes(), token) {
             Ok(())
@@ -161,15 +174,7 @@ impl Console {
     pub fn reconfigured(&self, settings: Vec<ThresholdSetting>) {
         if let Ok(mut o) = self.overrides.lock() {
             let names: Vec<String> = self.metrics.streams.iter().map(|s| s.name.clone()).collect();
-            let before = o.len();
-            o.retain(|name, ov| {
-                names
-                    .iter()
-                    .position(|n| n == name)
-                    .and_then(|i| settings.get(i))
-                    .is_none_or(|s| ov.config == setting_key(*s))
-            });
-            if o.len() != before {
+            if prune(&mut o, &names, &settings) {
                 self.save(&o);
             }
         }
@@ -178,9 +183,10 @@ impl Console {
         }
     }
 
-    /// The runtime threshold of stream `name` under the config's `setting`, if one applies.
-    pub fn runtime_threshold(&self, name: &str, setting: ThresholdSetting) -> Option<f64> {
-        self.overrides.lock().ok().and_then(|o| applies(&o, name, setting))
+    /// The runtime threshold of stream `name`, if one applies (those of a changed setting are
+    /// pruned when the console starts and on every reload).
+    pub fn runtime_threshold(&self, name: &str) -> Option<f64> {
+        self.overrides.lock().ok().and_then(|o| o.get(name).map(|ov| ov.value))
     }
 
     fn save(&self, o: &BTreeMap<String, Override>) {

@@ -185,11 +185,14 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         cfg.streams.iter().zip(&stream_model).map(|(s, &m)| StreamMetrics::new(&s.name, &infos[m].id)).collect(),
         infos.clone(),
     ));
+    let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
+    let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
+    let console = console::start(&valid, &metrics, &manifests, &stream_model, &ctrl_tx, &ev_tx)?;
     // Thresholds: the config's (or the bundle's), unless a runtime change still applies.
-    let overrides = console::load_overrides(valid.state_dir());
     let thresholds: Vec<f64> = (cfg.streams.iter().enumerate())
         .map(|(i, s)| {
-            console::applies(&overrides, &s.name, s.detect.threshold)
+            console
+                .runtime_threshold(&s.name)
                 .unwrap_or_else(|| threshold_of(s.detect.threshold, &manifests[stream_model[i]]))
         })
         .collect();
@@ -205,9 +208,6 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         }
     }
 
-    let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
-    let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
-    let console = console::start(&valid, &metrics, &manifests, &stream_model, &ctrl_tx, &ev_tx)?;
     let http_stop = Arc::new(AtomicBool::new(false));
     let http = match valid.listen() {
         None => None,

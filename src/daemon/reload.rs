@@ -62,9 +62,8 @@ pub fn reload(
         if n.model != slot.path {
             tracing::warn!(stream = %old.name, "model changed: takes effect after a restart");
         }
-        let threshold = console
-            .runtime_threshold(&n.name, n.detect.threshold)
-            .unwrap_or_else(|| threshold_of(n.detect.threshold, &slot.manifest));
+        let threshold =
+            console.runtime_threshold(&n.name).unwrap_or_else(|| threshold_of(n.detect.threshold, &slot.manifest));
         changes.push((i, n.detect.clone(), threshold));
     }
     for n in new.streams() {
