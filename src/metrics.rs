@@ -170,6 +170,19 @@ pub const DELIVERY_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 impl StreamMetrics {
+    /// The stream's state as people see it: `down` (source down, or its model fails to
+    /// score), `signal-lost`, else its alarm state (`normal`, `pending`, `alarm`, `clearing`).
+    pub fn display_state(&self) -> &'static str {
+        let down = !self.up.load(Ordering::Relaxed) && !self.ended.load(Ordering::Relaxed);
+        if down || !self.scoring_up.load(Ordering::Relaxed) {
+            "down"
+        } else if self.signal_lost.load(Ordering::Relaxed) {
+            "signal-lost"
+        } else {
+            self.alarm_state().as_str()
+        }
+    }
+
     /// Whether the alarm now raised has been acknowledged (false when none is raised).
     pub fn acknowledged(&self) -> bool {
         self.alarm_state().is_raised()

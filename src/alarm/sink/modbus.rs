@@ -112,10 +112,6 @@ impl ModbusState {
         ModbusState { metrics, started: Instant::now() }
     }
 
-    fn acknowledged(&self, i: usize) -> bool {
-        self.metrics.streams[i].acknowledged()
-    }
-
     /// The value of one register, or None for an address outside the map.
     pub fn read(&self, addr: u16) -> Option<u16> {
         self.read_with(addr, &mut None)
@@ -153,7 +149,7 @@ impl ModbusState {
         let thr = s.threshold.get();
         let scaled = |v: f64| if v.is_finite() { (v * 1000.0).clamp(0.0, 65535.0) as u16 } else { u16::MAX };
         let (sb, tb) = ((score as f32).to_bits(), (thr as f32).to_bits());
-        let acked = self.acknowledged(i);
+        let acked = self.metrics.streams[i].acknowledged();
         let status = state.is_raised() as u16
             | ((!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) as u16) << 1
             | (m.ready.load(Ordering::Relaxed) as u16) << 2

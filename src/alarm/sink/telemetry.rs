@@ -17,16 +17,6 @@ pub fn topic(template: &str, stream: &str) -> String {
     template.replace("{stream}", stream)
 }
 
-fn state(s: &StreamMetrics) -> &'static str {
-    if !s.scoring_up.load(Ordering::Relaxed) || (!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) {
-        "down"
-    } else if s.signal_lost.load(Ordering::Relaxed) {
-        "signal-lost"
-    } else {
-        s.alarm_state().as_str()
-    }
-}
-
 /// One stream's telemetry message (JSON; non-finite numbers as null).
 pub fn payload(s: &StreamMetrics) -> String {
     let finite = |v: f64| v.is_finite().then_some(v);
@@ -35,7 +25,7 @@ pub fn payload(s: &StreamMetrics) -> String {
         "score": finite(s.window_score.get()),
         "threshold": finite(s.threshold.get()),
         "level_dbfs": finite(s.level_dbfs.get()),
-        "state": state(s),
+        "state": s.display_state(),
         "alarms_raised": s.alarms_raised.load(Ordering::Relaxed),
         "unix_s": crate::metrics::unix_s(),
     })

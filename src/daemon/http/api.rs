@@ -54,19 +54,10 @@ pub fn streams(ctx: &Ctx) -> serde_json::Value {
             let threshold = s.threshold.get();
             let c = ctx.console.as_deref();
             let fa = c.and_then(|c| c.false_alarms.get(i).copied().flatten());
-            let state = if !s.scoring_up.load(Ordering::Relaxed)
-                || (!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed))
-            {
-                "down"
-            } else if s.signal_lost.load(Ordering::Relaxed) {
-                "signal-lost"
-            } else {
-                s.alarm_state().as_str()
-            };
             let finite = |v: f64| v.is_finite().then_some(v);
             serde_json::json!({
                 "name": s.name,
-                "state": state,
+                "state": s.display_state(),
                 "alarm_state": s.alarm_state().as_str(),
                 "acknowledged": s.acknowledged(),
                 "up": s.up.load(Ordering::Relaxed),
@@ -86,9 +77,10 @@ pub fn streams(ctx: &Ctx) -> serde_json::Value {
 
 /// The newest `limit` events, newest first.
 pub fn events(m: &Metrics, limit: usize) -> serde_json::Value {
-    let r = m.recent_events.lock().map(|r| r.1.clone()).unwrap_or_default();
-    let list: Vec<serde_json::Value> =
-        r.iter().rev().take(limit).filter_map(|j| serde_json::from_str(j).ok()).collect();
+    let list: Vec<serde_json::Value> = match m.recent_events.lock() {
+        Ok(r) => r.1.iter().rev().take(limit).filter_map(|j| serde_json::from_str(j).ok()).collect(),
+        Err(_) => Vec::new(),
+    };
     serde_json::Value::Array(list)
 }
 
@@ -98,10 +90,6 @@ fn stream_index(ctx: &Ctx, name: &str) -> Result<usize, ApiError> {
         .iter()
         .position(|s| s.name == name)
         .ok_or_else(|| crate::daemon::console::api_error(404, format!("no stream named {name:?}")))
-}
-
-fn read_only() -> ApiError {
-    crate::daemon::console::api_error(403, "the console is read-only: set server.token_env or server.token_file")
 }
 
 /// The answer to a console or API request; `None` when the path is not one of theirs.
@@ -134,7 +122,7 @@ pub fn route(req: &Request, ctx: &Ctx) -> Option<Response> {
         ("GET", ["evidence", file]) => evidence(ctx, file),
         ("POST", ["api", "streams", name, "threshold"]) => {
             let result = (|| {
-                let c = ctx.console.as_deref().ok_or_else(read_only)?;
+                let c = ctx.console.as_deref().ok_or_else(crate::daemon::console::read_only_error)?;
                 c.authorize(req.header("authorization"))?;
                 let i = stream_index(ctx, name)?;
                 let v: serde_json::Value = serde_json::from_slice(&req.body).map_err(|_| {
@@ -154,7 +142,7 @@ pub fn route(req: &Request, ctx: &Ctx) -> Option<Response> {
         }
         ("POST", ["api", "events", id, "ack"]) => {
             let result = (|| {
-                let c = ctx.console.as_deref().ok_or_else(read_only)?;
+                let c = ctx.console.as_deref().ok_or_else(crate::daemon::console::read_only_error)?;
                 c.authorize(req.header("authorization"))?;
                 let by = req.header("x-mpdr-user").unwrap_or("api").chars().take(64).collect::<String>();
                 let stream = c.acknowledge_event(id, &by)?;
