@@ -185,6 +185,22 @@ impl LogMel {
         &self.data[v * self.n_mels..(v + frames) * self.n_mels]
     }
 
+    /// A long recording cut into clips of `clip_frames` frames: one of at least two clips
+    /// gives whole clips, the last one taking the rest; a shorter one is itself.
+    pub fn into_clips(self, clip_frames: usize) -> Vec<LogMel> {
+        let k = if clip_frames == 0 { 1 } else { (self.n_frames / clip_frames).max(1) };
+        if k == 1 {
+            return vec![self];
+        }
+        (0..k)
+            .map(|i| {
+                let end = if i + 1 == k { self.n_frames } else { (i + 1) * clip_frames };
+                let data = self.data[i * clip_frames * self.n_mels..end * self.n_mels].to_vec();
+                LogMel { n_mels: self.n_mels, n_frames: end - i * clip_frames, data }
+            })
+            .collect()
+    }
+
     /// All stacked vectors, row-major (n_vectors, n_mels * frames).
     pub fn vectors(&self, frames: usize) -> Vectors {
         let n = self.n_vectors(frames);
@@ -386,6 +402,16 @@ pub fn read_logmel_npy(path: &std::path::Path, params: &FeatureParams) -> Result
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_long_recording_is_cut_into_whole_clips_the_last_taking_the_rest() {
+        let lm = |n: usize| LogMel { n_mels: 2, n_frames: n, data: (0..2 * n).map(|x| x as f32).collect() };
+        let clips = lm(70).into_clips(30);
+        assert_eq!(clips.iter().map(|c| c.n_frames).collect::<Vec<_>>(), [30, 40]);
+        assert_eq!(clips[1].data[0], 60.0, "the second clip starts at frame 30");
+        assert_eq!(lm(59).into_clips(30).len(), 1, "shorter than two clips: itself");
+        assert_eq!(lm(10).into_clips(0).len(), 1);
+    }
+
     use super::*;
 
     fn params(pad_mode: PadMode) -> FeatureParams {

@@ -142,26 +142,56 @@ pub fn split_by_id(md: &MachineDir, id: Option<&str>) -> Result<(Vec<DcaseFile>,
 /// Files of `files` held out for calibration: per machine id, every k-th file (k = 1/share),
 /// at least one per id when share > 0 and the id has two or more files.
 pub fn holdout_split(files: &[DcaseFile], share: f64) -> (Vec<DcaseFile>, Vec<DcaseFile>) {
-    let (mut keep, mut held) = (Vec::new(), Vec::new());
-    let mut by_id: BTreeMap<&str, Vec<&DcaseFile>> = BTreeMap::new();
-    for f in files {
-        by_id.entry(&f.id).or_default().push(f);
+    let held = holdout_mask(files.iter().map(|f| f.id.as_str()), share);
+    let (mut keep, mut out) = (Vec::new(), Vec::new());
+    for (f, h) in files.iter().zip(held) {
+        if h {
+            out.push(f.clone())
+        } else {
+            keep.push(f.clone())
+        }
     }
+    (keep, out)
+}
+
+/// Which of the items (given by machine id, in order) are held out: per id, the last item of
+/// each of `round(len * share)` equal slices (at least one when share > 0 and the id has two
+/// or more items, never all of them).
+pub fn holdout_mask<'a>(ids: impl Iterator<Item = &'a str>, share: f64) -> Vec<bool> {
+    let ids: Vec<&str> = ids.collect();
+    let mut by_id: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, id) in ids.iter().enumerate() {
+        by_id.entry(id).or_default().push(i);
+    }
+    let mut held = vec![false; ids.len()];
     for group in by_id.values() {
         let len = group.len();
         let n_held =
             if share > 0.0 && len >= 2 { ((len as f64 * share).round() as usize).clamp(1, len - 1) } else { 0 };
-        // Spread evenly: the last file of each of n_held equal slices.
-        let held_idx: Vec<usize> = (0..n_held).map(|j| (j + 1) * len / n_held - 1).collect();
-        for (i, f) in group.iter().enumerate() {
-            if held_idx.contains(&i) {
-                held.push((*f).clone());
-            } else {
-                keep.push((*f).clone());
-            }
+        for j in 0..n_held {
+            held[group[(j + 1) * len / n_held - 1]] = true;
         }
     }
-    (keep, held)
+    held
+}
+
+/// Long recordings cut into clips of `clip_s` seconds ([`LogMel::into_clips`]), so that a
+/// folder of a few hour-long WAVs gives a held-out share and calibration windows like a
+/// folder of 10-s clips. Returns the items and how many recordings were cut.
+fn into_clips(
+    items: Vec<(DcaseFile, LogMel)>,
+    clip_s: f64,
+    params: &FeatureParams,
+) -> (Vec<(DcaseFile, LogMel)>, usize) {
+    let clip_frames = ((clip_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize).max(1);
+    let mut cut = 0;
+    let mut out = Vec::with_capacity(items.len());
+    for (f, lm) in items {
+        let clips = lm.into_clips(clip_frames);
+        cut += usize::from(clips.len() > 1);
+        out.extend(clips.into_iter().map(|c| (f.clone(), c)));
+    }
+    (out, cut)
 }
 
 fn fingerprint(files: &[DcaseFile]) -> String {
@@ -262,7 +292,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let md = dcase::scan(&opts.data)?;
     let params = cfg.features.clone();
     let (own, others) = split_by_id(&md, opts.id.as_deref())?;
-    let (train_files, held_files) = holdout_split(&own, cfg.holdout);
+
     // The other ids' normals: a held-out share for the selection checks, the rest available
     // as real negatives (`mpdr.other_ids_negatives`); never the same file in both.
     let (other_train_files, other_files) = holdout_split(&others, cfg.holdout.max(0.1));
@@ -272,9 +302,26 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let other_files = if mpdr_stage && checks_need_others { other_files } else { Vec::new() };
     let negatives_need_others = mpdr_stage && cfg.mpdr.other_ids_negatives > 0.0;
     let other_train_files = if negatives_need_others { other_train_files } else { Vec::new() };
-    tracing::info!(machine = %md.machine, id = %crate::error::or_none(opts.id.as_ref()), train = train_files.len(), heldout = held_files.len(), other_ids = other_files.len(), "extracting features");
-    let train_items = load(&train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
-    let held_items = load(&held_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
+    tracing::info!(machine = %md.machine, id = %crate::error::or_none(opts.id.as_ref()), files = own.len(), other_ids = other_files.len(), "extracting features");
+    let (own_items, cut) =
+        into_clips(load(&own, &params, cfg, opts.cache.as_deref(), opts.on_bad)?, cfg.clip_s, &params);
+    if cut > 0 {
+        tracing::info!(
+            recordings = cut,
+            clips = own_items.len(),
+            clip_s = cfg.clip_s,
+            "long recordings cut into clips"
+        );
+    }
+    let held = holdout_mask(own_items.iter().map(|(f, _)| f.id.as_str()), cfg.holdout);
+    let (mut train_items, mut held_items) = (Vec::new(), Vec::new());
+    for (item, h) in own_items.into_iter().zip(held) {
+        if h {
+            held_items.push(item)
+        } else {
+            train_items.push(item)
+        }
+    }
     let other_items = load(&other_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let other_train_items = load(&other_train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let (raw, n) = stack(&train_items, params.frames);
@@ -345,7 +392,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     match calibrate(&windows, &cfg.calibration) {
         Ok(mut t) => {
             tracing::info!(threshold = t.value, windows = windows.len(), "calibrated");
-            t.fitted_on = Some(format!("training: {} held-out normal file(s)", held_items.len()));
+            t.fitted_on = Some(format!("training: {} held-out normal clip(s)", held_items.len()));
             bundle.manifest.threshold = Some(t);
         }
         Err(e) => tracing::warn!(error = %e, "no calibrated threshold (set a threshold in the monitor config)"),

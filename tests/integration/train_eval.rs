@@ -326,6 +326,28 @@ fn a_plain_folder_of_recordings_trains_a_bundle() {
 }
 
 #[test]
+fn one_long_recording_is_cut_into_clips_and_gives_a_held_out_share() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("line-7");
+    std::fs::create_dir_all(&data).unwrap();
+    wav::write_pcm16(&data.join("shift.wav"), 16_000, 1, &super::monitor::machine(40.0, 91, |_| false)).unwrap();
+    let cfg = d.path().join("train.toml");
+    std::fs::write(
+        &cfg,
+        "seed = 2\nholdout = 0.25\nclip_s = 5.0\n[pretrain]\nepochs = 2\nbatch_size = 128\n[calibration]\nwindow_s = 1.0\n",
+    )
+    .unwrap();
+    let out = d.path().join("bundle");
+    train_ok(&data, "ae", &out, &cfg, &["--no-cache"]);
+    let t = mpdr::model::Bundle::read_manifest(&out).unwrap().threshold.expect("calibrated on held-out clips");
+    assert_eq!(
+        t.fitted_on.as_deref(),
+        Some("training: 2 held-out normal clip(s)"),
+        "40 s in 5-s clips, a quarter held out"
+    );
+}
+
+#[test]
 fn record_writes_dcase_named_clips_that_train_accepts_and_warns_on_silence() {
     let d = tempfile::tempdir().unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();

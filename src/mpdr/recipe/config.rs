@@ -165,6 +165,9 @@ pub struct TrainConfig {
     /// Share of each machine id's training files held out (by file) for threshold calibration
     /// and the MPDR validation monitor.
     pub holdout: f64,
+    /// Recordings of at least twice this length (seconds) are cut into clips of this length
+    /// before the held-out split (a folder of a few long WAVs trains like one of clips).
+    pub clip_s: f64,
     pub features: FeatureParams,
     pub audio: AudioOptions,
     /// Standardised features are clamped to ±clamp (MPDR-SPEC §1.5); 0 = no clamp.
@@ -215,6 +218,7 @@ impl TrainConfig {
             seed: 1,
             device: DeviceChoice::Auto,
             holdout: 0.1,
+            clip_s: 10.0,
             features: FeatureParams::default(),
             audio: AudioOptions::default(),
             clamp: 3.0,
@@ -245,6 +249,9 @@ impl TrainConfig {
         let mut p = Problems::default();
         if !(0.0..0.9).contains(&self.holdout) {
             p.push("holdout", format!("must be in [0, 0.9), got {}", self.holdout));
+        }
+        if !(self.clip_s.is_finite() && (1.0..=3600.0).contains(&self.clip_s)) {
+            p.push("clip_s", format!("must be 1–3600 s, got {}", self.clip_s));
         }
         if !(self.clamp.is_finite() && self.clamp >= 0.0) {
             p.push("clamp", format!("must be >= 0, got {}", self.clamp));
