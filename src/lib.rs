@@ -27,4 +27,5 @@ pub mod mpdr;
 pub mod nn;
 pub mod npy;
 pub mod offline;
+pub mod plant;
 pub mod progress;

@@ -56,6 +56,9 @@ enum Command {
     /// Record normal operation of a machine (a sound-card input, or --from a WAV) into
     /// DCASE-named clips: <out>/<machine>/train/normal_id_<NN>_<n>.wav, for `mpdr train`.
     Record(mpdr::cli::RecordArgs),
+    /// Every box and stream publishing to one MQTT broker (the `mqtt` sink's fleet layout):
+    /// status, state, last event and its age — live in the terminal, or once as JSON.
+    Plant(mpdr::cli::PlantArgs),
     /// Score unlabelled clips (e.g. the DCASE evaluation set) into anomaly_score_<machine>_id_XX.csv.
     Score(mpdr::cli::ScoreArgs),
     /// Run the monitoring daemon (SIGTERM/SIGINT: drain and stop; SIGHUP: reload the config).
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         Command::Calibrate(a) => cli::calibrate(&a),
         Command::Record(a) => cli::record(&a),
         Command::Score(a) => cli::score(&a),
+        Command::Plant(a) => cli::plant(&a),
         Command::Monitor(a) => cli::monitor(&a),
         Command::Validate { config, no_ports: _ } => cli::validate(&config, false),
         Command::Devices => cli::devices(),

@@ -222,6 +222,8 @@ pub struct ModelInfo {
 
 #[derive(Debug)]
 pub struct Metrics {
+    /// This box on a shared broker (site, box): in every event and on `mpdr_build_info`.
+    pub identity: crate::config::identity::Identity,
     pub streams: Vec<StreamMetrics>,
     /// Replaced when a reload swaps a bundle.
     pub models: std::sync::Mutex<Vec<ModelInfo>>,
@@ -255,6 +257,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(streams: Vec<StreamMetrics>, models: Vec<ModelInfo>) -> Self {
         Metrics {
+            identity: Default::default(),
             streams,
             models: std::sync::Mutex::new(models),
             on_ack: std::sync::Mutex::new(None),
@@ -382,7 +385,14 @@ impl Metrics {
         }
         process_metrics(&mut o);
         let _ = writeln!(o, "# HELP mpdr_build_info The running binary\n# TYPE mpdr_build_info gauge");
-        let _ = writeln!(o, "mpdr_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        let site = self.identity.site.as_deref().unwrap_or("");
+        let _ = writeln!(
+            o,
+            "mpdr_build_info{{version=\"{}\",box=\"{}\",site=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            label(&self.identity.box_name),
+            label(site)
+        );
         let _ = writeln!(
             o,
             "# HELP mpdr_start_time_seconds Unix time the daemon started\n# TYPE mpdr_start_time_seconds gauge"

@@ -53,6 +53,12 @@ pub struct AlarmEvent {
     /// UUID v7: unique and ordered by creation time; the idempotency key of every delivery.
     pub id: String,
     pub kind: EventKind,
+    /// The site and box of the daemon that saw it (`[identity]`; absent in events of
+    /// daemons older than the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, rename = "box", skip_serializing_if = "Option::is_none")]
+    pub box_name: Option<String>,
     pub stream: String,
     /// Wall-clock time of the event, RFC 3339 UTC.
     pub time: String,
@@ -87,6 +93,8 @@ impl AlarmEvent {
             schema_version: EVENT_SCHEMA_VERSION,
             id: uuid::Uuid::now_v7().to_string(),
             kind,
+            site: None,
+            box_name: None,
             stream: stream.to_string(),
             time: rfc3339_utc(unix_ms),
             unix_ms,
@@ -100,6 +108,12 @@ impl AlarmEvent {
             evidence: None,
             audio: None,
         }
+    }
+
+    /// Say which box (and site) saw it.
+    pub fn stamp(&mut self, id: &crate::config::identity::Identity) {
+        self.site.clone_from(&id.site);
+        self.box_name = Some(id.box_name.clone());
     }
 
     pub fn to_json(&self) -> String {

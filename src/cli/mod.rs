@@ -12,10 +12,12 @@ use crate::features::PadMode;
 
 mod backtest;
 mod bench;
+mod plant;
 mod record;
 
 pub use backtest::{backtest, calibrate, score, BacktestArgs, CalibrateArgs, ScoreArgs};
 pub use bench::{bench, BenchArgs, BenchCommand};
+pub use plant::{plant, PlantArgs};
 pub use record::{record, RecordArgs};
 
 /// What `mpdr features` writes.

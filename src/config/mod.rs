@@ -8,6 +8,8 @@
 //!    value;
 //! 3. building the objects — the only step that opens files, devices and sockets.
 
+pub mod identity;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

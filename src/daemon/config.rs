@@ -22,6 +22,8 @@ use crate::device::DeviceChoice;
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitorConfig {
+    /// This box's name (and site) on a shared broker and in every event.
+    pub identity: crate::config::identity::IdentityConfig,
     pub server: ServerConfig,
     pub scoring: ScoringConfig,
     pub pipeline: PipelineConfig,
@@ -149,6 +151,7 @@ impl MonitorConfig {
     /// Every problem that needs no disk access.
     pub fn validate(&self) -> Problems {
         let mut p = Problems::default();
+        self.identity.validate("identity", &mut p);
         if let Err(e) = self.server.address() {
             p.push("server.listen", e);
         }

@@ -119,6 +119,7 @@ pub fn spawn(
             crossbeam_channel::select! {
                 recv(rx) -> msg => match msg {
                     Ok(mut ev) => {
+                        ev.stamp(&metrics.identity);
                         if let Some(e) = &evidence {
                             e.attach(&mut ev);
                         }

@@ -181,10 +181,12 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
             device: format!("{device:?}"),
         })
         .collect();
-    let metrics = Arc::new(Metrics::new(
+    let mut metrics = Metrics::new(
         cfg.streams.iter().zip(&stream_model).map(|(s, &m)| StreamMetrics::new(&s.name, &infos[m].id)).collect(),
         infos.clone(),
-    ));
+    );
+    metrics.identity = cfg.identity.resolve();
+    let metrics = Arc::new(metrics);
     let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
     let console = console::start(&valid, &metrics, &manifests, &stream_model, &ctrl_tx, &ev_tx)?;

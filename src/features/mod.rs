@@ -188,7 +188,7 @@ impl LogMel {
     /// A long recording cut into clips of `clip_frames` frames: one of at least two clips
     /// gives whole clips, the last one taking the rest; a shorter one is itself.
     pub fn into_clips(self, clip_frames: usize) -> Vec<LogMel> {
-        let k = if clip_frames == 0 { 1 } else { (self.n_frames / clip_frames).max(1) };
+        let k = self.n_frames.checked_div(clip_frames).unwrap_or(1).max(1);
         if k == 1 {
             return vec![self];
         }

@@ -15,7 +15,7 @@ use mpdr::audio::wav;
 use super::monitor::{machine, write_config, Monitor, RATE};
 use super::util::mpdr;
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -68,7 +68,7 @@ fn delivered_ids(hits: &Mutex<Vec<Hit>>) -> BTreeSet<String> {
     hits.lock().unwrap().iter().filter(|h| h.status == 200).map(|h| h.id.clone()).collect()
 }
 
-fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
     let until = Instant::now() + Duration::from_secs(secs);
     while !ok() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
@@ -211,7 +211,7 @@ fn events_pending_when_the_daemon_is_killed_are_delivered_after_restart() {
 
 /// A mosquitto broker on `port` with persistence in `dir` (`user root`: started as root it
 /// would drop to its own user, which cannot write `dir`, and lose its sessions on restart).
-fn mosquitto(dir: &Path, port: u16) -> Option<Child> {
+pub fn mosquitto(dir: &Path, port: u16) -> Option<Child> {
     let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists())?;
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
@@ -233,12 +233,12 @@ fn mosquitto(dir: &Path, port: u16) -> Option<Child> {
     Some(child)
 }
 
-/// The kinds of the events the subscriber got on `mpdr/m/event`.
+/// The kinds of the events the subscriber got on `mpdr/b1/m/event`.
 fn event_kinds(got: &Mutex<Vec<(String, String, bool)>>) -> BTreeSet<String> {
     got.lock()
         .unwrap()
         .iter()
-        .filter(|(t, _, _)| t == "mpdr/m/event")
+        .filter(|(t, _, _)| t == "mpdr/b1/m/event")
         .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
         .map(|v| v["kind"].as_str().unwrap_or("").to_string())
         .collect()
@@ -250,7 +250,7 @@ fn subscriber(port: u16, id: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
 }
 
 /// A persistent-session subscriber to `filter` collecting (topic, payload, retain).
-fn subscriber_to(port: u16, id: &str, filter: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
+pub fn subscriber_to(port: u16, id: &str, filter: &str) -> Arc<Mutex<Vec<(String, String, bool)>>> {
     let filter = filter.to_string();
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
@@ -290,7 +290,7 @@ fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
     let got = subscriber(port, "mpdr-test-sub");
     std::thread::sleep(Duration::from_millis(300)); // the subscriber's session is set up
     let sink = format!(
-        "[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\ntopic = \"mpdr/{{stream}}/event\"\n\
+        "[identity]\nbox = \"b1\"\n[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          timeout_s = 2.0\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n"
     );
     // Paced at 10x: the fault starts 2 s in; the broker is down from ~0.5 s to ~3.5 s.
@@ -299,7 +299,7 @@ fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
     let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
     let m = Monitor::start(&cfg, &[]);
     wait_for("stream-up over MQTT", 30, || {
-        got.lock().unwrap().iter().any(|(t, p, _)| t == "mpdr/m/event" && p.contains("stream-up"))
+        got.lock().unwrap().iter().any(|(t, p, _)| t == "mpdr/b1/m/event" && p.contains("stream-up"))
     });
     broker.kill().unwrap();
     broker.wait().unwrap();
@@ -315,8 +315,8 @@ fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
     let until = Instant::now() + Duration::from_secs(60);
     loop {
         let l = late.lock().unwrap().clone();
-        let state = l.iter().any(|(t, p, r)| t == "mpdr/m/state" && *r && p.contains("\"state\":\"normal\""));
-        let online = l.iter().any(|(t, p, r)| t == "mpdr/status" && *r && p == "online");
+        let state = l.iter().any(|(t, p, r)| t == "mpdr/b1/m/state" && *r && p.contains("\"state\":\"normal\""));
+        let online = l.iter().any(|(t, p, r)| t == "mpdr/b1/status" && *r && p.contains("\"status\":\"online\""));
         if state && online {
             break;
         }
@@ -463,8 +463,8 @@ fn webhook_and_broker_down_for_the_whole_run_get_every_event_when_they_return() 
     broker.wait().unwrap();
 
     let sinks = format!(
-        "[[sink]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{web_port}/alarms\"\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n\
-         [[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\ntopic = \"mpdr/{{stream}}/event\"\n\
+        "[identity]\nbox = \"b1\"\n[[sink]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{web_port}/alarms\"\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n\
+         [[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {mqtt_port}\n\
          timeout_s = 2.0\nretry = {{ initial_s = 0.2, max_s = 1.0 }}\n"
     );
     let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", anomaly_wav(d.path()).display());
@@ -515,7 +515,7 @@ fn mqtt_telemetry_arrives_at_its_rate_and_home_assistant_discovery_is_retained()
     let got = subscriber(port, "mpdr-test-telemetry");
     std::thread::sleep(Duration::from_millis(300));
     let sink = format!(
-        "[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"edge-7\"\n\
+        "[identity]\nbox = \"edge-7\"\n[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          telemetry_s = 0.5\ndiscovery = true\n"
     );
     let source = format!(
@@ -528,7 +528,7 @@ fn mqtt_telemetry_arrives_at_its_rate_and_home_assistant_discovery_is_retained()
         got.lock()
             .unwrap()
             .iter()
-            .filter(|(t, _, _)| t == "mpdr/m/telemetry")
+            .filter(|(t, _, _)| t == "mpdr/edge-7/m/telemetry")
             .map(|(_, p, _)| p.clone())
             .collect::<Vec<_>>()
     };
@@ -538,7 +538,7 @@ fn mqtt_telemetry_arrives_at_its_rate_and_home_assistant_discovery_is_retained()
     let n = telemetry().len() - n0;
     assert!((7..=13).contains(&n), "{n} messages in 5 s at one per 0.5 s");
     let last: serde_json::Value = serde_json::from_str(telemetry().last().unwrap()).unwrap();
-    assert_eq!(last["stream"], "m");
+    assert_eq!((last["stream"].as_str(), last["box"].as_str()), (Some("m"), Some("edge-7")));
     assert!(last["threshold"].is_f64() && last["state"].is_string(), "{last}");
 
     // A late subscriber gets the discovery configs, retained, valid JSON.
@@ -548,7 +548,8 @@ fn mqtt_telemetry_arrives_at_its_rate_and_home_assistant_discovery_is_retained()
         assert!(retained, "{topic} retained");
         assert!(topic.starts_with("homeassistant/sensor/edge_7/m_") && topic.ends_with("/config"), "{topic}");
         let v: serde_json::Value = serde_json::from_str(payload).unwrap();
-        assert_eq!(v["state_topic"], "mpdr/m/telemetry");
+        assert_eq!(v["state_topic"], "mpdr/edge-7/m/telemetry");
+        assert_eq!(v["availability_topic"], "mpdr/edge-7/status");
         assert!(v["unique_id"].as_str().unwrap().starts_with("mpdr_edge_7_m_"), "{v}");
         assert!(v["value_template"].as_str().unwrap().starts_with("{{ value_json."), "{v}");
     }

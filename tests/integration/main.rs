@@ -10,6 +10,7 @@ mod console;
 mod delivery;
 mod demo;
 mod dev_data;
+mod fleet;
 mod fuzz_regressions;
 mod golden;
 mod hardening;

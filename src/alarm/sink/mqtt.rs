@@ -1,12 +1,17 @@
-//! `mqtt` sink (rumqttc): each event is published with QoS 1 to a topic template (e.g.
-//! `plant/{stream}/alarm`) and counts as delivered only when the broker's PUBACK arrives;
-//! then the stream's retained state topic is updated. A retained status topic says `online`
-//! once connected, and the broker publishes the Last Will `offline` if the daemon vanishes.
-//! TLS (system roots or a CA file) and username/password are options.
+//! `mqtt` sink (rumqttc): each event is published with QoS 1 to a topic template and counts
+//! as delivered only when the broker's PUBACK arrives; then the stream's retained state topic
+//! is updated. The box's retained status topic says `online` (JSON: box, site, streams,
+//! version) once connected, and the broker publishes the Last Will (`offline`) if the daemon
+//! vanishes. TLS (a CA file) and username/password are options.
+//!
+//! Many boxes share one broker through one topic layout ([`LAYOUT`]): `<prefix>/<box>/status`
+//! and `<prefix>/<box>/<stream>/{event,state,telemetry}`, the box named by `[identity]`;
+//! `mpdr plant` reads exactly this layout.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
@@ -16,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_secret, check_secret_keys, check_timeout, five, read_secret, BuildContext, Built, Common, SinkSpec};
 use crate::alarm::{AlarmEvent, EventKind, RetryPolicy, Sink, SinkError};
+use crate::config::identity::Identity;
 use crate::config::Problems;
 use crate::files::absolute;
 
@@ -28,15 +34,18 @@ pub struct MqttConfig {
     pub host: String,
     #[serde(default = "mqtt_port")]
     pub port: u16,
-    #[serde(default = "client_id")]
-    pub client_id: String,
-    /// `{stream}` and `{kind}` are filled in.
+    /// Default: `mpdr-<box>-<pid>`.
+    pub client_id: Option<String>,
+    /// The first level(s) of every topic (`{prefix}`): one per plant or site on a shared broker.
+    #[serde(default = "prefix")]
+    pub prefix: String,
+    /// `{prefix}`, `{box}`, `{stream}` and `{kind}` are filled in.
     #[serde(default = "event_topic")]
     pub topic: String,
     /// Retained per-stream state (alarm / normal / down / up).
     #[serde(default = "state_topic")]
     pub state_topic: String,
-    /// Retained `online`; the Last Will sets `offline`.
+    /// The box's retained status (`online`); the Last Will sets `offline`.
     #[serde(default = "status_topic")]
     pub status_topic: String,
     pub username: Option<String>,
@@ -63,8 +72,19 @@ pub struct MqttConfig {
     pub discovery_prefix: String,
 }
 
+/// The fleet's topic layout (the defaults; `mpdr plant` reads it): (key, template).
+pub const LAYOUT: [(&str, &str); 4] = [
+    ("topic", "{prefix}/{box}/{stream}/event"),
+    ("state_topic", "{prefix}/{box}/{stream}/state"),
+    ("status_topic", "{prefix}/{box}/status"),
+    ("telemetry_topic", "{prefix}/{box}/{stream}/telemetry"),
+];
+
+fn prefix() -> String {
+    "mpdr".into()
+}
 fn telemetry_topic() -> String {
-    "mpdr/{stream}/telemetry".into()
+    LAYOUT[3].1.into()
 }
 fn discovery_prefix() -> String {
     "homeassistant".into()
@@ -73,17 +93,14 @@ fn discovery_prefix() -> String {
 fn mqtt_port() -> u16 {
     1883
 }
-fn client_id() -> String {
-    format!("mpdr-{}", std::process::id())
-}
 fn event_topic() -> String {
-    "mpdr/{stream}/event".into()
+    LAYOUT[0].1.into()
 }
 fn state_topic() -> String {
-    "mpdr/{stream}/state".into()
+    LAYOUT[1].1.into()
 }
 fn status_topic() -> String {
-    "mpdr/status".into()
+    LAYOUT[2].1.into()
 }
 
 impl SinkSpec for MqttConfig {
@@ -101,11 +118,30 @@ impl SinkSpec for MqttConfig {
         if self.host.trim().is_empty() {
             p.push(format!("{key}.host"), "must not be empty");
         }
+        const EVENT: &[&str] = &["{prefix}", "{box}", "{stream}", "{kind}"];
+        if self.prefix.is_empty()
+            || self.prefix.contains(['+', '#', '{', '}'])
+            || self.prefix.starts_with('/')
+            || self.prefix.ends_with('/')
+        {
+            p.push(
+                format!("{key}.prefix"),
+                format!(
+                    "topic levels without wildcards, placeholders or a leading or trailing '/', got \"{}\"",
+                    self.prefix
+                ),
+            );
+        }
+        if let Some(id) = &self.client_id {
+            if id.is_empty() || id.len() > 128 {
+                p.push(format!("{key}.client_id"), "must be 1–128 characters");
+            }
+        }
         for (k, t, known) in [
-            ("topic", &self.topic, &["{stream}", "{kind}"][..]),
-            ("state_topic", &self.state_topic, &["{stream}", "{kind}"][..]),
-            ("status_topic", &self.status_topic, &[][..]),
-            ("telemetry_topic", &self.telemetry_topic, &["{stream}"][..]),
+            ("topic", &self.topic, EVENT),
+            ("state_topic", &self.state_topic, EVENT),
+            ("status_topic", &self.status_topic, &EVENT[..2]),
+            ("telemetry_topic", &self.telemetry_topic, &EVENT[..3]),
             ("discovery_prefix", &self.discovery_prefix, &[][..]),
         ] {
             if t.is_empty() || t.contains('+') || t.contains('#') {
@@ -129,6 +165,15 @@ impl SinkSpec for MqttConfig {
         }
         if self.discovery && self.telemetry_s.is_none() {
             p.push(format!("{key}.discovery"), "discovery announces the telemetry: set telemetry_s too");
+        }
+    }
+
+    fn warnings(&self, key: &str, w: &mut Problems) {
+        for (k, t) in [("topic", &self.topic), ("state_topic", &self.state_topic), ("status_topic", &self.status_topic)]
+        {
+            if !t.contains("{box}") {
+                w.push(format!("{key}.{k}"), format!("\"{t}\" has no {{box}}: boxes sharing the broker overwrite each other's topics, and `mpdr plant` reads only the default layout"));
+            }
         }
     }
 
@@ -171,9 +216,13 @@ pub struct MqttSink {
     stop: Arc<AtomicBool>,
     s: MqttConfig,
     timeout: Duration,
+    identity: Identity,
     /// Per stream, (time, id) of the newest event whose state was published: the outbox may
     /// deliver a retried older event after a newer one, which must not roll the state back.
-    newest_state: std::collections::HashMap<String, (u64, String)>,
+    newest_state: HashMap<String, (u64, String)>,
+    /// Per stream, the retained state last published (topic, body): published again on every
+    /// connect, so a broker that lost its retained messages in a restart gets them back.
+    retained: Arc<Mutex<HashMap<String, (String, String)>>>,
 }
 
 /// The first `{...}` of `template` that is not one of `known`, or an unmatched brace.
@@ -193,21 +242,50 @@ fn unknown_placeholder(template: &str, known: &[&str]) -> Option<String> {
     None
 }
 
+/// `{prefix}` and `{box}` filled in (the rest stays for [`fill`]).
+pub fn for_box(template: &str, prefix: &str, id: &Identity) -> String {
+    template.replace("{prefix}", prefix).replace("{box}", &id.box_name)
+}
+
 /// `{stream}` and `{kind}` filled in.
 pub fn fill(template: &str, ev: &AlarmEvent) -> String {
     template.replace("{stream}", &ev.stream).replace("{kind}", ev.kind.as_str())
 }
 
+/// The box's status message (retained): `online` with what it runs, or `offline` (the Last
+/// Will: `lost`; a clean stop: `stopped`).
+pub fn status_payload(status: &str, reason: Option<&str>, id: &Identity, streams: &[String]) -> String {
+    let mut v = serde_json::json!({
+        "status": status, "box": id.box_name, "site": id.site,
+        "version": env!("CARGO_PKG_VERSION"), "unix_s": crate::metrics::unix_s(),
+    });
+    if status == "online" {
+        v["streams"] = streams.into();
+    }
+    if let Some(r) = reason {
+        v["reason"] = r.into();
+    }
+    v.to_string()
+}
+
 impl MqttSink {
     pub fn connect(
-        s: MqttConfig,
+        mut s: MqttConfig,
         password: Option<String>,
         ca: Option<Vec<u8>>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, String> {
-        let mut o = MqttOptions::new(&s.client_id, &s.host, s.port);
+        let identity = metrics.identity.clone();
+        for t in [&mut s.topic, &mut s.state_topic, &mut s.status_topic, &mut s.telemetry_topic] {
+            *t = for_box(t, &s.prefix, &identity);
+        }
+        let client_id =
+            s.client_id.clone().unwrap_or_else(|| format!("mpdr-{}-{}", identity.box_name, std::process::id()));
+        let streams: Vec<String> = metrics.streams.iter().map(|m| m.name.clone()).collect();
+        let mut o = MqttOptions::new(&client_id, &s.host, s.port);
         o.set_keep_alive(Duration::from_secs(10));
-        o.set_last_will(LastWill::new(&s.status_topic, "offline", QoS::AtLeastOnce, true));
+        let will = status_payload("offline", Some("lost"), &identity, &[]);
+        o.set_last_will(LastWill::new(&s.status_topic, will, QoS::AtLeastOnce, true));
         if let Some(u) = &s.username {
             o.set_credentials(u, password.unwrap_or_default());
         }
@@ -219,9 +297,11 @@ impl MqttSink {
         let (tx, notes) = unbounded();
         let connected = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c2, stop2, status, birth) = (connected.clone(), stop.clone(), s.status_topic.clone(), client.clone());
+        let retained: Arc<Mutex<HashMap<String, (String, String)>>> = Default::default();
+        let (c2, stop2, status, birth, again) =
+            (connected.clone(), stop.clone(), s.status_topic.clone(), client.clone(), retained.clone());
         let announce = if s.discovery && s.telemetry_s.is_some() {
-            super::telemetry::discovery(&metrics, &s.discovery_prefix, &s.telemetry_topic, &s.client_id)
+            super::telemetry::discovery(&metrics, &s.discovery_prefix, &s.telemetry_topic, &s.status_topic)
         } else {
             Vec::new()
         };
@@ -230,6 +310,7 @@ impl MqttSink {
             let topic = s.telemetry_topic.clone();
             super::telemetry::spawn(client.clone(), metrics, every, topic, stop.clone(), connected.clone());
         }
+        let id2 = identity.clone();
         std::thread::Builder::new()
             .name("mpdr-mqtt".into())
             .spawn(move || {
@@ -243,10 +324,17 @@ impl MqttSink {
                             c2.store(true, Ordering::Relaxed);
                             last_error.clear();
                             tracing::info!(topic = %status, "MQTT connected");
-                            // Birth message at QoS 0, so its packet id never mixes with events'.
-                            let _ = birth.try_publish(&status, QoS::AtMostOnce, true, "online");
+                            // Birth message and re-announcements at QoS 0, so their packet
+                            // ids never mix with events'.
+                            let online = status_payload("online", None, &id2, &streams);
+                            let _ = birth.try_publish(&status, QoS::AtMostOnce, true, online);
                             for (topic, config) in &announce {
                                 let _ = birth.try_publish(topic, QoS::AtMostOnce, true, config.clone());
+                            }
+                            let states: Vec<(String, String)> =
+                                again.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+                            for (topic, body) in states {
+                                let _ = birth.try_publish(topic, QoS::AtMostOnce, true, body);
                             }
                         }
                         Ok(Event::Incoming(Packet::PubAck(a))) => {
@@ -270,7 +358,17 @@ impl MqttSink {
             })
             .map_err(|e| e.to_string())?;
         let timeout = Duration::from_secs_f64(s.timeout_s);
-        Ok(MqttSink { client, notes, connected, stop, s, timeout, newest_state: Default::default() })
+        Ok(MqttSink {
+            client,
+            notes,
+            connected,
+            stop,
+            s,
+            timeout,
+            identity,
+            newest_state: Default::default(),
+            retained,
+        })
     }
 
     /// Publish with QoS 1 and wait for this publish's PUBACK.
@@ -298,6 +396,18 @@ impl MqttSink {
     }
 }
 
+/// The retained state a stream is in after `kind`; `None` for events that leave it as it is.
+pub fn state_after(kind: EventKind) -> Option<&'static str> {
+    Some(match kind {
+        EventKind::Raised => "alarm",
+        EventKind::Cleared => "normal",
+        EventKind::StreamDown => "down",
+        EventKind::StreamUp | EventKind::SignalRestored => "up",
+        EventKind::SignalLost => "signal-lost",
+        EventKind::Clipping | EventKind::Acknowledged | EventKind::ThresholdChanged => return None,
+    })
+}
+
 impl Sink for MqttSink {
     fn deliver(&mut self, ev: &AlarmEvent) -> Result<(), SinkError> {
         let topic = fill(&self.s.topic, ev);
@@ -306,20 +416,19 @@ impl Sink for MqttSink {
         if self.newest_state.get(&ev.stream).is_some_and(|newest| *newest > key) {
             return Ok(()); // a newer event's state is already retained
         }
-        let state = match ev.kind {
-            EventKind::Raised => "alarm",
-            EventKind::Cleared => "normal",
-            EventKind::StreamDown => "down",
-            EventKind::StreamUp | EventKind::SignalRestored => "up",
-            EventKind::SignalLost => "signal-lost",
-            // Events on the event topic that leave the stream's state as it is.
-            EventKind::Clipping | EventKind::Acknowledged | EventKind::ThresholdChanged => return Ok(()),
-        };
+        let Some(state) = state_after(ev.kind) else { return Ok(()) };
         let body = serde_json::json!({
-            "state": state, "event_id": ev.id, "time": ev.time, "score": ev.score, "threshold": ev.threshold,
-        });
-        self.publish_acked(&fill(&self.s.state_topic, ev), body.to_string(), true)?;
+            "state": state, "box": self.identity.box_name, "site": self.identity.site, "stream": ev.stream,
+            "kind": ev.kind.as_str(), "event_id": ev.id, "time": ev.time, "unix_ms": ev.unix_ms,
+            "score": ev.score, "threshold": ev.threshold,
+        })
+        .to_string();
+        let state_topic = fill(&self.s.state_topic, ev);
+        self.publish_acked(&state_topic, body.clone(), true)?;
         self.newest_state.insert(ev.stream.clone(), key);
+        if let Ok(mut m) = self.retained.lock() {
+            m.insert(ev.stream.clone(), (state_topic, body));
+        }
         Ok(())
     }
 }
@@ -327,7 +436,8 @@ impl Sink for MqttSink {
 impl Drop for MqttSink {
     fn drop(&mut self) {
         // A clean stop says so itself (the Last Will covers crashes and lost links).
-        let _ = self.client.try_publish(&self.s.status_topic, QoS::AtMostOnce, true, "offline");
+        let bye = status_payload("offline", Some("stopped"), &self.identity, &[]);
+        let _ = self.client.try_publish(&self.s.status_topic, QoS::AtMostOnce, true, bye);
         std::thread::sleep(Duration::from_millis(50));
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.client.try_disconnect();
@@ -345,5 +455,7 @@ mod tests {
         assert_eq!(unknown_placeholder("plant/{stream", &["{stream}"]).as_deref(), Some("{stream"));
         assert_eq!(unknown_placeholder("plant/stream}", &["{stream}"]).as_deref(), Some("}"));
         assert_eq!(unknown_placeholder("mpdr/{stream}/status", &[]).as_deref(), Some("{stream}"));
+        let id = Identity { site: None, box_name: "edge-7".into() };
+        assert_eq!(for_box(LAYOUT[0].1, "acme/north", &id), "acme/north/edge-7/{stream}/event");
     }
 }

@@ -18,10 +18,11 @@ pub fn topic(template: &str, stream: &str) -> String {
 }
 
 /// One stream's telemetry message (JSON; non-finite numbers as null).
-pub fn payload(s: &StreamMetrics) -> String {
+pub fn payload(m: &Metrics, s: &StreamMetrics) -> String {
     let finite = |v: f64| v.is_finite().then_some(v);
     serde_json::json!({
         "stream": s.name,
+        "box": m.identity.box_name,
         "score": finite(s.window_score.get()),
         "threshold": finite(s.threshold.get()),
         "level_dbfs": finite(s.level_dbfs.get()),
@@ -32,9 +33,11 @@ pub fn payload(s: &StreamMetrics) -> String {
     .to_string()
 }
 
-/// Home Assistant discovery messages: (topic, retained config JSON), four sensors per stream.
-pub fn discovery(m: &Metrics, prefix: &str, telemetry_topic: &str, client_id: &str) -> Vec<(String, String)> {
-    let node: String = client_id.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+/// Home Assistant discovery messages: (topic, retained config JSON), four sensors per stream,
+/// unavailable while the box's status is not `online`; ids from the box name (stable across
+/// restarts).
+pub fn discovery(m: &Metrics, prefix: &str, telemetry_topic: &str, status_topic: &str) -> Vec<(String, String)> {
+    let node: String = m.identity.box_name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
     let mut out = Vec::new();
     for s in &m.streams {
         let id: String = s.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
@@ -52,7 +55,9 @@ pub fn discovery(m: &Metrics, prefix: &str, telemetry_topic: &str, client_id: &s
                 "object_id": unique,
                 "state_topic": state_topic,
                 "value_template": format!("{{{{ value_json.{key} }}}}"),
-                "device": { "identifiers": [format!("mpdr_{node}_{id}")], "name": format!("mpdr {}", s.name), "manufacturer": "mpdr", "model": s.model },
+                "availability_topic": status_topic,
+                "availability_template": "{{ value_json.status }}",
+                "device": { "identifiers": [format!("mpdr_{node}_{id}")], "name": format!("mpdr {} {}", m.identity.box_name, s.name), "manufacturer": "mpdr", "model": s.model },
             });
             if let Some(u) = unit {
                 cfg["unit_of_measurement"] = u.into();
@@ -77,7 +82,7 @@ pub fn spawn(
         while !stop.load(Ordering::Relaxed) {
             if connected.load(Ordering::Relaxed) {
                 for s in &metrics.streams {
-                    let _ = client.try_publish(topic(&template, &s.name), QoS::AtMostOnce, false, payload(s));
+                    let _ = client.try_publish(topic(&template, &s.name), QoS::AtMostOnce, false, payload(&metrics, s));
                 }
             }
             // Sleep in short steps so a stop is seen quickly.

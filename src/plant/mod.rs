@@ -1,0 +1,272 @@
+//! `mpdr plant`: one view of every box and stream that publishes to a broker in the fleet
+//! layout of the `mqtt` sink ([`crate::alarm::sink::mqtt::LAYOUT`]). The view is built from
+//! what the daemons already publish — each box's retained status (with its Last Will), each
+//! stream's retained state, the events and the optional telemetry — so a newcomer sees the
+//! whole plant at once, and nothing here is a protocol of its own.
+
+pub mod listen;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One stream as the plant sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StreamView {
+    /// alarm | normal | up | down | signal-lost (retained state or telemetry); `unknown`
+    /// before either arrived.
+    pub state: String,
+    /// Kind and time of the newest event seen (from the retained state or the event topic).
+    pub last_event: Option<String>,
+    pub last_event_time: Option<String>,
+    pub last_event_unix_ms: Option<u64>,
+    pub score: Option<f64>,
+    pub threshold: Option<f64>,
+    pub level_dbfs: Option<f64>,
+    /// Unix ms of the newest message about this stream (any topic), as stamped by its box.
+    pub updated_unix_ms: Option<u64>,
+}
+
+/// One box.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BoxView {
+    pub site: Option<String>,
+    /// online | offline | unknown (streams seen before the status).
+    pub status: String,
+    /// Why it is offline: `lost` (the Last Will: a crash, a cut link) or `stopped`.
+    pub reason: Option<String>,
+    pub version: Option<String>,
+    /// Unix seconds of the status message.
+    pub since_unix_s: Option<u64>,
+    pub streams: BTreeMap<String, StreamView>,
+}
+
+/// The plant: every box seen under one prefix.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plant {
+    pub boxes: BTreeMap<String, BoxView>,
+}
+
+fn num(v: &Value, k: &str) -> Option<f64> {
+    v.get(k).and_then(Value::as_f64)
+}
+fn text(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+impl Plant {
+    /// Take one message published under `prefix`. Topics outside the layout and payloads that
+    /// are not the layout's JSON are ignored (a plain `online` counts as a status); returns
+    /// whether the view changed.
+    pub fn apply(&mut self, prefix: &str, topic: &str, payload: &[u8]) -> bool {
+        let Some(rest) = topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { return false };
+        let levels: Vec<&str> = rest.split('/').collect();
+        let raw = String::from_utf8_lossy(payload);
+        let json = serde_json::from_str::<Value>(&raw).ok().filter(Value::is_object);
+        let before = self.clone();
+        match levels.as_slice() {
+            [b, "status"] => {
+                let v = json.unwrap_or_else(|| serde_json::json!({ "status": raw.trim() }));
+                let Some(status) = text(&v, "status").filter(|s| s == "online" || s == "offline") else { return false };
+                let bx = self.boxes.entry(b.to_string()).or_default();
+                bx.status = status;
+                bx.reason = text(&v, "reason");
+                bx.since_unix_s = v.get("unix_s").and_then(Value::as_u64);
+                if let Some(site) = text(&v, "site") {
+                    bx.site = Some(site);
+                }
+                if let Some(ver) = text(&v, "version") {
+                    bx.version = Some(ver);
+                }
+                for s in v.get("streams").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
+                    bx.streams
+                        .entry(s.to_string())
+                        .or_insert_with(|| StreamView { state: "unknown".into(), ..Default::default() });
+                }
+            }
+            [b, stream, what @ ("state" | "event" | "telemetry")] => {
+                let Some(v) = json else { return false }; // not JSON of the layout
+                let bx = self
+                    .boxes
+                    .entry(b.to_string())
+                    .or_insert_with(|| BoxView { status: "unknown".into(), ..Default::default() });
+                if bx.site.is_none() {
+                    bx.site = text(&v, "site");
+                }
+                let s = bx
+                    .streams
+                    .entry(stream.to_string())
+                    .or_insert_with(|| StreamView { state: "unknown".into(), ..Default::default() });
+                match *what {
+                    "state" => {
+                        if let Some(st) = text(&v, "state") {
+                            s.state = st;
+                        }
+                        s.note_event(text(&v, "kind"), text(&v, "time"), v.get("unix_ms").and_then(Value::as_u64));
+                        s.score = num(&v, "score").or(s.score);
+                        s.threshold = num(&v, "threshold").or(s.threshold);
+                    }
+                    "event" => {
+                        let kind = text(&v, "kind");
+                        if let Some(st) = kind
+                            .as_deref()
+                            .and_then(|k| crate::alarm::EventKind::ALL.iter().find(|e| e.as_str() == k).copied())
+                            .and_then(crate::alarm::sink::mqtt::state_after)
+                        {
+                            s.state = st.into();
+                        }
+                        s.note_event(kind, text(&v, "time"), v.get("unix_ms").and_then(Value::as_u64));
+                    }
+                    _ => {
+                        if let Some(st) = text(&v, "state") {
+                            s.state = st;
+                        }
+                        s.score = num(&v, "score");
+                        s.threshold = num(&v, "threshold");
+                        s.level_dbfs = num(&v, "level_dbfs");
+                        if let Some(t) = v.get("unix_s").and_then(Value::as_u64) {
+                            s.updated_unix_ms = s.updated_unix_ms.max(Some(t * 1000));
+                        }
+                    }
+                }
+            }
+            _ => return false,
+        }
+        *self != before
+    }
+
+    /// Counts for the headline: (boxes, boxes online, streams, streams in alarm).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let online = self.boxes.values().filter(|b| b.status == "online").count();
+        let streams = self.boxes.values().map(|b| b.streams.len()).sum();
+        let alarms = self.boxes.values().flat_map(|b| b.streams.values()).filter(|s| s.state == "alarm").count();
+        (self.boxes.len(), online, streams, alarms)
+    }
+
+    /// The view as JSON: `{"boxes": [{"box", "site", "status", ..., "streams": [{"stream",
+    /// "state", "last_event", "age_s", ...}]}]}`, ages against `now_ms`.
+    pub fn to_json(&self, now_ms: u64) -> Value {
+        let boxes: Vec<Value> = self
+            .boxes
+            .iter()
+            .map(|(name, b)| {
+                let streams: Vec<Value> = b
+                    .streams
+                    .iter()
+                    .map(|(sname, s)| {
+                        let mut v = serde_json::to_value(s).unwrap_or_default();
+                        v["stream"] = sname.as_str().into();
+                        v["age_s"] = s.last_event_unix_ms.map(|t| now_ms.saturating_sub(t) as f64 / 1000.0).into();
+                        v
+                    })
+                    .collect();
+                let mut v = serde_json::to_value(b).unwrap_or_default();
+                v["box"] = name.as_str().into();
+                v["streams"] = streams.into();
+                v
+            })
+            .collect();
+        let (n, online, streams, alarms) = self.counts();
+        serde_json::json!({ "boxes": boxes, "online": online, "total_boxes": n, "streams": streams, "alarms": alarms })
+    }
+
+    /// The view as a table for a terminal (one line per stream; a box without streams gets
+    /// one line of its own).
+    pub fn render(&self, now_ms: u64) -> String {
+        let (n, online, streams, alarms) = self.counts();
+        let mut out = format!(
+            "{n} box(es), {online} online · {streams} stream(s), {alarms} in alarm\n\n{:<16} {:<12} {:<8} {:<16} {:<12} {:<22} {:>8}\n",
+            "BOX", "SITE", "STATUS", "STREAM", "STATE", "LAST EVENT", "AGE"
+        );
+        for (name, b) in &self.boxes {
+            let status = match (&b.status[..], b.reason.as_deref()) {
+                ("offline", Some(r)) => format!("offline ({r})"),
+                (s, _) => s.to_string(),
+            };
+            let site = b.site.as_deref().unwrap_or("-");
+            if b.streams.is_empty() {
+                out += &format!("{name:<16} {site:<12} {status:<8}\n");
+            }
+            for (sname, s) in &b.streams {
+                // A box that is away cannot vouch for its streams: their last state is shown
+                // in brackets.
+                let state = if b.status == "offline" { format!("({})", s.state) } else { s.state.clone() };
+                let age = s.last_event_unix_ms.map_or("-".to_string(), |t| age(now_ms.saturating_sub(t)));
+                out += &format!(
+                    "{name:<16} {site:<12} {status:<8} {sname:<16} {state:<12} {:<22} {age:>8}\n",
+                    s.last_event.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        out
+    }
+}
+
+impl StreamView {
+    fn note_event(&mut self, kind: Option<String>, time: Option<String>, unix_ms: Option<u64>) {
+        let Some(kind) = kind else { return };
+        if unix_ms.is_some() && unix_ms < self.last_event_unix_ms {
+            return; // an older event (a retained state after a newer event)
+        }
+        self.last_event = Some(kind);
+        self.last_event_time = time;
+        self.last_event_unix_ms = unix_ms;
+        self.updated_unix_ms = self.updated_unix_ms.max(unix_ms);
+    }
+}
+
+/// "12 s", "4 min", "3 h", "2 d".
+fn age(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_plant_follows_status_state_events_and_telemetry() {
+        let mut p = Plant::default();
+        let status = r#"{"status":"online","box":"edge-1","site":"north","streams":["fan","pump"],"unix_s":10}"#;
+        assert!(p.apply("mpdr", "mpdr/edge-1/status", status.as_bytes()));
+        assert!(!p.apply("mpdr", "other/edge-1/status", status.as_bytes()), "another prefix");
+        assert_eq!(p.counts(), (1, 1, 2, 0));
+        assert_eq!(p.boxes["edge-1"].streams["fan"].state, "unknown");
+        let state = r#"{"state":"alarm","kind":"raised","time":"T1","unix_ms":5000,"score":3.0,"threshold":2.0}"#;
+        p.apply("mpdr", "mpdr/edge-1/fan/state", state.as_bytes());
+        assert_eq!(p.counts(), (1, 1, 2, 1));
+        let fan = &p.boxes["edge-1"].streams["fan"];
+        assert_eq!((fan.last_event.as_deref(), fan.score), (Some("raised"), Some(3.0)));
+        // An event moves the state; an older retained state does not move the last event back.
+        p.apply("mpdr", "mpdr/edge-1/fan/event", br#"{"kind":"cleared","time":"T2","unix_ms":9000}"#);
+        p.apply("mpdr", "mpdr/edge-1/fan/state", state.as_bytes());
+        assert_eq!(p.boxes["edge-1"].streams["fan"].last_event.as_deref(), Some("cleared"));
+        p.apply(
+            "mpdr",
+            "mpdr/edge-1/pump/telemetry",
+            br#"{"state":"normal","score":0.5,"level_dbfs":-20.0,"unix_s":11}"#,
+        );
+        assert_eq!(p.boxes["edge-1"].streams["pump"].level_dbfs, Some(-20.0));
+        // The Last Will.
+        p.apply("mpdr", "mpdr/edge-1/status", br#"{"status":"offline","reason":"lost","box":"edge-1"}"#);
+        assert_eq!(p.counts().1, 0);
+        let table = p.render(12_000);
+        assert!(table.contains("offline (lost)") && table.contains("(normal)"), "{table}");
+        let j = p.to_json(12_000);
+        assert_eq!(j["boxes"][0]["box"], "edge-1");
+        assert_eq!(j["boxes"][0]["site"], "north");
+        assert_eq!(j["boxes"][0]["streams"][0]["stream"], "fan");
+        assert_eq!(j["boxes"][0]["streams"][0]["age_s"], 3.0);
+        // Garbage is ignored.
+        assert!(!p.apply("mpdr", "mpdr/edge-1/fan/state", b"\xff\xfe"));
+        assert!(!p.apply("mpdr", "mpdr/edge-1/status", b"maybe"));
+        assert!(!p.apply("mpdr", "mpdr/a/b/c/d", b"{}"));
+    }
+}

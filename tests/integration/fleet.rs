@@ -1,0 +1,178 @@
+//! A plant of three boxes on one real mosquitto (three `mpdr monitor` processes, their own
+//! state folders and identities): `mpdr plant --json` shows every box, the alarm on the right
+//! box and stream; a box killed with SIGKILL turns `offline` (its Last Will); after a broker
+//! restart every box is back without a restart of the daemons, and every event of every
+//! outbox reached a subscriber.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mpdr::audio::wav;
+
+use super::delivery::{free_port, mosquitto, subscriber_to, wait_for};
+use super::monitor::{machine, model, Monitor, RATE};
+use super::util::mpdr;
+
+/// `box`'s config: its identity, its own state folder, an MQTT sink to `port`, and one
+/// looping file stream per (name, wav).
+fn config(dir: &Path, name: &str, port: u16, streams: &[(&str, &Path)]) -> PathBuf {
+    let mut t = format!(
+        "[identity]\nbox = \"{name}\"\nsite = \"north\"\n[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n\
+         [[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\ntimeout_s = 2.0\n\
+         retry = {{ initial_s = 0.2, max_s = 1.0 }}\n",
+        dir.join(format!("state-{name}")).display()
+    );
+    for (stream, w) in streams {
+        t += &format!(
+            "[[stream]]\nname = \"{stream}\"\nmodel = \"{}\"\n\
+             source = {{ type = \"file\", path = \"{}\", realtime = true, speed = 4.0, loop = true }}\n\
+             detect = {{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }}\n",
+            model().display(),
+            w.display()
+        );
+    }
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+/// What `mpdr plant --json` sees now.
+fn plant(port: u16) -> serde_json::Value {
+    let o = mpdr(&["plant", "--mqtt", &format!("127.0.0.1:{port}"), "--json", "--wait-s", "1"]);
+    assert!(o.status.success(), "mpdr plant: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn status(p: &serde_json::Value, name: &str) -> String {
+    let b = p["boxes"].as_array().unwrap().iter().find(|b| b["box"] == name);
+    b.and_then(|b| b["status"].as_str()).unwrap_or("absent").to_string()
+}
+
+fn wait_plant(port: u16, what: &str, secs: u64, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let p = plant(port);
+        if ok(&p) {
+            return p;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}; the plant: {p:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Ids of every event in a daemon's outbox.
+fn outbox_ids(dir: &Path, name: &str) -> BTreeSet<String> {
+    let state = dir.join(format!("state-{name}"));
+    let o = mpdr(&["alarms", "list", "--json", "--limit", "100000", "--state-dir", state.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn received_ids(got: &Mutex<Vec<(String, String, bool)>>) -> BTreeSet<String> {
+    (got.lock().unwrap().iter())
+        .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
+        .filter_map(|v| v["id"].as_str().map(String::from))
+        .collect()
+}
+
+fn stop_broker(b: &mut std::process::Child) {
+    // SIGTERM: mosquitto saves its sessions (the subscriber's queue) before it exits.
+    let _ = Command::new("kill").args(["-TERM", &b.id().to_string()]).status();
+    let _ = b.wait();
+}
+
+#[test]
+fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker_dir = d.path().join("broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let Some(mut broker) = mosquitto(&broker_dir, port) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    // A control room's persistent subscriber to every event of the plant.
+    let got = subscriber_to(port, "control-room", "mpdr/+/+/event");
+    std::thread::sleep(Duration::from_millis(300));
+    let normal = d.path().join("normal.wav");
+    wav::write_pcm16(&normal, RATE, 1, &machine(30.0, 5, |_| false)).unwrap();
+    // 40 s looped at 4x: a fault from 10 s to 30 s of every loop (an alarm raised and cleared
+    // every 10 s of wall time).
+    let faulty = d.path().join("faulty.wav");
+    wav::write_pcm16(&faulty, RATE, 1, &machine(40.0, 6, |t| (10.0..30.0).contains(&t))).unwrap();
+    let cfg_a = config(d.path(), "box-a", port, &[("fan", &normal)]);
+    let cfg_b = config(d.path(), "box-b", port, &[("fan", &normal), ("pump", &faulty)]);
+    let cfg_c = config(d.path(), "box-c", port, &[("press", &normal)]);
+    let a = Monitor::start(&cfg_a, &[]);
+    let b = Monitor::start(&cfg_b, &[]);
+    let mut c = Monitor::start(&cfg_c, &[]);
+
+    // Every box online; the alarm on box-b's pump and nowhere else.
+    let p = wait_plant(port, "three boxes online and box-b/pump in alarm", 90, |p| {
+        ["box-a", "box-b", "box-c"].iter().all(|n| status(p, n) == "online")
+            && p["boxes"][1]["streams"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["stream"] == "pump" && s["state"] == "alarm"))
+    });
+    assert_eq!(p["total_boxes"], 3, "{p:#}");
+    assert_eq!(p["boxes"][1]["box"], "box-b");
+    assert_eq!(p["boxes"][1]["site"], "north");
+    for bx in p["boxes"].as_array().unwrap() {
+        for s in bx["streams"].as_array().unwrap() {
+            let here = bx["box"] == "box-b" && s["stream"] == "pump";
+            assert!(here || s["state"] != "alarm", "an alarm on {}/{}: {p:#}", bx["box"], s["stream"]);
+        }
+    }
+    let pump = p["boxes"][1]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "pump").unwrap().clone();
+    assert_eq!(pump["last_event"], "raised", "{pump}");
+    assert!(pump["age_s"].as_f64().is_some_and(|a| (0.0..60.0).contains(&a)), "{pump}");
+
+    // SIGKILL one box: its Last Will turns it offline, the others stay online.
+    c.child.kill().unwrap();
+    c.child.wait().unwrap();
+    let p = wait_plant(port, "box-c offline by its Last Will", 30, |p| status(p, "box-c") == "offline");
+    let bc = p["boxes"].as_array().unwrap().iter().find(|b| b["box"] == "box-c").unwrap();
+    assert_eq!(bc["reason"], "lost", "{bc}");
+    assert_eq!((status(&p, "box-a"), status(&p, "box-b")), ("online".into(), "online".into()));
+    // systemd would restart it: the same config and state folder.
+    c = Monitor::start(&cfg_c, &[]);
+    wait_plant(port, "box-c back online", 30, |p| status(p, "box-c") == "online");
+
+    // The broker goes away until box-b has an event it cannot deliver, then comes back; the
+    // daemons keep running.
+    stop_broker(&mut broker);
+    b.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v >= 1.0, 60);
+    let mut broker = mosquitto(&broker_dir, port).expect("mosquitto restarts");
+    wait_plant(port, "every box online again after the broker restart", 60, |p| {
+        ["box-a", "box-b", "box-c"].iter().all(|n| status(p, n) == "online")
+    });
+    for m in [&a, &b, &c] {
+        m.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v == 0.0, 60);
+    }
+    // No event lost: every event in every outbox reached the control room.
+    let mut all = BTreeSet::new();
+    for n in ["box-a", "box-b", "box-c"] {
+        let ids = outbox_ids(d.path(), n);
+        assert!(!ids.is_empty(), "{n} has events");
+        all.extend(ids);
+    }
+    wait_for("every event at the control room", 60, || all.is_subset(&received_ids(&got)));
+    let events: Vec<serde_json::Value> =
+        got.lock().unwrap().iter().filter_map(|(_, p, _)| serde_json::from_str(p).ok()).collect();
+    assert!(events.iter().any(|e| e["box"] == "box-b" && e["stream"] == "pump" && e["kind"] == "raised"));
+    assert!(events.iter().all(|e| e["site"] == "north"), "every event says its site");
+
+    for m in [a, b, c] {
+        let (st, _) = m.stop(20);
+        assert!(st.success());
+    }
+    let p = plant(port);
+    assert!(["box-a", "box-b", "box-c"].iter().all(|n| status(&p, n) == "offline"), "a clean stop says so: {p:#}");
+    stop_broker(&mut broker);
+}
