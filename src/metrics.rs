@@ -319,7 +319,7 @@ impl Metrics {
         let mut o = String::with_capacity(4096 + 1024 * self.streams.len());
         let r = Ordering::Relaxed;
         type Field = fn(&StreamMetrics) -> f64;
-        let per_stream: [(&str, &str, &str, Field); 16] = [
+        let per_stream: [(&str, &str, &str, Field); 17] = [
             ("mpdr_stream_level_dbfs", "gauge", "RMS level of the last audio block, dBFS", |s| s.level_dbfs.get()),
             ("mpdr_stream_peak_dbfs", "gauge", "Peak level of the last audio block, dBFS", |s| s.peak_dbfs.get()),
             ("mpdr_stream_clipped_samples_total", "counter", "Samples at or above the clip level", |s| {
@@ -344,6 +344,9 @@ impl Metrics {
             ("mpdr_threshold", "gauge", "Alarm threshold in force", |s| s.threshold.get()),
             ("mpdr_alarm_state", "gauge", "0 normal, 1 pending, 2 alarm, 3 clearing", |s| {
                 s.alarm_state().code() as f64
+            }),
+            ("mpdr_alarm_acknowledged", "gauge", "1 when the alarm now raised was acknowledged", |s| {
+                f64::from(u8::from(s.acknowledged()))
             }),
             ("mpdr_alarms_raised_total", "counter", "Alarms raised (re-alarms included)", |s| {
                 s.alarms_raised.load(Ordering::Relaxed) as f64

@@ -382,6 +382,17 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_template_validates_and_names_its_box_after_the_host() {
+        let cfg =
+            MonitorConfig::parse(include_str!("../../config/fleet.monitor.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.validate().is_empty(), "{}", cfg.validate());
+        assert_eq!(cfg.identity.resolve().box_name, crate::config::identity::host_name());
+        let warned: Vec<String> = cfg.warnings().0.into_iter().map(|w| w.key).collect();
+        assert!(warned.contains(&"server.listen".to_string()), "{warned:?}");
+        assert!(!warned.iter().any(|k| k.starts_with("sink")), "the fleet layout: {warned:?}");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_key() {
         let text = r#"
 [server]

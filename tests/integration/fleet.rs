@@ -136,9 +136,14 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     // SIGKILL one box: its Last Will turns it offline, the others stay online.
     c.child.kill().unwrap();
     c.child.wait().unwrap();
+    let killed = Instant::now();
     let p = wait_plant(port, "box-c offline by its Last Will", 30, |p| status(p, "box-c") == "offline");
     let bc = p["boxes"].as_array().unwrap().iter().find(|b| b["box"] == "box-c").unwrap();
     assert_eq!(bc["reason"], "lost", "{bc}");
+    eprintln!(
+        "box-c seen offline {:.1} s after SIGKILL (one `mpdr plant --json --wait-s 1` is ~1 s)",
+        killed.elapsed().as_secs_f64()
+    );
     assert_eq!((status(&p, "box-a"), status(&p, "box-b")), ("online".into(), "online".into()));
     // systemd would restart it: the same config and state folder.
     c = Monitor::start(&cfg_c, &[]);
@@ -149,12 +154,15 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     stop_broker(&mut broker);
     b.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v >= 1.0, 60);
     let mut broker = mosquitto(&broker_dir, port).expect("mosquitto restarts");
+    let restarted = Instant::now();
     wait_plant(port, "every box online again after the broker restart", 60, |p| {
         ["box-a", "box-b", "box-c"].iter().all(|n| status(p, n) == "online")
     });
+    eprintln!("every box online {:.1} s after the broker restart", restarted.elapsed().as_secs_f64());
     for m in [&a, &b, &c] {
         m.wait_metric("mpdr_sink_pending{sink=\"mqtt\"}", |v| v == 0.0, 60);
     }
+    eprintln!("every outbox drained {:.1} s after the broker restart", restarted.elapsed().as_secs_f64());
     // No event lost: every event in every outbox reached the control room.
     let mut all = BTreeSet::new();
     for n in ["box-a", "box-b", "box-c"] {
