@@ -30,7 +30,10 @@ for m in models/*/; do
   install -m 0644 "$m"* "$root/models/$(basename "$m")/"
 done
 install -m 0644 README.md "$root/share/doc/mpdr/README.md"
-install -m 0644 config/*.toml "$root/share/mpdr/config/"
+for c in config/*.toml config/*.yml; do   # example configs, with @PREFIX@ filled in
+  sed "s|@PREFIX@|$PREFIX|g" "$c" > "$root/share/mpdr/config/$(basename "$c")"
+  chmod 0644 "$root/share/mpdr/config/$(basename "$c")"
+done
 if [ -n "$LINKDIR" ]; then install -d "$LINKDIR" && ln -sf "$PREFIX/bin/mpdr" "$LINKDIR/mpdr"; fi
 install -d "$UNITDIR"
 sed "s|@PREFIX@|$PREFIX|g" systemd/mpdr-monitor.service > "$UNITDIR/mpdr-monitor.service"

@@ -48,6 +48,12 @@ fn the_installed_binary_runs_with_the_units_environment_on_the_installed_config(
             .env("STATE_DIRECTORY", &state)
             .current_dir(&state);
     };
+    // The fleet template, as installed, passes validate on this box (paths filled in).
+    let fleet = prefix.join("share/mpdr/config/fleet.monitor.toml");
+    assert!(!std::fs::read_to_string(&fleet).unwrap().contains("@PREFIX@"));
+    let o = Command::new(link.join("mpdr")).args(["validate", "--config", fleet.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+
     let config = etc.join("monitor.toml");
     let mut validate = Command::new(link.join("mpdr"));
     validate.args(["validate", "--config", config.to_str().unwrap()]);
