@@ -175,7 +175,7 @@ impl Plant {
     pub fn render(&self, now_ms: u64) -> String {
         let (n, online, streams, alarms) = self.counts();
         let mut out = format!(
-            "{n} box(es), {online} online · {streams} stream(s), {alarms} in alarm\n\n{:<16} {:<12} {:<8} {:<16} {:<12} {:<22} {:>8}\n",
+            "{n} box(es), {online} online · {streams} stream(s), {alarms} in alarm\n\n{:<16} {:<12} {:<14} {:<16} {:<12} {:<22} {:>8}\n",
             "BOX", "SITE", "STATUS", "STREAM", "STATE", "LAST EVENT", "AGE"
         );
         for (name, b) in &self.boxes {
@@ -185,7 +185,7 @@ impl Plant {
             };
             let site = b.site.as_deref().unwrap_or("-");
             if b.streams.is_empty() {
-                out += &format!("{name:<16} {site:<12} {status:<8}\n");
+                out += &format!("{name:<16} {site:<12} {status:<14}\n");
             }
             for (sname, s) in &b.streams {
                 // A box that is away cannot vouch for its streams: their last state is shown
@@ -193,7 +193,7 @@ impl Plant {
                 let state = if b.status == "offline" { format!("({})", s.state) } else { s.state.clone() };
                 let age = s.last_event_unix_ms.map_or("-".to_string(), |t| age(now_ms.saturating_sub(t)));
                 out += &format!(
-                    "{name:<16} {site:<12} {status:<8} {sname:<16} {state:<12} {:<22} {age:>8}\n",
+                    "{name:<16} {site:<12} {status:<14} {sname:<16} {state:<12} {:<22} {age:>8}\n",
                     s.last_event.as_deref().unwrap_or("-"),
                 );
             }
