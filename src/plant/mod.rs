@@ -175,8 +175,8 @@ impl Plant {
     pub fn render(&self, now_ms: u64) -> String {
         let (n, online, streams, alarms) = self.counts();
         let mut out = format!(
-            "{n} box(es), {online} online · {streams} stream(s), {alarms} in alarm\n\n{:<16} {:<12} {:<14} {:<16} {:<12} {:<22} {:>8}\n",
-            "BOX", "SITE", "STATUS", "STREAM", "STATE", "LAST EVENT", "AGE"
+            "{n} box(es), {online} online · {streams} stream(s), {alarms} in alarm\n\n{:<16} {:<12} {:<14} {:<16} {:<12} {:<22} {:>8} {:>15}\n",
+            "BOX", "SITE", "STATUS", "STREAM", "STATE", "LAST EVENT", "AGE", "SCORE / THR"
         );
         for (name, b) in &self.boxes {
             let status = match (&b.status[..], b.reason.as_deref()) {
@@ -192,10 +192,18 @@ impl Plant {
                 // in brackets.
                 let state = if b.status == "offline" { format!("({})", s.state) } else { s.state.clone() };
                 let age = s.last_event_unix_ms.map_or("-".to_string(), |t| age(now_ms.saturating_sub(t)));
-                out += &format!(
-                    "{name:<16} {site:<12} {status:<14} {sname:<16} {state:<12} {:<22} {age:>8}\n",
+                // The latest score against its threshold (telemetry, or the last state change).
+                let score = match (s.score, s.threshold) {
+                    (Some(v), Some(t)) => format!("{v:.3} / {t:.3}"),
+                    (Some(v), None) => format!("{v:.3}"),
+                    _ => "-".into(),
+                };
+                let line = format!(
+                    "{name:<16} {site:<12} {status:<14} {sname:<16} {state:<12} {:<22} {age:>8} {score:>15}",
                     s.last_event.as_deref().unwrap_or("-"),
                 );
+                out += line.trim_end();
+                out.push('\n');
             }
         }
         out
@@ -258,6 +266,7 @@ mod tests {
         assert_eq!(p.counts().1, 0);
         let table = p.render(12_000);
         assert!(table.contains("offline (lost)") && table.contains("(normal)"), "{table}");
+        assert!(table.contains("3.000 / 2.000"), "the fan's last score against its threshold: {table}");
         let j = p.to_json(12_000);
         assert_eq!(j["boxes"][0]["box"], "edge-1");
         assert_eq!(j["boxes"][0]["site"], "north");
