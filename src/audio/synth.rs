@@ -225,6 +225,7 @@ pub struct Synth {
     rail: Resonator,
     gain_machine: f64,
     gain_background: f64,
+    mic_gain: f64,
 }
 
 impl Synth {
@@ -245,6 +246,15 @@ impl Synth {
         let base_hz = base * (1.0 + 0.04 * instance.next());
         // Gains set for roughly unit-variance parts, then the SNR.
         let gain_background = 0.05;
+        // The microphone's gain, set per machine type as an installer sets a preamp: normal
+        // operation peaks near -8 dBFS (the impulsive valve and slider need far less gain than
+        // the fan), so that a fault has headroom and nothing clips.
+        let mic_gain = match spec.machine {
+            Machine::Fan => 0.68,
+            Machine::Pump => 0.39,
+            Machine::Valve => 0.029,
+            Machine::Slider => 0.013,
+        };
         let gain_machine = gain_background * 10f64.powf(spec.snr_db / 20.0);
         Synth {
             n: 0,
@@ -270,6 +280,7 @@ impl Synth {
             rail: Resonator::new(1500.0, 0.004),
             gain_machine,
             gain_background,
+            mic_gain,
             rng,
             spec,
         }
@@ -376,7 +387,7 @@ impl Synth {
                             let bpfo = 3.57 * shaft;
                             let before = self.bearing_phase;
                             self.bearing_phase = (self.bearing_phase + bpfo * dt).fract();
-                            let hit = if self.bearing_phase < before { 60.0 } else { 0.0 };
+                            let hit = if self.bearing_phase < before { 6.0 } else { 0.0 };
                             sev * self.bearing.step(hit)
                         }
                         Fault::Imbalance => sev * 2.5 * (2.0 * PI * self.phase_of(shaft, t)).sin(),
@@ -416,7 +427,7 @@ impl Synth {
                 }
             }
             let x = self.gain_machine * m + self.gain_background * bg;
-            *o = x.clamp(-1.0, 1.0) as f32;
+            *o = (self.mic_gain * x).clamp(-1.0, 1.0) as f32;
             self.n += 1;
         }
     }
@@ -517,5 +528,26 @@ mod tests {
         };
         let before = Synth::render(&SynthSpec { fault: None, ..spec.clone() }, 6.0);
         assert_eq!(Synth::render(&spec, 6.0), before, "identical before the onset");
+    }
+
+    #[test]
+    fn nothing_clips_normal_operation_peaks_near_minus_8_dbfs_and_faults_have_headroom() {
+        use Fault::*;
+        let cases = [
+            (Machine::Fan, [None, Some(Bearing), Some(Imbalance), Some(Looseness)]),
+            (Machine::Pump, [None, Some(Cavitation), Some(Bearing), Some(Imbalance)]),
+            (Machine::Valve, [None, Some(Leak), Some(Sticking), None]),
+            (Machine::Slider, [None, Some(RailDamage), Some(Looseness), None]),
+        ];
+        for (m, faults) in cases {
+            for f in faults {
+                let spec = SynthSpec { fault: f, fault_at_s: 0.0, ramp_s: 0.0, ..SynthSpec::normal(m, 3) };
+                let peak = Synth::render(&spec, 20.0).iter().fold(0.0f32, |p, v| p.max(v.abs()));
+                assert!(peak < 0.9, "{m:?} {f:?}: peak {peak:.2} (the health check would call it clipping)");
+                if f.is_none() {
+                    assert!((0.3..0.5).contains(&peak), "{m:?}: normal operation peaks at {peak:.2}");
+                }
+            }
+        }
     }
 }
