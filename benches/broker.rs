@@ -1,5 +1,5 @@
 //! Fleet sizing: the plant telemetry of many simulated streams (the `mqtt` sink's own
-//! payloads and topics, `<prefix>/<box>/<stream>/telemetry`, QoS 0) through one real
+//! payloads and topics, `<prefix>/<box>/<stream>/telemetry`, QoS 0, retained) through one real
 //! mosquitto to one subscriber that builds the plant view (`mpdr plant`'s model). For each
 //! offered rate: messages/s received, loss, and the CPU of the broker, the publishers and the
 //! subscriber (from /proc). `cargo bench --bench broker` (~2 min).
@@ -133,7 +133,7 @@ fn main() {
                         while !stop.load(Ordering::Relaxed) {
                             for s in &m.streams {
                                 let t = telemetry::topic(&template, &s.name);
-                                if client.publish(t, rumqttc::QoS::AtMostOnce, false, telemetry::payload(&m, s)).is_ok()
+                                if client.publish(t, rumqttc::QoS::AtMostOnce, true, telemetry::payload(&m, s)).is_ok()
                                 {
                                     sent.fetch_add(1, Ordering::Relaxed);
                                 }

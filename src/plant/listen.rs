@@ -42,7 +42,7 @@ pub fn follow(
     }
     let (client, mut conn): (Client, _) = Client::new(mo, 16);
     let filter = format!("{}/#", o.prefix);
-    let mut plant = Plant::default();
+    let mut plant = Plant { listening_since_ms: Some(crate::metrics::unix_s() * 1000), ..Default::default() };
     let started = Instant::now();
     let (mut connected, mut last_error) = (false, String::new());
     let mut last_show = Instant::now() - every;

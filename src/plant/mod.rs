@@ -39,6 +39,11 @@ pub struct BoxView {
     pub version: Option<String>,
     /// Unix seconds of the status message.
     pub since_unix_s: Option<u64>,
+    /// How often the box said it sends telemetry (none: it does not).
+    pub telemetry_s: Option<f64>,
+    /// Unix ms of the box's newest telemetry (as the box stamped it: the telemetry topics are
+    /// retained, so a newcomer sees how old the last one is).
+    pub last_telemetry_unix_ms: Option<u64>,
     pub streams: BTreeMap<String, StreamView>,
 }
 
@@ -46,6 +51,8 @@ pub struct BoxView {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plant {
     pub boxes: BTreeMap<String, BoxView>,
+    /// Since when this viewer listens (unix ms; `None`: unknown, absence proves nothing).
+    pub listening_since_ms: Option<u64>,
 }
 
 fn num(v: &Value, k: &str) -> Option<f64> {
@@ -60,6 +67,11 @@ impl Plant {
     /// are not the layout's JSON are ignored (a plain `online` counts as a status); returns
     /// whether the message was taken. Constant work per message (no copy of the view).
     pub fn apply(&mut self, prefix: &str, topic: &str, payload: &[u8]) -> bool {
+        self.apply_at(prefix, topic, payload, crate::metrics::unix_s() * 1000)
+    }
+
+    /// [`Plant::apply`] of a message received at `now_ms` (this viewer's clock).
+    pub fn apply_at(&mut self, prefix: &str, topic: &str, payload: &[u8], now_ms: u64) -> bool {
         let Some(rest) = topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')) else { return false };
         let levels: Vec<&str> = rest.split('/').collect();
         let raw = String::from_utf8_lossy(payload);
@@ -72,6 +84,7 @@ impl Plant {
                 bx.status = status;
                 bx.reason = text(&v, "reason");
                 bx.since_unix_s = v.get("unix_s").and_then(Value::as_u64);
+                bx.telemetry_s = v.get("telemetry_s").and_then(Value::as_f64);
                 if let Some(site) = text(&v, "site") {
                     bx.site = Some(site);
                 }
@@ -92,6 +105,11 @@ impl Plant {
                     .or_insert_with(|| BoxView { status: "unknown".into(), ..Default::default() });
                 if bx.site.is_none() {
                     bx.site = text(&v, "site");
+                }
+                if *what == "telemetry" {
+                    // The box's clock; a message without a time counts as received now.
+                    let at = v.get("unix_s").and_then(Value::as_u64).map_or(now_ms, |t| t * 1000);
+                    bx.last_telemetry_unix_ms = bx.last_telemetry_unix_ms.max(Some(at));
                 }
                 let s = bx
                     .streams
@@ -135,6 +153,16 @@ impl Plant {
         true
     }
 
+    /// A box that says it is online but whose telemetry stopped: none for three of its
+    /// periods and 5 s (a hung daemon, or an `online` left retained by a broker that lost the
+    /// box's session). Without telemetry a box cannot be judged (false). Times are the boxes'
+    /// clocks against this viewer's: keep them in NTP sync.
+    pub fn is_stale(&self, b: &BoxView, now_ms: u64) -> bool {
+        let Some(t) = b.telemetry_s.filter(|_| b.status == "online") else { return false };
+        let Some(since) = b.last_telemetry_unix_ms.or(self.listening_since_ms) else { return false };
+        now_ms.saturating_sub(since) as f64 > (3.0 * t + 5.0) * 1000.0
+    }
+
     /// Counts for the headline: (boxes, boxes online, streams, streams in alarm).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let online = self.boxes.values().filter(|b| b.status == "online").count();
@@ -162,6 +190,7 @@ impl Plant {
                     .collect();
                 let mut v = serde_json::to_value(b).unwrap_or_default();
                 v["box"] = name.as_str().into();
+                v["stale"] = self.is_stale(b, now_ms).into();
                 v["streams"] = streams.into();
                 v
             })
@@ -181,6 +210,7 @@ impl Plant {
         for (name, b) in &self.boxes {
             let status = match (&b.status[..], b.reason.as_deref()) {
                 ("offline", Some(r)) => format!("offline ({r})"),
+                ("online", _) if self.is_stale(b, now_ms) => "online (quiet)".to_string(),
                 (s, _) => s.to_string(),
             };
             let site = b.site.as_deref().unwrap_or("-");
@@ -272,6 +302,16 @@ mod tests {
         assert_eq!(j["boxes"][0]["site"], "north");
         assert_eq!(j["boxes"][0]["streams"][0]["stream"], "fan");
         assert_eq!(j["boxes"][0]["streams"][0]["age_s"], 3.0);
+        // A box whose telemetry stops is flagged, one without telemetry is not judged.
+        let mut q = Plant { listening_since_ms: Some(0), ..Default::default() };
+        q.apply_at("mpdr", "mpdr/e2/status", br#"{"status":"online","streams":["a"],"telemetry_s":1.0}"#, 0);
+        q.apply_at("mpdr", "mpdr/e3/status", br#"{"status":"online","streams":["a"]}"#, 0);
+        q.apply_at("mpdr", "mpdr/e2/a/telemetry", br#"{"state":"normal","score":0.5,"unix_s":1}"#, 1_300);
+        assert!(!q.is_stale(&q.boxes["e2"], 8_000), "3 periods + 5 s not over yet");
+        assert!(q.is_stale(&q.boxes["e2"], 9_500));
+        assert!(!q.is_stale(&q.boxes["e3"], 1_000_000));
+        assert!(q.render(9_500).contains("online (quiet)"));
+        assert_eq!(q.to_json(9_500)["boxes"][0]["stale"], true);
         // Garbage is ignored.
         assert!(!p.apply("mpdr", "mpdr/edge-1/fan/state", b"\xff\xfe"));
         assert!(!p.apply("mpdr", "mpdr/edge-1/status", b"maybe"));

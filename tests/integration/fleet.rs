@@ -18,12 +18,13 @@ use super::util::mpdr;
 
 /// `box`'s config: its identity, its own state folder, an MQTT sink to `port`, and one
 /// looping file stream per (name, wav).
-fn config(dir: &Path, name: &str, port: u16, streams: &[(&str, &Path)]) -> PathBuf {
+fn config(dir: &Path, name: &str, port: u16, streams: &[(&str, &Path)], telemetry: bool) -> PathBuf {
     let mut t = format!(
         "[identity]\nbox = \"{name}\"\nsite = \"north\"\n[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n\
          [[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\ntimeout_s = 2.0\n\
-         retry = {{ initial_s = 0.2, max_s = 1.0 }}\n",
-        dir.join(format!("state-{name}")).display()
+         retry = {{ initial_s = 0.2, max_s = 1.0 }}\n{}",
+        dir.join(format!("state-{name}")).display(),
+        if telemetry { "telemetry_s = 0.5\n" } else { "" }
     );
     for (stream, w) in streams {
         t += &format!(
@@ -106,9 +107,9 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     // every 10 s of wall time).
     let faulty = d.path().join("faulty.wav");
     wav::write_pcm16(&faulty, RATE, 1, &machine(40.0, 6, |t| (10.0..30.0).contains(&t))).unwrap();
-    let cfg_a = config(d.path(), "box-a", port, &[("fan", &normal)]);
-    let cfg_b = config(d.path(), "box-b", port, &[("fan", &normal), ("pump", &faulty)]);
-    let cfg_c = config(d.path(), "box-c", port, &[("press", &normal)]);
+    let cfg_a = config(d.path(), "box-a", port, &[("fan", &normal)], true);
+    let cfg_b = config(d.path(), "box-b", port, &[("fan", &normal), ("pump", &faulty)], false);
+    let cfg_c = config(d.path(), "box-c", port, &[("press", &normal)], false);
     let a = Monitor::start(&cfg_a, &[]);
     let b = Monitor::start(&cfg_b, &[]);
     let mut c = Monitor::start(&cfg_c, &[]);
@@ -132,6 +133,19 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     let pump = p["boxes"][1]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "pump").unwrap().clone();
     assert_eq!(pump["last_event"], "raised", "{pump}");
     assert!(pump["age_s"].as_f64().is_some_and(|a| (0.0..60.0).contains(&a)), "{pump}");
+
+    // A hung box (SIGSTOP: its TCP link stays up, so no Last Will yet) goes quiet: its
+    // telemetry stops and the plant flags it; it recovers when it runs again.
+    assert_eq!(p["boxes"][0]["telemetry_s"], 0.5, "{p:#}");
+    assert_eq!(p["boxes"][0]["stale"], false);
+    let signal = |m: &Monitor, sig: &str| Command::new("kill").args([sig, &m.child.id().to_string()]).status().unwrap();
+    signal(&a, "-STOP");
+    let stopped = Instant::now();
+    let p = wait_plant(port, "box-a quiet", 14, |p| p["boxes"][0]["stale"] == true);
+    eprintln!("box-a flagged quiet {:.1} s after SIGSTOP", stopped.elapsed().as_secs_f64());
+    assert_eq!(status(&p, "box-a"), "online", "not yet offline: the link is up");
+    signal(&a, "-CONT");
+    wait_plant(port, "box-a talking again", 30, |p| p["boxes"][0]["stale"] == false && status(p, "box-a") == "online");
 
     // SIGKILL one box: its Last Will turns it offline, the others stay online.
     c.child.kill().unwrap();

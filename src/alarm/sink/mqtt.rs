@@ -252,15 +252,23 @@ pub fn fill(template: &str, ev: &AlarmEvent) -> String {
     template.replace("{stream}", &ev.stream).replace("{kind}", ev.kind.as_str())
 }
 
-/// The box's status message (retained): `online` with what it runs, or `offline` (the Last
-/// Will: `lost`; a clean stop: `stopped`).
-pub fn status_payload(status: &str, reason: Option<&str>, id: &Identity, streams: &[String]) -> String {
+/// The box's status message (retained): `online` with what it runs and how often it sends
+/// telemetry (so a viewer can tell a box that went quiet), or `offline` (the Last Will:
+/// `lost`; a clean stop: `stopped`).
+pub fn status_payload(
+    status: &str,
+    reason: Option<&str>,
+    id: &Identity,
+    streams: &[String],
+    telemetry_s: Option<f64>,
+) -> String {
     let mut v = serde_json::json!({
         "status": status, "box": id.box_name, "site": id.site,
         "version": env!("CARGO_PKG_VERSION"), "unix_s": crate::metrics::unix_s(),
     });
     if status == "online" {
         v["streams"] = streams.into();
+        v["telemetry_s"] = telemetry_s.into();
     }
     if let Some(r) = reason {
         v["reason"] = r.into();
@@ -284,7 +292,7 @@ impl MqttSink {
         let streams: Vec<String> = metrics.streams.iter().map(|m| m.name.clone()).collect();
         let mut o = MqttOptions::new(&client_id, &s.host, s.port);
         o.set_keep_alive(Duration::from_secs(10));
-        let will = status_payload("offline", Some("lost"), &identity, &[]);
+        let will = status_payload("offline", Some("lost"), &identity, &[], None);
         o.set_last_will(LastWill::new(&s.status_topic, will, QoS::AtLeastOnce, true));
         if let Some(u) = &s.username {
             o.set_credentials(u, password.unwrap_or_default());
@@ -310,7 +318,7 @@ impl MqttSink {
             let topic = s.telemetry_topic.clone();
             super::telemetry::spawn(client.clone(), metrics, every, topic, stop.clone(), connected.clone());
         }
-        let id2 = identity.clone();
+        let (id2, telemetry_s) = (identity.clone(), s.telemetry_s);
         std::thread::Builder::new()
             .name("mpdr-mqtt".into())
             .spawn(move || {
@@ -326,7 +334,7 @@ impl MqttSink {
                             tracing::info!(topic = %status, "MQTT connected");
                             // Birth message and re-announcements at QoS 0, so their packet
                             // ids never mix with events'.
-                            let online = status_payload("online", None, &id2, &streams);
+                            let online = status_payload("online", None, &id2, &streams, telemetry_s);
                             let _ = birth.try_publish(&status, QoS::AtMostOnce, true, online);
                             for (topic, config) in &announce {
                                 let _ = birth.try_publish(topic, QoS::AtMostOnce, true, config.clone());
@@ -436,7 +444,7 @@ impl Sink for MqttSink {
 impl Drop for MqttSink {
     fn drop(&mut self) {
         // A clean stop says so itself (the Last Will covers crashes and lost links).
-        let bye = status_payload("offline", Some("stopped"), &self.identity, &[]);
+        let bye = status_payload("offline", Some("stopped"), &self.identity, &[], None);
         let _ = self.client.try_publish(&self.s.status_topic, QoS::AtMostOnce, true, bye);
         std::thread::sleep(Duration::from_millis(50));
         self.stop.store(true, Ordering::Relaxed);

@@ -1,8 +1,8 @@
 //! MQTT plant telemetry (opt-in per `mqtt` sink): every `telemetry_s` seconds each stream's
-//! window score, threshold, input level and state on `telemetry_topic` (QoS 0, not
-//! retained), and — with `discovery = true` — Home Assistant MQTT discovery messages
-//! (retained, on every connect) so that each stream appears as sensors without hand
-//! configuration.
+//! window score, threshold, input level and state on `telemetry_topic` (QoS 0, retained: a
+//! newcomer gets the latest values and, from their time, whether the box went quiet), and —
+//! with `discovery = true` — Home Assistant MQTT discovery messages (retained, on every
+//! connect) so that each stream appears as sensors without hand configuration.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -82,7 +82,7 @@ pub fn spawn(
         while !stop.load(Ordering::Relaxed) {
             if connected.load(Ordering::Relaxed) {
                 for s in &metrics.streams {
-                    let _ = client.try_publish(topic(&template, &s.name), QoS::AtMostOnce, false, payload(&metrics, s));
+                    let _ = client.try_publish(topic(&template, &s.name), QoS::AtMostOnce, true, payload(&metrics, s));
                 }
             }
             // Sleep in short steps so a stop is seen quickly.
