@@ -122,7 +122,7 @@ pub fn why_no_microphone() -> Vec<String> {
     } else {
         out.push(format!("  - /dev/snd has {} PCM device(s) and they open: check `arecord -l` and the card's capture switch (`alsamixer`)", cards.len()));
     }
-    out.push("  - ALSA's `null` device (when listed) records silence: useful for tests, not a microphone".into());
+    out.push("  - ALSA's `null` device records silence (for trying the chain, not a microphone); cpal hides the one named \"null\", so name one: put `pcm.silence { type null hint { show on description \"silence\" } }` in ~/.asoundrc, then use device \"silence\"".into());
     out.push("  - no microphone here? replay recordings instead: source = { type = \"file\", path = \"...\" }".into());
     out
 }
