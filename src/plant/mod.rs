@@ -108,7 +108,9 @@ impl Plant {
                 }
                 if *what == "telemetry" {
                     // The box's clock; a message without a time counts as received now.
-                    let at = v.get("unix_s").and_then(Value::as_u64).map_or(now_ms, |t| t * 1000);
+                    let at = (v.get("unix_ms").and_then(Value::as_u64))
+                        .or_else(|| v.get("unix_s").and_then(Value::as_u64).map(|t| t * 1000))
+                        .unwrap_or(now_ms);
                     bx.last_telemetry_unix_ms = bx.last_telemetry_unix_ms.max(Some(at));
                 }
                 let s = bx

@@ -190,6 +190,19 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     assert!(events.iter().any(|e| e["box"] == "box-b" && e["stream"] == "pump" && e["kind"] == "raised"));
     assert!(events.iter().all(|e| e["site"] == "north"), "every event says its site");
 
+    // A second daemon that (mis)takes box-a's name: box-a says so in its log.
+    let twin_cfg = d.path().join("twin.toml");
+    let twin_text = std::fs::read_to_string(&cfg_a).unwrap().replace("state-box-a", "state-twin");
+    std::fs::write(&twin_cfg, twin_text).unwrap();
+    let twin = Monitor::start(&twin_cfg, &[]);
+    assert!(
+        a.wait_line(|l| l.contains("another daemon publishes as this box"), 30).is_some(),
+        "box-a warns of its twin: {:?}",
+        a.log().iter().rev().take(5).collect::<Vec<_>>()
+    );
+    let (st, _) = twin.stop(20);
+    assert!(st.success());
+
     for m in [a, b, c] {
         let (st, _) = m.stop(20);
         assert!(st.success());

@@ -217,6 +217,7 @@ pub struct MqttSink {
     s: MqttConfig,
     timeout: Duration,
     identity: Identity,
+    client_id: String,
     /// Per stream, (time, id) of the newest event whose state was published: the outbox may
     /// deliver a retried older event after a newer one, which must not roll the state back.
     newest_state: HashMap<String, (u64, String)>,
@@ -259,11 +260,12 @@ pub fn status_payload(
     status: &str,
     reason: Option<&str>,
     id: &Identity,
+    client: &str,
     streams: &[String],
     telemetry_s: Option<f64>,
 ) -> String {
     let mut v = serde_json::json!({
-        "status": status, "box": id.box_name, "site": id.site,
+        "status": status, "box": id.box_name, "site": id.site, "client": client,
         "version": env!("CARGO_PKG_VERSION"), "unix_s": crate::metrics::unix_s(),
     });
     if status == "online" {
@@ -292,7 +294,7 @@ impl MqttSink {
         let streams: Vec<String> = metrics.streams.iter().map(|m| m.name.clone()).collect();
         let mut o = MqttOptions::new(&client_id, &s.host, s.port);
         o.set_keep_alive(Duration::from_secs(10));
-        let will = status_payload("offline", Some("lost"), &identity, &[], None);
+        let will = status_payload("offline", Some("lost"), &identity, &client_id, &[], None);
         o.set_last_will(LastWill::new(&s.status_topic, will, QoS::AtLeastOnce, true));
         if let Some(u) = &s.username {
             o.set_credentials(u, password.unwrap_or_default());
@@ -318,7 +320,8 @@ impl MqttSink {
             let topic = s.telemetry_topic.clone();
             super::telemetry::spawn(client.clone(), metrics, every, topic, stop.clone(), connected.clone());
         }
-        let (id2, telemetry_s) = (identity.clone(), s.telemetry_s);
+        let (id2, telemetry_s, me) = (identity.clone(), s.telemetry_s, client_id.clone());
+        let mut warned_twin = false;
         std::thread::Builder::new()
             .name("mpdr-mqtt".into())
             .spawn(move || {
@@ -334,7 +337,7 @@ impl MqttSink {
                             tracing::info!(topic = %status, "MQTT connected");
                             // Birth message and re-announcements at QoS 0, so their packet
                             // ids never mix with events'.
-                            let online = status_payload("online", None, &id2, &streams, telemetry_s);
+                            let online = status_payload("online", None, &id2, &me, &streams, telemetry_s);
                             let _ = birth.try_publish(&status, QoS::AtMostOnce, true, online);
                             for (topic, config) in &announce {
                                 let _ = birth.try_publish(topic, QoS::AtMostOnce, true, config.clone());
@@ -343,6 +346,16 @@ impl MqttSink {
                                 again.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
                             for (topic, body) in states {
                                 let _ = birth.try_publish(topic, QoS::AtMostOnce, true, body);
+                            }
+                            // Our own status topic: a live `online` from another client means
+                            // two daemons share this box name.
+                            let _ = birth.try_subscribe(&status, QoS::AtMostOnce);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == status && !p.retain && !warned_twin => {
+                            let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
+                            if v["status"] == "online" && v["client"].as_str().is_some_and(|c| c != me) {
+                                warned_twin = true;
+                                tracing::warn!(topic = %status, other = %v["client"], "another daemon publishes as this box: give each daemon its own [identity] box (their statuses and topics overwrite each other)");
                             }
                         }
                         Ok(Event::Incoming(Packet::PubAck(a))) => {
@@ -374,6 +387,7 @@ impl MqttSink {
             s,
             timeout,
             identity,
+            client_id,
             newest_state: Default::default(),
             retained,
         })
@@ -444,7 +458,7 @@ impl Sink for MqttSink {
 impl Drop for MqttSink {
     fn drop(&mut self) {
         // A clean stop says so itself (the Last Will covers crashes and lost links).
-        let bye = status_payload("offline", Some("stopped"), &self.identity, &[], None);
+        let bye = status_payload("offline", Some("stopped"), &self.identity, &self.client_id, &[], None);
         let _ = self.client.try_publish(&self.s.status_topic, QoS::AtMostOnce, true, bye);
         std::thread::sleep(Duration::from_millis(50));
         self.stop.store(true, Ordering::Relaxed);

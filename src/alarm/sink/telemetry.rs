@@ -29,6 +29,7 @@ pub fn payload(m: &Metrics, s: &StreamMetrics) -> String {
         "state": s.display_state(),
         "alarms_raised": s.alarms_raised.load(Ordering::Relaxed),
         "unix_s": crate::metrics::unix_s(),
+        "unix_ms": crate::alarm::deliver::now_ms(),
     })
     .to_string()
 }
