@@ -211,3 +211,123 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     assert!(["box-a", "box-b", "box-c"].iter().all(|n| status(&p, n) == "offline"), "a clean stop says so: {p:#}");
     stop_broker(&mut broker);
 }
+
+/// A CA and a server certificate for 127.0.0.1 / localhost (openssl), in `dir`: (ca, cert, key).
+fn certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let run = |args: &[&str]| {
+        Command::new("openssl").args(args).current_dir(dir).output().ok().filter(|o| o.status.success())
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mpdr test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ])?;
+    std::fs::write(dir.join("san.ext"), "subjectAltName = IP:127.0.0.1, DNS:localhost\n").ok()?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])?;
+    Some((dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key")))
+}
+
+#[test]
+fn a_box_and_the_plant_view_speak_tls_to_the_broker() {
+    let d = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = certificates(d.path()) else {
+        eprintln!("SKIP: openssl cannot make test certificates");
+        return;
+    };
+    let Some(bin) = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    let port = free_port();
+    let conf = d.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // `user root`: started as root it would drop to its own user, who cannot read the key.
+            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = Command::new(bin).arg("-c").arg(&conf).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for("the TLS listener", 10, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let normal = d.path().join("normal.wav");
+    wav::write_pcm16(&normal, RATE, 1, &machine(10.0, 5, |_| false)).unwrap();
+    let cfg = config(d.path(), "box-t", port, &[("fan", &normal)], false);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        "host = \"127.0.0.1\"\n",
+        &format!("host = \"127.0.0.1\"\ntls = true\nca_file = \"{}\"\n", ca.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let m = Monitor::start(&cfg, &[]);
+    let plant_tls = |ca: &Path| {
+        let addr = format!("127.0.0.1:{port}");
+        mpdr(&["plant", "--mqtt", &addr, "--json", "--wait-s", "1", "--ca-file", ca.to_str().unwrap()])
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = plant_tls(&ca);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if status(&p, "box-t") == "online" {
+            break;
+        }
+        assert!(Instant::now() < until, "box-t online over TLS: {p:#}; {:?}", m.log());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // Another CA than the broker's: refused, one line naming the broker.
+    let (other, _, _) = certificates(&{
+        let o = d.path().join("other");
+        std::fs::create_dir_all(&o).unwrap();
+        o
+    })
+    .unwrap();
+    let o = plant_tls(&other);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cannot reach the broker"), "{err}");
+    let (st, _) = m.stop(20);
+    assert!(st.success());
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
