@@ -4,9 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{Client, Event, Packet, QoS};
 
 use super::Plant;
+use crate::alarm::sink::mqtt::client_options;
 
 /// Where and how to listen.
 #[derive(Debug, Clone)]
@@ -31,15 +32,9 @@ pub fn follow(
     connect_timeout: Duration,
     mut show: impl FnMut(&Plant, bool),
 ) -> Result<Plant, String> {
-    let mut mo = MqttOptions::new(format!("mpdr-plant-{}", std::process::id()), &o.host, o.port);
-    mo.set_keep_alive(Duration::from_secs(10));
+    let id = format!("mpdr-plant-{}", std::process::id());
+    let mut mo = client_options(&id, &o.host, o.port, o.username.as_deref(), o.password.clone(), o.ca.clone());
     mo.set_max_packet_size(1 << 20, 1 << 20);
-    if let Some(u) = &o.username {
-        mo.set_credentials(u, o.password.clone().unwrap_or_default());
-    }
-    if let Some(ca) = &o.ca {
-        mo.set_transport(Transport::Tls(TlsConfiguration::Simple { ca: ca.clone(), alpn: None, client_auth: None }));
-    }
     let (client, mut conn): (Client, _) = Client::new(mo, 16);
     let filter = format!("{}/#", o.prefix);
     let mut plant = Plant { listening_since_ms: Some(crate::metrics::unix_s() * 1000), ..Default::default() };

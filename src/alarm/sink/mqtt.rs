@@ -243,6 +243,27 @@ fn unknown_placeholder(template: &str, known: &[&str]) -> Option<String> {
     None
 }
 
+/// Options of a client of the plant's broker (a box's sink, `mpdr plant`): 10-s keep-alive,
+/// user name and password when given, TLS with `ca` (the broker's CA certificate, PEM).
+pub fn client_options(
+    client_id: &str,
+    host: &str,
+    port: u16,
+    username: Option<&str>,
+    password: Option<String>,
+    ca: Option<Vec<u8>>,
+) -> MqttOptions {
+    let mut o = MqttOptions::new(client_id, host, port);
+    o.set_keep_alive(Duration::from_secs(10));
+    if let Some(u) = username {
+        o.set_credentials(u, password.unwrap_or_default());
+    }
+    if let Some(ca) = ca {
+        o.set_transport(Transport::Tls(TlsConfiguration::Simple { ca, alpn: None, client_auth: None }));
+    }
+    o
+}
+
 /// `{prefix}` and `{box}` filled in (the rest stays for [`fill`]).
 pub fn for_box(template: &str, prefix: &str, id: &Identity) -> String {
     template.replace("{prefix}", prefix).replace("{box}", &id.box_name)
@@ -292,17 +313,13 @@ impl MqttSink {
         let client_id =
             s.client_id.clone().unwrap_or_else(|| format!("mpdr-{}-{}", identity.box_name, std::process::id()));
         let streams: Vec<String> = metrics.streams.iter().map(|m| m.name.clone()).collect();
-        let mut o = MqttOptions::new(&client_id, &s.host, s.port);
-        o.set_keep_alive(Duration::from_secs(10));
+        if s.tls && ca.is_none() {
+            return Err("tls = true needs ca_file (the broker's CA certificate, PEM)".into());
+        }
+        let ca = ca.filter(|_| s.tls);
+        let mut o = client_options(&client_id, &s.host, s.port, s.username.as_deref(), password, ca);
         let will = status_payload("offline", Some("lost"), &identity, &client_id, &[], None);
         o.set_last_will(LastWill::new(&s.status_topic, will, QoS::AtLeastOnce, true));
-        if let Some(u) = &s.username {
-            o.set_credentials(u, password.unwrap_or_default());
-        }
-        if s.tls {
-            let ca = ca.ok_or("tls = true needs ca_file (the broker's CA certificate, PEM)")?;
-            o.set_transport(Transport::Tls(TlsConfiguration::Simple { ca, alpn: None, client_auth: None }));
-        }
         let (client, mut connection) = Client::new(o, 64);
         let (tx, notes) = unbounded();
         let connected = Arc::new(AtomicBool::new(false));
