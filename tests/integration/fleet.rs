@@ -266,7 +266,7 @@ fn certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
 }
 
 #[test]
-fn a_box_and_the_plant_view_speak_tls_to_the_broker() {
+fn a_box_and_the_plant_view_speak_tls_with_a_password_to_the_broker() {
     let d = tempfile::tempdir().unwrap();
     let Some((ca, cert, key)) = certificates(d.path()) else {
         eprintln!("SKIP: openssl cannot make test certificates");
@@ -276,13 +276,24 @@ fn a_box_and_the_plant_view_speak_tls_to_the_broker() {
         eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
         return;
     };
+    // Users and passwords as a plant's broker has them: mpdr (the boxes) and control (the view).
+    let passwords = d.path().join("passwd");
+    for (i, (user, pass)) in [("mpdr", "box-secret"), ("control", "view-secret")].into_iter().enumerate() {
+        let create = if i == 0 { vec!["-c"] } else { vec![] };
+        let ok = Command::new("mosquitto_passwd").args(create).arg("-b").arg(&passwords).args([user, pass]).status();
+        if !ok.is_ok_and(|s| s.success()) {
+            eprintln!("SKIP: mosquitto_passwd is not installed (it comes with mosquitto)");
+            return;
+        }
+    }
     let port = free_port();
     let conf = d.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
             // `user root`: started as root it would drop to its own user, who cannot read the key.
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nuser root\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            passwords.display(),
             ca.display(),
             cert.display(),
             key.display()
@@ -295,16 +306,28 @@ fn a_box_and_the_plant_view_speak_tls_to_the_broker() {
     wav::write_pcm16(&normal, RATE, 1, &machine(10.0, 5, |_| false)).unwrap();
     let cfg = config(d.path(), "box-t", port, &[("fan", &normal)], false);
     let text = std::fs::read_to_string(&cfg).unwrap();
+    let secret = d.path().join("mqtt.password");
+    std::fs::write(&secret, "box-secret\n").unwrap();
     let text = text.replace(
         "host = \"127.0.0.1\"\n",
-        &format!("host = \"127.0.0.1\"\ntls = true\nca_file = \"{}\"\n", ca.display()),
+        &format!(
+            "host = \"127.0.0.1\"\ntls = true\nca_file = \"{}\"\nusername = \"mpdr\"\npassword_file = \"{}\"\n",
+            ca.display(),
+            secret.display()
+        ),
     );
     std::fs::write(&cfg, text).unwrap();
     let m = Monitor::start(&cfg, &[]);
-    let plant_tls = |ca: &Path| {
+    let plant_as = |ca: &Path, password: &str| {
         let addr = format!("127.0.0.1:{port}");
-        mpdr(&["plant", "--mqtt", &addr, "--json", "--wait-s", "1", "--ca-file", ca.to_str().unwrap()])
+        Command::new(env!("CARGO_BIN_EXE_mpdr"))
+            .args(["plant", "--mqtt", &addr, "--json", "--wait-s", "1", "--ca-file", ca.to_str().unwrap()])
+            .args(["--username", "control", "--password-env", "MPDR_TEST_MQTT_PASSWORD"])
+            .env("MPDR_TEST_MQTT_PASSWORD", password)
+            .output()
+            .unwrap()
     };
+    let plant_tls = |ca: &Path| plant_as(ca, "view-secret");
     let until = Instant::now() + Duration::from_secs(30);
     loop {
         let o = plant_tls(&ca);
@@ -326,6 +349,10 @@ fn a_box_and_the_plant_view_speak_tls_to_the_broker() {
     let o = plant_tls(&other);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("cannot reach the broker"), "{err}");
+    // A wrong password: refused, one line.
+    let o = plant_as(&ca, "guess");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("cannot reach the broker") && err.lines().count() == 1, "{err}");
     let (st, _) = m.stop(20);
     assert!(st.success());
     let _ = broker.kill();
