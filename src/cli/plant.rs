@@ -24,6 +24,11 @@ pub struct PlantArgs {
     /// Print the table once (after --wait-s) and exit; the default when stdout is not a terminal.
     #[arg(long)]
     pub once: bool,
+    /// For monitoring systems: print once (like --once, or --json), then exit 0 when every box
+    /// is online and talking and no stream is in alarm, down or without signal, else print
+    /// what is wrong (one line each, on stderr) and exit 2.
+    #[arg(long)]
+    pub check: bool,
     /// Seconds to collect the retained topics (and what arrives) before --json / --once print.
     #[arg(long, default_value_t = 2.0)]
     pub wait_s: f64,
@@ -70,7 +75,7 @@ pub fn plant(a: &PlantArgs) -> Result<()> {
     }
     let connect = Duration::from_secs_f64(a.wait_s.max(5.0));
     let now_ms = || crate::metrics::unix_s() * 1000;
-    let live = !a.json && !a.once && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let live = !a.json && !a.once && !a.check && std::io::IsTerminal::is_terminal(&std::io::stdout());
     if live {
         let title = format!("mpdr plant · {}:{} · prefix {}", o.host, o.port, o.prefix);
         follow(&o, &stop, None, Duration::from_secs(1), connect, |p, up| {
@@ -87,6 +92,18 @@ pub fn plant(a: &PlantArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&p.to_json(now_ms()))?);
     } else {
         print!("{}", p.render(now_ms()));
+    }
+    if a.check {
+        let problems = p.problems(now_ms());
+        if !problems.is_empty() || p.boxes.is_empty() {
+            if p.boxes.is_empty() {
+                eprintln!("no box publishes under {}/ on {}:{}", o.prefix, o.host, o.port);
+            }
+            for line in problems {
+                eprintln!("{line}");
+            }
+            std::process::exit(2);
+        }
     }
     Ok(())
 }

@@ -165,6 +165,29 @@ impl Plant {
         now_ms.saturating_sub(since) as f64 > (3.0 * t + 5.0) * 1000.0
     }
 
+    /// What needs a look, one line each (empty: every box online and talking, no stream in
+    /// alarm, down or without signal): `mpdr plant --check`.
+    pub fn problems(&self, now_ms: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, b) in &self.boxes {
+            match b.status.as_str() {
+                "online" if self.is_stale(b, now_ms) => out.push(format!("{name}: online but quiet (no telemetry)")),
+                "online" => {}
+                "offline" => out.push(format!("{name}: offline ({})", b.reason.as_deref().unwrap_or("?"))),
+                other => out.push(format!("{name}: {other} (no status)")),
+            }
+            if b.status == "offline" {
+                continue; // its streams' states are stale
+            }
+            for (sname, st) in &b.streams {
+                if matches!(st.state.as_str(), "alarm" | "down" | "signal-lost") {
+                    out.push(format!("{name}/{sname}: {}", st.state));
+                }
+            }
+        }
+        out
+    }
+
     /// Counts for the headline: (boxes, boxes online, streams, streams in alarm).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let online = self.boxes.values().filter(|b| b.status == "online").count();
@@ -313,6 +336,9 @@ mod tests {
         assert!(q.is_stale(&q.boxes["e2"], 9_500));
         assert!(!q.is_stale(&q.boxes["e3"], 1_000_000));
         assert!(q.render(9_500).contains("online (quiet)"));
+        assert_eq!(q.problems(9_500), ["e2: online but quiet (no telemetry)"]);
+        assert!(q.problems(8_000).is_empty(), "all well");
+        assert_eq!(p.problems(12_000), ["edge-1: offline (lost)"], "an offline box's streams are not judged");
         assert_eq!(q.to_json(9_500)["boxes"][0]["stale"], true);
         // Garbage is ignored.
         assert!(!p.apply("mpdr", "mpdr/edge-1/fan/state", b"\xff\xfe"));

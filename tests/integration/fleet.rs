@@ -153,6 +153,11 @@ fn three_boxes_on_one_broker_one_plant_view_last_will_and_a_broker_restart() {
     let killed = Instant::now();
     let p = wait_plant(port, "box-c offline by its Last Will", 30, |p| status(p, "box-c") == "offline");
     let bc = p["boxes"].as_array().unwrap().iter().find(|b| b["box"] == "box-c").unwrap();
+    // A monitoring system's check: exit 2 and what is wrong.
+    let o = mpdr(&["plant", "--mqtt", &format!("127.0.0.1:{port}"), "--check", "--wait-s", "1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.lines().any(|l| l == "box-c: offline (lost)"), "{err}");
     assert_eq!(bc["reason"], "lost", "{bc}");
     eprintln!(
         "box-c seen offline {:.1} s after SIGKILL (one `mpdr plant --json --wait-s 1` is ~1 s)",
