@@ -130,6 +130,118 @@ pub fn read_mono(path: &Path, target_rate: u32, opts: &AudioOptions) -> Result<V
     resample(&d.samples, d.sample_rate, target_rate).map_err(|e| InputError::new(path, e.to_string()))
 }
 
+/// A WAV file read a block at a time, mono at its own rate: how the file source replays hours
+/// of audio without holding them (the same header checks, scaling and channel selection as
+/// [`decode`]; a sample that is not finite, or data cut short, is an error when it is reached).
+pub struct WavStream {
+    path: std::path::PathBuf,
+    reader: WavReader<std::io::BufReader<std::fs::File>>,
+    spec: WavSpec,
+    channel: ChannelSelect,
+    /// Interleaved samples declared by the header, and read so far.
+    declared: usize,
+    read: usize,
+    interleaved: Vec<f32>,
+}
+
+impl WavStream {
+    pub fn open(path: &Path, channel: ChannelSelect) -> Result<Self, InputError> {
+        let fail = |m: String| InputError::new(path, m);
+        let reader = WavReader::open(path).map_err(|e| fail(describe(e)))?;
+        let spec = reader.spec();
+        if spec.channels == 0 {
+            return Err(fail("header declares 0 channels".into()));
+        }
+        if spec.sample_rate == 0 {
+            return Err(fail("header declares a sample rate of 0 Hz".into()));
+        }
+        if let ChannelSelect::Index(c) = channel {
+            if c >= spec.channels {
+                return Err(fail(format!(
+                    "channel {c} requested but the file has {} channel(s) (0-based)",
+                    spec.channels
+                )));
+            }
+        }
+        if !matches!(
+            (spec.sample_format, spec.bits_per_sample),
+            (SampleFormat::Float, 32) | (SampleFormat::Int, 8 | 16 | 24 | 32)
+        ) {
+            return Err(fail(format!(
+                "unsupported encoding: {}-bit {} (PCM 8/16/24/32-bit or float32 expected)",
+                spec.bits_per_sample,
+                if spec.sample_format == SampleFormat::Float { "float" } else { "PCM" }
+            )));
+        }
+        let declared = reader.len() as usize;
+        Ok(WavStream { path: path.to_path_buf(), reader, spec, channel, declared, read: 0, interleaved: Vec::new() })
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.spec.sample_rate
+    }
+
+    /// Mono frames in the file (as its header declares them).
+    pub fn frames(&self) -> usize {
+        self.declared / self.spec.channels as usize
+    }
+
+    /// The next (up to) `frames` mono samples into `out` (cleared); none at the end.
+    pub fn read(&mut self, frames: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
+        out.clear();
+        let channels = self.spec.channels as usize;
+        let n = (frames * channels).min(self.declared - self.read);
+        self.interleaved.clear();
+        let got = match (self.spec.sample_format, self.spec.bits_per_sample) {
+            (SampleFormat::Float, _) => pull(self.reader.samples::<f32>(), n, 1.0, &mut self.interleaved),
+            (_, 8) => pull(self.reader.samples::<i8>(), n, 1.0 / 128.0, &mut self.interleaved),
+            (_, 16) => pull(self.reader.samples::<i16>(), n, 1.0 / 32768.0, &mut self.interleaved),
+            (_, 24) => pull(self.reader.samples::<i32>(), n, 1.0 / 8388608.0, &mut self.interleaved),
+            _ => pull(self.reader.samples::<i32>(), n, 1.0 / 2147483648.0, &mut self.interleaved),
+        };
+        if let Err(e) = got {
+            let message = match e {
+                hound::Error::IoError(_) => format!(
+                    "truncated: header declares {} samples but the data ends after {}",
+                    self.declared,
+                    self.read + self.interleaved.len()
+                ),
+                e => describe(e),
+            };
+            return Err(InputError::new(&self.path, message));
+        }
+        if let Some(i) = self.interleaved.iter().position(|s| !s.is_finite()) {
+            let at = self.read + i;
+            let message =
+                format!("sample {at} (frame {}) is {}: audio must be finite", at / channels, self.interleaved[i]);
+            return Err(InputError::new(&self.path, message));
+        }
+        self.read += self.interleaved.len();
+        match self.channel {
+            _ if channels == 1 => out.extend_from_slice(&self.interleaved),
+            ChannelSelect::Index(c) => out.extend(self.interleaved.iter().skip(c as usize).step_by(channels)),
+            ChannelSelect::Mix => out.extend(
+                self.interleaved
+                    .chunks_exact(channels)
+                    .map(|f| (f.iter().map(|&s| s as f64).sum::<f64>() / channels as f64) as f32),
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// Up to `n` samples of `samples`, scaled, appended to `out`.
+fn pull<T, I>(samples: I, n: usize, scale: f32, out: &mut Vec<f32>) -> Result<(), hound::Error>
+where
+    T: Into<f64>,
+    I: Iterator<Item = hound::Result<T>>,
+{
+    for s in samples.take(n) {
+        out.push((s?.into() as f32) * scale);
+    }
+    Ok(())
+}
+
 /// Write interleaved samples as 16-bit PCM (clipped to [-1, 1]).
 pub fn write_pcm16(path: &Path, sample_rate: u32, channels: u16, interleaved: &[f32]) -> Result<(), InputError> {
     let spec = WavSpec { channels, sample_rate, bits_per_sample: 16, sample_format: SampleFormat::Int };

@@ -96,19 +96,31 @@ impl SourceSpec for FileConfig {
 }
 
 /// Replays a WAV file, or a folder's WAVs in name order, at `speed` x real time or as fast as
-/// the pipeline takes it, optionally looping.
+/// the pipeline takes it, optionally looping. A file is decoded whole, except a large one at
+/// the model's rate (over [`STREAM_ABOVE_BYTES`]), which is checked in one streaming pass and
+/// then read a block at a time ([`wav::WavStream`]): a day-long recording costs a block of
+/// memory, and a bad file is still refused when it is opened, not halfway.
 pub struct FileSource {
     cfg: FileConfig,
     rate: u32,
     files: Vec<PathBuf>,
-    /// Index in `files` of the file in `samples`: one file is decoded at a time.
+    /// Index in `files` of the file being replayed: one file is open at a time.
     current: usize,
+    stream: Option<wav::WavStream>,
+    /// A resampled file, whole, and the position in it.
     samples: Vec<f32>,
     pos: usize,
+    /// The next block, read but not yet paced out.
+    pending: Vec<f32>,
     /// Samples emitted since open (pacing reference).
     emitted: u64,
     t0: Instant,
+    stream_above: u64,
 }
+
+/// Files larger than this (bytes) are streamed rather than decoded whole (~35 min of 16-bit
+/// mono at 16 kHz).
+pub const STREAM_ABOVE_BYTES: u64 = 64 << 20;
 
 impl FileSource {
     pub fn new(cfg: FileConfig, rate: u32) -> Self {
@@ -117,10 +129,13 @@ impl FileSource {
             rate,
             files: Vec::new(),
             current: 0,
+            stream: None,
             samples: Vec::new(),
             pos: 0,
+            pending: Vec::new(),
             emitted: 0,
             t0: Instant::now(),
+            stream_above: STREAM_ABOVE_BYTES,
         }
     }
 
@@ -135,14 +150,49 @@ impl FileSource {
 }
 
 impl FileSource {
-    /// Decode file `index` of the list (one file in memory at a time).
+    /// Open file `index` of the list (one file at a time): decoded whole, or — a large file
+    /// at the model's rate — checked to its end in a streaming pass, then streamed.
     fn load(&mut self, index: usize) -> Result<(), SourceError> {
-        let f = self.files.get(index).ok_or_else(|| self.error("no WAV files"))?;
-        self.samples = wav::read_mono(f, self.rate, &self.cfg.audio)
-            .map_err(|e| SourceError::File { path: f.clone(), message: e.message })?;
+        let f = self.files.get(index).ok_or_else(|| self.error("no WAV files"))?.clone();
+        let fail = |e: crate::error::InputError| SourceError::File { path: f.clone(), message: e.message };
+        (self.stream, self.samples, self.pos) = (None, Vec::new(), 0);
+        let large = std::fs::metadata(&f).is_ok_and(|m| m.len() > self.stream_above);
+        let open = || wav::WavStream::open(&f, self.cfg.audio.channel);
+        if large && open().map_err(fail)?.sample_rate() == self.rate {
+            let mut check = open().map_err(fail)?;
+            if check.frames() == 0 {
+                return Err(SourceError::File { path: f.clone(), message: "contains no audio samples".into() });
+            }
+            let mut block = Vec::new();
+            loop {
+                check.read(1 << 16, &mut block).map_err(fail)?;
+                if block.is_empty() {
+                    break;
+                }
+            }
+            self.stream = Some(open().map_err(fail)?);
+        } else {
+            self.samples = wav::read_mono(&f, self.rate, &self.cfg.audio).map_err(fail)?;
+        }
         self.current = index;
-        self.pos = 0;
         Ok(())
+    }
+
+    /// The next block of the current file into `pending`; empty at its end.
+    fn read_block(&mut self) -> Result<(), SourceError> {
+        let n = self.block_len();
+        match &mut self.stream {
+            Some(s) => {
+                s.read(n, &mut self.pending).map_err(|e| SourceError::File { path: e.path.clone(), message: e.message })
+            }
+            None => {
+                let end = (self.pos + n).min(self.samples.len());
+                self.pending.clear();
+                self.pending.extend_from_slice(&self.samples[self.pos..end]);
+                self.pos = end;
+                Ok(())
+            }
+        }
     }
 
     fn error(&self, message: impl Into<String>) -> SourceError {
@@ -165,24 +215,28 @@ impl Source for FileSource {
 
     fn next(&mut self, out: &mut Vec<f32>) -> Result<Next, SourceError> {
         out.clear();
-        if self.pos >= self.samples.len() {
-            let next = self.current + 1;
-            if next < self.files.len() {
-                self.load(next)?;
-            } else if self.cfg.looped {
-                self.load(0)?;
-            } else {
-                return Ok(Next::End);
+        if self.pending.is_empty() {
+            self.read_block()?;
+            while self.pending.is_empty() {
+                let next = self.current + 1;
+                if next < self.files.len() {
+                    self.load(next)?;
+                } else if self.cfg.looped {
+                    self.load(0)?;
+                } else {
+                    return Ok(Next::End);
+                }
+                self.read_block()?;
             }
         }
-        let end = (self.pos + self.block_len()).min(self.samples.len());
         // Sleep in short steps so a stop request is seen quickly.
-        if self.cfg.realtime && !paced(self.t0, self.emitted + (end - self.pos) as u64, self.rate, self.cfg.speed) {
+        let n = self.pending.len();
+        if self.cfg.realtime && !paced(self.t0, self.emitted + n as u64, self.rate, self.cfg.speed) {
             return Ok(Next::Idle);
         }
-        out.extend_from_slice(&self.samples[self.pos..end]);
-        self.emitted += (end - self.pos) as u64;
-        self.pos = end;
+        std::mem::swap(out, &mut self.pending);
+        self.pending.clear();
+        self.emitted += n as u64;
         Ok(Next::Data(Instant::now()))
     }
 
@@ -238,6 +292,36 @@ mod tests {
         // this checks pacing exists (not wall-clock performance).
         assert!(took >= 0.14, "paced, not instant: {took}");
         assert_eq!(total, 48_000);
+    }
+
+    #[test]
+    fn a_streamed_file_replays_the_same_samples_and_a_bad_one_is_refused_when_opened() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("stereo.wav");
+        let x: Vec<f32> = (0..2 * 37_000).map(|i| ((i as f32) * 0.013).sin() * 0.4).collect();
+        wav::write_pcm16(&p, 16000, 2, &x).unwrap();
+        for channel in [ChannelSelect::Mix, ChannelSelect::Index(1)] {
+            let cfg =
+                FileConfig { audio: AudioOptions { channel, resample: false }, ..FileConfig::new(p.clone(), None) };
+            let whole = wav::read_mono(&p, 16000, &cfg.audio).unwrap();
+            let mut s = FileSource::new(cfg, 16000);
+            s.stream_above = 0;
+            s.open().unwrap();
+            assert!(s.stream.is_some(), "streamed");
+            let (mut buf, mut got) = (Vec::new(), Vec::new());
+            while let Next::Data(_) = s.next(&mut buf).unwrap() {
+                got.extend_from_slice(&buf);
+            }
+            assert_eq!(got, whole, "{channel:?}");
+        }
+        // Cut short: refused at open, as a whole decode would.
+        let bytes = std::fs::read(&p).unwrap();
+        let cut = d.path().join("cut.wav");
+        std::fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+        let mut s = FileSource::new(FileConfig::new(cut, None), 16000);
+        s.stream_above = 0;
+        let e = s.open().unwrap_err().to_string();
+        assert!(e.contains("truncated") && e.contains("cut.wav"), "{e}");
     }
 
     #[test]
