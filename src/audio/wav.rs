@@ -33,23 +33,30 @@ fn describe(e: hound::Error) -> String {
     }
 }
 
+/// A header mpdr can read: channels and a rate, the channel asked for among them.
+fn check_spec(path: &Path, spec: &WavSpec, channel: ChannelSelect) -> Result<(), InputError> {
+    let fail = |m: String| Err(InputError::new(path, m));
+    if spec.channels == 0 {
+        return fail("header declares 0 channels".into());
+    }
+    if spec.sample_rate == 0 {
+        return fail("header declares a sample rate of 0 Hz".into());
+    }
+    match channel {
+        ChannelSelect::Index(c) if c >= spec.channels => {
+            fail(format!("channel {c} requested but the file has {} channel(s) (0-based)", spec.channels))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Decode a WAV file to mono f32 at its own rate, selecting or mixing channels.
 pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError> {
     let fail = |m: String| InputError::new(path, m);
     let mut reader = WavReader::open(path).map_err(|e| fail(describe(e)))?;
     let spec: WavSpec = reader.spec();
+    check_spec(path, &spec, channel)?;
     let channels = spec.channels as usize;
-    if channels == 0 {
-        return Err(fail("header declares 0 channels".into()));
-    }
-    if spec.sample_rate == 0 {
-        return Err(fail("header declares a sample rate of 0 Hz".into()));
-    }
-    if let ChannelSelect::Index(c) = channel {
-        if c as usize >= channels {
-            return Err(fail(format!("channel {c} requested but the file has {channels} channel(s) (0-based)")));
-        }
-    }
     let declared = reader.len() as usize;
     // Reserve no more than the file can hold: a header may declare far more data than there
     // is (a 40 KB file asking for 16 GB).
@@ -149,20 +156,7 @@ impl WavStream {
         let fail = |m: String| InputError::new(path, m);
         let reader = WavReader::open(path).map_err(|e| fail(describe(e)))?;
         let spec = reader.spec();
-        if spec.channels == 0 {
-            return Err(fail("header declares 0 channels".into()));
-        }
-        if spec.sample_rate == 0 {
-            return Err(fail("header declares a sample rate of 0 Hz".into()));
-        }
-        if let ChannelSelect::Index(c) = channel {
-            if c >= spec.channels {
-                return Err(fail(format!(
-                    "channel {c} requested but the file has {} channel(s) (0-based)",
-                    spec.channels
-                )));
-            }
-        }
+        check_spec(path, &spec, channel)?;
         if !matches!(
             (spec.sample_format, spec.bits_per_sample),
             (SampleFormat::Float, 32) | (SampleFormat::Int, 8 | 16 | 24 | 32)
