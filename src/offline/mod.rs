@@ -143,12 +143,17 @@ pub fn split_by_id(md: &MachineDir, id: Option<&str>) -> Result<(Vec<DcaseFile>,
 /// at least one per id when share > 0 and the id has two or more files.
 pub fn holdout_split(files: &[DcaseFile], share: f64) -> (Vec<DcaseFile>, Vec<DcaseFile>) {
     let held = holdout_mask(files.iter().map(|f| f.id.as_str()), share);
+    split_by_mask(files.iter().cloned(), held)
+}
+
+/// `items` split into (kept, held) by `held`.
+fn split_by_mask<T>(items: impl IntoIterator<Item = T>, held: Vec<bool>) -> (Vec<T>, Vec<T>) {
     let (mut keep, mut out) = (Vec::new(), Vec::new());
-    for (f, h) in files.iter().zip(held) {
+    for (item, h) in items.into_iter().zip(held) {
         if h {
-            out.push(f.clone())
+            out.push(item)
         } else {
-            keep.push(f.clone())
+            keep.push(item)
         }
     }
     (keep, out)
@@ -183,7 +188,7 @@ fn into_clips(
     clip_s: f64,
     params: &FeatureParams,
 ) -> (Vec<(DcaseFile, LogMel)>, usize) {
-    let clip_frames = ((clip_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize).max(1);
+    let clip_frames = vectors_per_window(clip_s, params); // one frame per hop, as one vector
     let mut cut = 0;
     let mut out = Vec::with_capacity(items.len());
     for (f, lm) in items {
@@ -292,7 +297,6 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let md = dcase::scan(&opts.data)?;
     let params = cfg.features.clone();
     let (own, others) = split_by_id(&md, opts.id.as_deref())?;
-
     // The other ids' normals: a held-out share for the selection checks, the rest available
     // as real negatives (`mpdr.other_ids_negatives`); never the same file in both.
     let (other_train_files, other_files) = holdout_split(&others, cfg.holdout.max(0.1));
@@ -314,14 +318,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
         );
     }
     let held = holdout_mask(own_items.iter().map(|(f, _)| f.id.as_str()), cfg.holdout);
-    let (mut train_items, mut held_items) = (Vec::new(), Vec::new());
-    for (item, h) in own_items.into_iter().zip(held) {
-        if h {
-            held_items.push(item)
-        } else {
-            train_items.push(item)
-        }
-    }
+    let (train_items, held_items) = split_by_mask(own_items, held);
     let other_items = load(&other_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let other_train_items = load(&other_train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let (raw, n) = stack(&train_items, params.frames);
