@@ -74,7 +74,7 @@ pub fn plant(a: &PlantArgs) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
     let connect = Duration::from_secs_f64(a.wait_s.max(5.0));
-    let now_ms = || crate::metrics::unix_s() * 1000;
+    let now_ms = crate::alarm::deliver::now_ms;
     let live = !a.json && !a.once && !a.check && std::io::IsTerminal::is_terminal(&std::io::stdout());
     if live {
         let title = format!("mpdr plant · {}:{} · prefix {}", o.host, o.port, o.prefix);

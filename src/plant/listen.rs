@@ -37,7 +37,7 @@ pub fn follow(
     mo.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut conn): (Client, _) = Client::new(mo, 16);
     let filter = format!("{}/#", o.prefix);
-    let mut plant = Plant { listening_since_ms: Some(crate::metrics::unix_s() * 1000), ..Default::default() };
+    let mut plant = Plant { listening_since_ms: Some(crate::alarm::deliver::now_ms()), ..Default::default() };
     let started = Instant::now();
     let (mut connected, mut last_error) = (false, String::new());
     let mut last_show = Instant::now() - every;

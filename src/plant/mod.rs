@@ -67,7 +67,7 @@ impl Plant {
     /// are not the layout's JSON are ignored (a plain `online` counts as a status); returns
     /// whether the message was taken. Constant work per message (no copy of the view).
     pub fn apply(&mut self, prefix: &str, topic: &str, payload: &[u8]) -> bool {
-        self.apply_at(prefix, topic, payload, crate::metrics::unix_s() * 1000)
+        self.apply_at(prefix, topic, payload, crate::alarm::deliver::now_ms())
     }
 
     /// [`Plant::apply`] of a message received at `now_ms` (this viewer's clock).
@@ -92,9 +92,7 @@ impl Plant {
                     bx.version = Some(ver);
                 }
                 for s in v.get("streams").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
-                    bx.streams
-                        .entry(s.to_string())
-                        .or_insert_with(|| StreamView { state: "unknown".into(), ..Default::default() });
+                    bx.streams.entry(s.to_string()).or_insert_with(StreamView::unknown);
                 }
             }
             [b, stream, what @ ("state" | "event" | "telemetry")] => {
@@ -106,17 +104,7 @@ impl Plant {
                 if bx.site.is_none() {
                     bx.site = text(&v, "site");
                 }
-                if *what == "telemetry" {
-                    // The box's clock; a message without a time counts as received now.
-                    let at = (v.get("unix_ms").and_then(Value::as_u64))
-                        .or_else(|| v.get("unix_s").and_then(Value::as_u64).map(|t| t * 1000))
-                        .unwrap_or(now_ms);
-                    bx.last_telemetry_unix_ms = bx.last_telemetry_unix_ms.max(Some(at));
-                }
-                let s = bx
-                    .streams
-                    .entry(stream.to_string())
-                    .or_insert_with(|| StreamView { state: "unknown".into(), ..Default::default() });
+                let s = bx.streams.entry(stream.to_string()).or_insert_with(StreamView::unknown);
                 match *what {
                     "state" => {
                         if let Some(st) = text(&v, "state") {
@@ -144,9 +132,12 @@ impl Plant {
                         s.score = num(&v, "score");
                         s.threshold = num(&v, "threshold");
                         s.level_dbfs = num(&v, "level_dbfs");
-                        if let Some(t) = v.get("unix_s").and_then(Value::as_u64) {
-                            s.updated_unix_ms = s.updated_unix_ms.max(Some(t * 1000));
-                        }
+                        // The box's clock; a message without a time counts as received now.
+                        let at = (v.get("unix_ms").and_then(Value::as_u64))
+                            .or_else(|| v.get("unix_s").and_then(Value::as_u64).map(|t| t * 1000))
+                            .unwrap_or(now_ms);
+                        s.updated_unix_ms = s.updated_unix_ms.max(Some(at));
+                        bx.last_telemetry_unix_ms = bx.last_telemetry_unix_ms.max(Some(at));
                     }
                 }
             }
@@ -266,6 +257,11 @@ impl Plant {
 }
 
 impl StreamView {
+    /// A stream seen before its state or telemetry.
+    fn unknown() -> Self {
+        StreamView { state: "unknown".into(), ..Default::default() }
+    }
+
     fn note_event(&mut self, kind: Option<String>, time: Option<String>, unix_ms: Option<u64>) {
         let Some(kind) = kind else { return };
         if unix_ms.is_some() && unix_ms < self.last_event_unix_ms {
