@@ -154,25 +154,24 @@ impl FileSource {
     /// at the model's rate — checked to its end in a streaming pass, then streamed.
     fn load(&mut self, index: usize) -> Result<(), SourceError> {
         let f = self.files.get(index).ok_or_else(|| self.error("no WAV files"))?.clone();
-        let fail = |e: crate::error::InputError| SourceError::File { path: f.clone(), message: e.message };
         (self.stream, self.samples, self.pos) = (None, Vec::new(), 0);
         let large = std::fs::metadata(&f).is_ok_and(|m| m.len() > self.stream_above);
-        let open = || wav::WavStream::open(&f, self.cfg.audio.channel);
-        if large && open().map_err(fail)?.sample_rate() == self.rate {
-            let mut check = open().map_err(fail)?;
-            if check.frames() == 0 {
-                return Err(SourceError::File { path: f.clone(), message: "contains no audio samples".into() });
-            }
-            let mut block = Vec::new();
-            loop {
-                check.read(1 << 16, &mut block).map_err(fail)?;
-                if block.is_empty() {
-                    break;
+        let probe = if large { Some(wav::WavStream::open(&f, self.cfg.audio.channel)?) } else { None };
+        match probe.filter(|p| p.sample_rate() == self.rate) {
+            Some(mut check) => {
+                if check.frames() == 0 {
+                    return Err(SourceError::File { path: f, message: "contains no audio samples".into() });
                 }
+                let mut block = Vec::new();
+                loop {
+                    check.read(1 << 16, &mut block)?;
+                    if block.is_empty() {
+                        break;
+                    }
+                }
+                self.stream = Some(wav::WavStream::open(&f, self.cfg.audio.channel)?);
             }
-            self.stream = Some(open().map_err(fail)?);
-        } else {
-            self.samples = wav::read_mono(&f, self.rate, &self.cfg.audio).map_err(fail)?;
+            None => self.samples = wav::read_mono(&f, self.rate, &self.cfg.audio)?,
         }
         self.current = index;
         Ok(())
@@ -182,9 +181,7 @@ impl FileSource {
     fn read_block(&mut self) -> Result<(), SourceError> {
         let n = self.block_len();
         match &mut self.stream {
-            Some(s) => {
-                s.read(n, &mut self.pending).map_err(|e| SourceError::File { path: e.path.clone(), message: e.message })
-            }
+            Some(s) => Ok(s.read(n, &mut self.pending)?),
             None => {
                 let end = (self.pos + n).min(self.samples.len());
                 self.pending.clear();

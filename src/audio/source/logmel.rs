@@ -71,7 +71,7 @@ impl Source for LogmelSource {
         out.clear();
         let Some(f) = self.files.get(self.next) else { return Ok(Next::End) };
         let params = FeatureParams { n_mels: self.n_mels, ..FeatureParams::default() };
-        let lm = read_logmel_npy(f, &params).map_err(|e| SourceError::File { path: f.clone(), message: e.message })?;
+        let lm = read_logmel_npy(f, &params)?;
         out.extend_from_slice(&lm.data);
         self.next += 1;
         Ok(Next::Data(Instant::now()))

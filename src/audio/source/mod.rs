@@ -50,6 +50,13 @@ pub enum SourceError {
     NotOpen,
 }
 
+/// A file that cannot be read (its error names it).
+impl From<crate::error::InputError> for SourceError {
+    fn from(e: crate::error::InputError) -> Self {
+        SourceError::File { path: e.path, message: e.message }
+    }
+}
+
 pub trait Source {
     /// Describes the source for logs and errors.
     fn describe(&self) -> String;
