@@ -50,69 +50,18 @@ fn check_spec(path: &Path, spec: &WavSpec, channel: ChannelSelect) -> Result<(),
     }
 }
 
-/// Decode a WAV file to mono f32 at its own rate, selecting or mixing channels.
+/// Decode a WAV file to mono f32 at its own rate, selecting or mixing channels: a
+/// [`WavStream`] read to its end.
 pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError> {
-    let fail = |m: String| InputError::new(path, m);
-    let mut reader = WavReader::open(path).map_err(|e| fail(describe(e)))?;
-    let spec: WavSpec = reader.spec();
-    check_spec(path, &spec, channel)?;
-    let channels = spec.channels as usize;
-    let declared = reader.len() as usize;
+    let mut stream = WavStream::open(path, channel)?;
     // Reserve no more than the file can hold: a header may declare far more data than there
     // is (a 40 KB file asking for 16 GB).
-    let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
-    let room = std::fs::metadata(path).map(|m| m.len() as usize / bytes_per_sample).unwrap_or(0);
-    let reserve = declared.min(room);
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (SampleFormat::Float, 32) => collect(reader.samples::<f32>(), declared, reserve, 1.0, path)?,
-        (SampleFormat::Int, 8) => collect(reader.samples::<i8>(), declared, reserve, 1.0 / 128.0, path)?,
-        (SampleFormat::Int, 16) => collect(reader.samples::<i16>(), declared, reserve, 1.0 / 32768.0, path)?,
-        (SampleFormat::Int, 24) => collect(reader.samples::<i32>(), declared, reserve, 1.0 / 8388608.0, path)?,
-        (SampleFormat::Int, 32) => collect(reader.samples::<i32>(), declared, reserve, 1.0 / 2147483648.0, path)?,
-        (fmt, bits) => {
-            let kind = if fmt == SampleFormat::Float { "float" } else { "PCM" };
-            return Err(fail(format!(
-                "unsupported encoding: {bits}-bit {kind} (PCM 8/16/24/32-bit or float32 expected)"
-            )));
-        }
-    };
-    if let Some(i) = interleaved.iter().position(|s| !s.is_finite()) {
-        return Err(fail(format!("sample {} (frame {}) is {}: audio must be finite", i, i / channels, interleaved[i])));
-    }
-    let frames = interleaved.len() / channels;
-    let samples = match channel {
-        _ if channels == 1 => interleaved,
-        ChannelSelect::Index(c) => interleaved.iter().skip(c as usize).step_by(channels).copied().collect(),
-        ChannelSelect::Mix => interleaved
-            .chunks_exact(channels)
-            .map(|f| (f.iter().map(|&s| s as f64).sum::<f64>() / channels as f64) as f32)
-            .collect(),
-    };
-    debug_assert_eq!(samples.len(), frames);
+    let spec = stream.spec;
+    let bytes_per_frame = (spec.bits_per_sample as usize).div_ceil(8).max(1) * spec.channels as usize;
+    let room = std::fs::metadata(path).map(|m| m.len() as usize / bytes_per_frame).unwrap_or(0);
+    let mut samples = Vec::with_capacity(stream.frames().min(room));
+    stream.read(usize::MAX, &mut samples)?;
     Ok(Decoded { samples, sample_rate: spec.sample_rate, channels: spec.channels })
-}
-
-fn collect<T, I>(samples: I, declared: usize, reserve: usize, scale: f32, path: &Path) -> Result<Vec<f32>, InputError>
-where
-    T: Into<f64>,
-    I: Iterator<Item = hound::Result<T>>,
-{
-    let mut out = Vec::with_capacity(reserve);
-    for s in samples {
-        match s {
-            Ok(v) => out.push((v.into() as f32) * scale),
-            // hound reports a short read of the samples as an I/O error of kind `Other`
-            // ("Failed to read enough bytes"), or as `UnexpectedEof`: either way, cut short.
-            Err(hound::Error::IoError(_)) => {
-                return Err(InputError::new(
-                    path,
-                    format!("truncated: header declares {declared} samples but the data ends after {}", out.len()),
-                ));
-            }
-            Err(e) => return Err(InputError::new(path, describe(e))),
-        }
-    }
-    Ok(out)
 }
 
 /// Decode and bring to `target_rate`: resample when `opts.resample`, else refuse a mismatch.
@@ -184,35 +133,42 @@ impl WavStream {
     pub fn read(&mut self, frames: usize, out: &mut Vec<f32>) -> Result<(), InputError> {
         out.clear();
         let channels = self.spec.channels as usize;
-        let n = (frames * channels).min(self.declared - self.read);
-        self.interleaved.clear();
+        let n = frames.saturating_mul(channels).min(self.declared - self.read);
+        // A mono file is read straight into `out`; others through the interleaved buffer.
+        let buf = if channels == 1 {
+            &mut *out
+        } else {
+            self.interleaved.clear();
+            &mut self.interleaved
+        };
         let got = match (self.spec.sample_format, self.spec.bits_per_sample) {
-            (SampleFormat::Float, _) => pull(self.reader.samples::<f32>(), n, 1.0, &mut self.interleaved),
-            (_, 8) => pull(self.reader.samples::<i8>(), n, 1.0 / 128.0, &mut self.interleaved),
-            (_, 16) => pull(self.reader.samples::<i16>(), n, 1.0 / 32768.0, &mut self.interleaved),
-            (_, 24) => pull(self.reader.samples::<i32>(), n, 1.0 / 8388608.0, &mut self.interleaved),
-            _ => pull(self.reader.samples::<i32>(), n, 1.0 / 2147483648.0, &mut self.interleaved),
+            (SampleFormat::Float, _) => pull(self.reader.samples::<f32>(), n, 1.0, buf),
+            (_, 8) => pull(self.reader.samples::<i8>(), n, 1.0 / 128.0, buf),
+            (_, 16) => pull(self.reader.samples::<i16>(), n, 1.0 / 32768.0, buf),
+            (_, 24) => pull(self.reader.samples::<i32>(), n, 1.0 / 8388608.0, buf),
+            _ => pull(self.reader.samples::<i32>(), n, 1.0 / 2147483648.0, buf),
         };
         if let Err(e) = got {
             let message = match e {
+                // hound reports a short read of the samples as an I/O error of kind `Other`
+                // ("Failed to read enough bytes"), or as `UnexpectedEof`: either way, cut short.
                 hound::Error::IoError(_) => format!(
                     "truncated: header declares {} samples but the data ends after {}",
                     self.declared,
-                    self.read + self.interleaved.len()
+                    self.read + buf.len()
                 ),
                 e => describe(e),
             };
             return Err(InputError::new(&self.path, message));
         }
-        if let Some(i) = self.interleaved.iter().position(|s| !s.is_finite()) {
+        if let Some(i) = buf.iter().position(|s| !s.is_finite()) {
             let at = self.read + i;
-            let message =
-                format!("sample {at} (frame {}) is {}: audio must be finite", at / channels, self.interleaved[i]);
+            let message = format!("sample {at} (frame {}) is {}: audio must be finite", at / channels, buf[i]);
             return Err(InputError::new(&self.path, message));
         }
-        self.read += self.interleaved.len();
+        self.read += buf.len();
         match self.channel {
-            _ if channels == 1 => out.extend_from_slice(&self.interleaved),
+            _ if channels == 1 => {}
             ChannelSelect::Index(c) => out.extend(self.interleaved.iter().skip(c as usize).step_by(channels)),
             ChannelSelect::Mix => out.extend(
                 self.interleaved
