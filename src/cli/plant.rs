@@ -50,20 +50,15 @@ pub fn plant(a: &PlantArgs) -> Result<()> {
         .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_string(), p.parse::<u16>().ok()?)))
         .filter(|(h, _)| !h.is_empty())
         .with_context(|| format!("--mqtt {}: expected host:port, e.g. 127.0.0.1:1883", a.mqtt))?;
-    anyhow::ensure!(
-        !a.prefix.is_empty() && !a.prefix.contains(['+', '#']) && !a.prefix.ends_with('/'),
-        "--prefix {:?}: topic levels without wildcards or a trailing '/'",
-        a.prefix
-    );
+    crate::alarm::sink::mqtt::check_prefix(&a.prefix).map_err(|e| anyhow::anyhow!("--prefix: {e}"))?;
     anyhow::ensure!(
         a.wait_s.is_finite() && (0.1..=600.0).contains(&a.wait_s),
         "--wait-s {}: expected 0.1–600",
         a.wait_s
     );
-    let password = match &a.password_env {
-        Some(v) => Some(std::env::var(v).with_context(|| format!("--password-env {v}: the variable is not set"))?),
-        None => None,
-    };
+    let password = crate::alarm::sink::read_secret(a.password_env.as_deref(), None)
+        .map_err(|e| anyhow::anyhow!("--password-env: {e}"))?
+        .map(|p| String::from_utf8_lossy(&p).to_string());
     let ca = match &a.ca_file {
         Some(f) => Some(std::fs::read(f).with_context(|| format!("--ca-file {}", f.display()))?),
         None => None,

@@ -119,18 +119,8 @@ impl SinkSpec for MqttConfig {
             p.push(format!("{key}.host"), "must not be empty");
         }
         const EVENT: &[&str] = &["{prefix}", "{box}", "{stream}", "{kind}"];
-        if self.prefix.is_empty()
-            || self.prefix.contains(['+', '#', '{', '}'])
-            || self.prefix.starts_with('/')
-            || self.prefix.ends_with('/')
-        {
-            p.push(
-                format!("{key}.prefix"),
-                format!(
-                    "topic levels without wildcards, placeholders or a leading or trailing '/', got \"{}\"",
-                    self.prefix
-                ),
-            );
+        if let Err(e) = check_prefix(&self.prefix) {
+            p.push(format!("{key}.prefix"), e);
         }
         if let Some(id) = &self.client_id {
             if id.is_empty() || id.len() > 128 {
@@ -224,6 +214,17 @@ pub struct MqttSink {
     /// Per stream, the retained state last published (topic, body): published again on every
     /// connect, so a broker that lost its retained messages in a restart gets them back.
     retained: Arc<Mutex<HashMap<String, (String, String)>>>,
+}
+
+/// A topic prefix: topic levels without wildcards, placeholders or a leading or trailing `/`
+/// (the sink's `prefix`, `mpdr plant --prefix`).
+pub fn check_prefix(prefix: &str) -> Result<(), String> {
+    if prefix.is_empty() || prefix.contains(['+', '#', '{', '}']) || prefix.starts_with('/') || prefix.ends_with('/') {
+        return Err(format!(
+            "topic levels without wildcards, placeholders or a leading or trailing '/', got \"{prefix}\""
+        ));
+    }
+    Ok(())
 }
 
 /// The first `{...}` of `template` that is not one of `known`, or an unmatched brace.
