@@ -97,8 +97,10 @@ pub struct TrainArgs {
     /// Machine folder with train/ (normal_id_XX_*.wav|npy) and optionally test/.
     #[arg(long)]
     pub data: PathBuf,
-    /// ae / idnn: the baselines; mpdr-r / mpdr-idnn: MPDR on those energies; mpdr-s: scalar energy.
-    #[arg(long, value_enum)]
+    /// gmm (default) / gaussian: a density of each window's spectral profile (mean log-mel
+    /// per band), fitted in a second; ae / idnn: the frame-level baselines; mpdr-r /
+    /// mpdr-idnn: MPDR on those energies; mpdr-s: scalar energy. BENCHMARKS.md, issue 23.
+    #[arg(long, value_enum, default_value = "gmm")]
     pub model: crate::model::ModelKind,
     /// Bundle folder to write.
     #[arg(long)]
@@ -195,6 +197,7 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing the Ctrl-C handler")?;
     }
+    let cfg = cfg.for_kind(args.model);
     // Validated once, with the command line's overrides applied.
     let source = args.config.as_ref().map_or("the default recipe".to_string(), |p| p.display().to_string());
     let config = crate::config::Valid::new(cfg).map_err(|p| anyhow::anyhow!("{source}: {p}"))?;

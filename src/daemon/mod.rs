@@ -49,7 +49,7 @@ use crate::features::FeatureParams;
 use crate::metrics::{Metrics, ModelInfo, StreamMetrics};
 use crate::model::{Bundle, Manifest};
 use config::{Monitor, StreamConfig};
-use scorer::{LoadedModel, ScoredStream, Scorer};
+use scorer::{profile_window, LoadedModel, ScoredStream, Scorer};
 
 /// From the stream threads to the scorer.
 #[derive(Debug)]
@@ -282,6 +282,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                             }),
                             sample_rate: f.sample_rate,
                             failed_batches: 0,
+                            profile: profile_window(&f, &s.detect),
                         }
                     })
                     .collect();

@@ -14,6 +14,7 @@ use tch::Tensor;
 use super::{Control, EventMsg, StreamMsg};
 use crate::alarm::{format_range, AlarmEvent, BandShare, EventKind};
 use crate::detect::{top_bands_vs_normal, Decision, DetectConfig, Detector, Transition};
+use crate::features::profile::ProfileWindow;
 use crate::metrics::Metrics;
 use crate::model::Bundle;
 
@@ -26,6 +27,10 @@ pub struct LoadedModel {
     pub band_hz: Vec<(f64, f64)>,
     /// Normal per-band shares (the bundle's), for explanations relative to normal.
     pub band_stats: Option<crate::model::BandStats>,
+    /// A profile bundle's window: the scorer makes one profile per decision per stream.
+    pub profile: Option<crate::features::profile::ProfileParams>,
+    /// What the model scores: a profile's dimension, or `dim`.
+    pub model_dim: usize,
 }
 
 impl LoadedModel {
@@ -38,9 +43,11 @@ impl LoadedModel {
             bundle,
             id,
             dim: f.vector_dim(),
+            model_dim: f.model_dim(),
             n_mels: f.n_mels,
             band_hz: crate::alarm::band_ranges(&f),
             band_stats,
+            profile: f.profile.clone(),
         })
     }
 }
@@ -59,6 +66,22 @@ pub struct ScoredStream {
     pub sample_rate: u32,
     /// Batches in a row whose scoring failed (reset by the first one that scores).
     pub failed_batches: u32,
+    /// A profile bundle's running window over this stream's frames (one kernel with batch
+    /// extraction, [`crate::features::profile::ProfileWindow`]); `None` for stacked vectors.
+    pub profile: Option<ProfileWindow>,
+}
+
+/// The profile window of a stream scored by a bundle with `features`: the model's window, a
+/// decision every `hop_s` of `detect`.
+pub fn profile_window(features: &crate::features::FeatureParams, detect: &DetectConfig) -> Option<ProfileWindow> {
+    let p = features.profile.as_ref()?;
+    Some(ProfileWindow::new(features.n_mels, p, profile_hop(features, detect)))
+}
+
+/// Frames between a profile stream's decisions.
+fn profile_hop(features: &crate::features::FeatureParams, detect: &DetectConfig) -> usize {
+    let vector_s = features.hop_length as f64 / features.sample_rate as f64;
+    ((detect.hop_s / vector_s).round() as usize).max(1)
 }
 
 /// Failed batches in a row after which a stream is reported down (`stream-down`, `/readyz`).
@@ -80,6 +103,14 @@ struct Item {
     msg: StreamMsg,
     energies: Vec<f32>,
     bands: Vec<f32>,
+    /// Profile streams: the frame of the message each energy's window ends at.
+    at: Vec<usize>,
+}
+
+impl Item {
+    fn new(msg: StreamMsg) -> Self {
+        Item { msg, energies: Vec::new(), bands: Vec::new(), at: Vec::new() }
+    }
 }
 
 impl Scorer {
@@ -98,12 +129,12 @@ impl Scorer {
             };
             let deadline = Instant::now() + self.max_wait;
             let mut n = first.vector_count();
-            batch.push(Item { msg: first, energies: Vec::new(), bands: Vec::new() });
+            batch.push(Item::new(first));
             while n < self.max_batch {
                 match rx.recv_deadline(deadline) {
                     Ok(m) => {
                         n += m.vector_count();
-                        batch.push(Item { msg: m, energies: Vec::new(), bands: Vec::new() });
+                        batch.push(Item::new(m));
                     }
                     Err(_) => break,
                 }
@@ -126,10 +157,16 @@ impl Scorer {
                 let device = old.bundle.energy_vs.device();
                 match LoadedModel::load(&path, id.clone(), device) {
                     Ok(m) if m.dim == old.dim && m.n_mels == old.n_mels => {
+                        let features = m.bundle.manifest.features.clone().unwrap_or_default();
+                        let new_window = m.profile != old.profile;
                         self.models[model] = m;
-                        // A new model starts with a clean slate of failures.
+                        // A new model starts with a clean slate of failures (and, when its
+                        // profile differs, with a new window).
                         for (i, s) in self.streams.iter_mut().enumerate().filter(|(_, s)| s.model == model) {
                             s.failed_batches = 0;
+                            if new_window {
+                                s.profile = profile_window(&features, s.detector.config());
+                            }
                             self.metrics.streams[i].scoring_up.store(true, Ordering::Relaxed);
                         }
                         tracing::info!(model = %id, path = %path.display(), "model swapped in");
@@ -154,6 +191,10 @@ impl Scorer {
             Control::Reconfigure(list) => {
                 for (i, cfg, threshold) in list {
                     if let Some(s) = self.streams.get_mut(i) {
+                        if let Some(w) = s.profile.as_mut() {
+                            let features = self.models[s.model].bundle.manifest.features.clone().unwrap_or_default();
+                            w.set_hop(profile_hop(&features, &cfg));
+                        }
                         s.detector.reconfigure(cfg, threshold);
                         self.metrics.streams[i].threshold.set(threshold);
                     }
@@ -179,14 +220,37 @@ impl Scorer {
                 continue;
             }
             let mut flat = Vec::new();
-            for &i in &idx {
-                if let StreamMsg::Vectors { data, .. } = &batch[i].msg {
-                    flat.extend_from_slice(data);
+            if model.profile.is_some() {
+                // Frames into each stream's window, in order; a profile per decision that falls due.
+                for it in batch.iter_mut() {
+                    let Item { msg: StreamMsg::Vectors { stream, data, silent, .. }, at, .. } = it else { continue };
+                    let st = &mut self.streams[*stream];
+                    let Some(w) = st.profile.as_mut().filter(|_| st.model == m) else { continue };
+                    if *silent {
+                        // A profile window never spans a gap in the audio.
+                        w.reset();
+                        continue;
+                    }
+                    for (k, frame) in data.chunks_exact(model.dim).enumerate() {
+                        if let Some(p) = w.push(frame) {
+                            flat.extend_from_slice(p);
+                            at.push(k);
+                        }
+                    }
+                }
+                if flat.is_empty() {
+                    continue;
+                }
+            } else {
+                for &i in &idx {
+                    if let StreamMsg::Vectors { data, .. } = &batch[i].msg {
+                        flat.extend_from_slice(data);
+                    }
                 }
             }
-            let n = flat.len() / model.dim;
+            let n = flat.len() / model.model_dim;
             let scored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<_, tch::TchError> {
-                let x = Tensor::f_from_slice(&flat)?.f_view([n as i64, model.dim as i64])?;
+                let x = Tensor::f_from_slice(&flat)?.f_view([n as i64, model.model_dim as i64])?;
                 let (e, bands) = model.bundle.score_explained(&x, model.n_mels as i64)?;
                 let e: Vec<f32> = Vec::<f32>::try_from(e.f_contiguous()?)?;
                 let b: Vec<f32> = match bands {
@@ -223,7 +287,7 @@ impl Scorer {
             let has_bands = bands.len() == n * model.n_mels;
             let mut at = 0;
             for &i in &idx {
-                let k = batch[i].msg.vector_count();
+                let k = if model.profile.is_some() { batch[i].at.len() } else { batch[i].msg.vector_count() };
                 batch[i].energies = energies[at..at + k].to_vec();
                 if has_bands {
                     batch[i].bands = bands[at * model.n_mels..(at + k) * model.n_mels].to_vec();
@@ -279,6 +343,10 @@ impl Scorer {
                     self.streams[stream].detector.advance(n);
                     return;
                 }
+                if !item.at.is_empty() {
+                    self.dispatch_windows(stream, &item, arrived);
+                    return;
+                }
                 let nb = self.models[self.streams[stream].model].n_mels;
                 let sm = &self.metrics.streams[stream];
                 sm.vectors_scored.fetch_add(item.energies.len() as u64, Ordering::Relaxed);
@@ -324,6 +392,27 @@ impl Scorer {
                 let sm = &self.metrics.streams[stream];
                 sm.up.store(false, Ordering::Relaxed);
                 sm.ended.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A profile stream's message: one vector period per frame, a decision at each frame a
+    /// window's profile was scored at.
+    fn dispatch_windows(&mut self, stream: usize, item: &Item, arrived: Instant) {
+        let nb = self.models[self.streams[stream].model].n_mels;
+        let sm = &self.metrics.streams[stream];
+        sm.vectors_scored.fetch_add(item.msg.vector_count() as u64, Ordering::Relaxed);
+        let with_bands = item.bands.len() == item.at.len() * nb;
+        let mut next = 0;
+        for k in 0..item.msg.vector_count() {
+            let window = (item.at.get(next) == Some(&k)).then(|| {
+                let bands = with_bands.then(|| &item.bands[next * nb..(next + 1) * nb]);
+                next += 1;
+                (item.energies[next - 1] as f64, bands)
+            });
+            if let Some(d) = self.streams[stream].detector.push_window(window) {
+                self.metrics.latency.observe(arrived.elapsed().as_secs_f64());
+                self.decided(stream, d);
             }
         }
     }

@@ -37,7 +37,10 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 fn cache_key(bytes: &[u8], params: &FeatureParams, audio: &AudioOptions) -> String {
     let mut h = Sha256::new();
     h.update(bytes);
-    h.update(toml::to_string(params).unwrap_or_default().as_bytes());
+    // The log-mel does not depend on how frames are stacked or profiled afterwards: one entry
+    // serves every model of the same front-end.
+    let front = FeatureParams { frames: FeatureParams::default().frames, profile: None, ..params.clone() };
+    h.update(toml::to_string(&front).unwrap_or_default().as_bytes());
     h.update(toml::to_string(audio).unwrap_or_default().as_bytes());
     h.finalize().iter().take(20).map(|b| format!("{b:02x}")).collect()
 }

@@ -246,8 +246,6 @@ impl Detector {
         self.vectors_seen += 1;
         let score = self.scores.push(energy)?;
         let window = self.scores.window() as f64;
-        let t_s = self.vectors_seen as f64 * self.vector_s;
-        let transition = self.machine.step(score, t_s);
         let bands = (self.n_bands > 0).then(|| {
             let mut mean = vec![0.0; self.n_bands];
             for row in self.bands.chunks_exact(self.n_bands) {
@@ -257,8 +255,28 @@ impl Detector {
             }
             mean
         });
+        Some(self.decide(score, bands))
+    }
+
+    /// One vector period of a stream whose window scores are made elsewhere (a profile
+    /// bundle scores each window's profile): with `Some((score, per-band errors))` the alarm
+    /// machine decides on it at this vector's time.
+    pub fn push_window(&mut self, window: Option<(f64, Option<&[f32]>)>) -> Option<Decision> {
+        self.vectors_seen += 1;
+        let (score, errors) = window?;
+        let bands = errors.filter(|b| self.n_bands > 0 && b.len() == self.n_bands).map(|b| {
+            let mut shares = vec![0.0; b.len()];
+            band_shares(b, &mut shares);
+            shares
+        });
+        Some(self.decide(score, bands))
+    }
+
+    fn decide(&mut self, score: f64, bands: Option<Vec<f64>>) -> Decision {
+        let t_s = self.vectors_seen as f64 * self.vector_s;
+        let transition = self.machine.step(score, t_s);
         let (threshold, state) = (self.machine.threshold(), self.machine.state());
-        Some(Decision { t_s, score, threshold, state, transition, bands })
+        Decision { t_s, score, threshold, state, transition, bands }
     }
 }
 

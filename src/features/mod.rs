@@ -13,6 +13,7 @@
 //! DCASE 2020 baseline on librosa 0.6). Only the first and last frames differ between them.
 
 pub mod mel;
+pub mod profile;
 pub mod stream;
 
 use std::sync::Arc;
@@ -60,6 +61,10 @@ pub struct FeatureParams {
     /// Exponent of the magnitude spectrum (2 = power).
     pub power: f64,
     pub pad_mode: PadMode,
+    /// Score spectral profiles of windows of frames instead of stacked vectors
+    /// ([`profile`]); needs `frames = 1`. Absent: stacked vectors, as every bundle before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<profile::ProfileParams>,
 }
 
 impl Default for FeatureParams {
@@ -74,6 +79,7 @@ impl Default for FeatureParams {
             fmax: None,
             power: 2.0,
             pad_mode: PadMode::Constant,
+            profile: None,
         }
     }
 }
@@ -83,9 +89,26 @@ impl FeatureParams {
         self.fmax.unwrap_or(self.sample_rate as f64 / 2.0)
     }
 
-    /// Dimension of one stacked vector (`n_mels * frames`).
+    /// Dimension of one stacked vector (`n_mels * frames`): what a stream's front-end makes.
     pub fn vector_dim(&self) -> usize {
         self.n_mels * self.frames
+    }
+
+    /// Dimension of what the model scores: a profile's, or a stacked vector's.
+    pub fn model_dim(&self) -> usize {
+        self.profile.as_ref().map_or(self.vector_dim(), |p| p.dim(self.n_mels))
+    }
+
+    /// What the model scores of one clip: its profiles (windows every `hop_frames`), or its
+    /// stacked vectors. Empty when the clip is too short for one.
+    pub fn model_vectors(&self, lm: &LogMel) -> Vectors {
+        match &self.profile {
+            Some(p) => {
+                let v = profile::profiles(lm, p, p.hop_frames);
+                Vectors { dim: v.dim, n: v.n, data: v.data }
+            }
+            None => lm.vectors(self.frames),
+        }
     }
 
     /// Number of STFT frames librosa makes for `n_samples` samples (centre padding).
@@ -127,6 +150,15 @@ impl FeatureParams {
             }
         } else if self.fmin >= nyquist && self.sample_rate > 0 {
             problems.push(key("fmin"), format!("must be below sample_rate/2 = {nyquist}, got {}", self.fmin));
+        }
+        if let Some(p) = &self.profile {
+            p.validate(&key("profile"), problems);
+            if self.frames != 1 {
+                problems.push(
+                    key("frames"),
+                    format!("must be 1 with [profile] (profiles average single frames), got {}", self.frames),
+                );
+            }
         }
     }
 

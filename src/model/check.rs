@@ -124,6 +124,25 @@ fn energy(p: &mut Problems, e: &EnergySpec) -> Option<i64> {
             }
             Some(input)
         }
+        // A D × D factor per component: D ≤ 4096 and k ≤ 64 keep a bundle under 8 GB.
+        EnergySpec::Gaussian(s) => {
+            if !(1..=4096).contains(&s.dim) {
+                p.push("energy.dim", format!("must be in 1..=4096, got {}", s.dim));
+            }
+            p.is_empty().then_some(s.dim)
+        }
+        EnergySpec::Gmm(s) => {
+            if !(1..=4096).contains(&s.dim) {
+                p.push("energy.dim", format!("must be in 1..=4096, got {}", s.dim));
+            }
+            if !(1..=64).contains(&s.components) {
+                p.push("energy.components", format!("must be in 1..=64, got {}", s.components));
+            }
+            if !(s.reg.is_finite() && s.reg >= 0.0) {
+                p.push("energy.reg", format!("must be finite and >= 0, got {}", s.reg));
+            }
+            p.is_empty().then_some(s.dim)
+        }
     }
 }
 
@@ -165,10 +184,11 @@ pub fn problems(m: &Manifest) -> Problems {
     }
     if let Some(f) = &m.features {
         f.validate("features", &mut p);
-        let dim = f.n_mels.saturating_mul(f.frames) as i64;
+        let dim = f.model_dim() as i64;
         if let Some(i) = input {
             if i != dim && p.is_empty() {
-                p.push("energy", format!("takes {i}-D vectors, the features make n_mels × frames = {dim}"));
+                let what = if f.profile.is_some() { "n_mels × profile statistics" } else { "n_mels × frames" };
+                p.push("energy", format!("takes {i}-D vectors, the features make {what} = {dim}"));
             }
         }
         if m.scaler.is_none() {

@@ -30,6 +30,21 @@ pub enum ModelKind {
     MpdrR,
     MpdrIdnn,
     MpdrS,
+    /// Spectral profiles + a shrinkage-covariance Gaussian (issue 23).
+    Gaussian,
+    /// Spectral profiles + a Gaussian mixture.
+    Gmm,
+}
+
+impl ModelKind {
+    /// A density fitted on spectral profiles in closed form / by EM: no networks, no epochs.
+    pub fn is_density(self) -> bool {
+        matches!(self, ModelKind::Gaussian | ModelKind::Gmm)
+    }
+    /// Trains an MPDR stage (the product rule applies).
+    pub fn is_mpdr(self) -> bool {
+        matches!(self, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS)
+    }
 }
 
 impl std::fmt::Display for ModelKind {
@@ -40,6 +55,8 @@ impl std::fmt::Display for ModelKind {
             ModelKind::MpdrR => "mpdr-r",
             ModelKind::MpdrIdnn => "mpdr-idnn",
             ModelKind::MpdrS => "mpdr-s",
+            ModelKind::Gaussian => "gaussian",
+            ModelKind::Gmm => "gmm",
         })
     }
 }
@@ -327,8 +344,13 @@ impl std::fmt::Debug for Bundle {
 impl Bundle {
     /// Build the networks of `manifest` with fresh weights on `device` (float32).
     pub fn build(manifest: Manifest, device: Device) -> Self {
-        let energy_vs = nn::VarStore::new(device);
+        let mut energy_vs = nn::VarStore::new(device);
         let energy = manifest.energy.build(&energy_vs.root());
+        if manifest.energy.is_density() {
+            // Densities are fitted and scored in f64 (a 128-D quadratic form keeps its digits):
+            // the variables are cast in place, and scoring casts its input to the store's kind.
+            energy_vs.set_kind(Kind::Double);
+        }
         let mut manifold_vs = Vec::new();
         let mut manifold = Vec::new();
         for spec in &manifest.manifold {

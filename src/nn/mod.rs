@@ -6,6 +6,8 @@
 //! * [`ae::AutoEncoder`]: encoder + decoder, optional spherical latent, reconstruction energy.
 //! * [`idnn::Idnn`]: interpolation DNN (context frames -> middle frame) energy.
 //! * [`scalar::ScalarEnergy`]: a network with one output (MPDR-S).
+//! * [`gaussian::Gaussian`], [`gmm::Gmm`]: density energies of profile vectors, fitted in
+//!   closed form / by EM in f64 (not by gradient).
 //!
 //! [`EnergySpec`] describes any of them (it is what a bundle manifest stores); [`EnergyNet`]
 //! is the built network behind the [`Energy`] trait that MPDR, scoring and benchmarks use.
@@ -14,6 +16,8 @@
 
 pub mod ae;
 pub mod conv;
+pub mod gaussian;
+pub mod gmm;
 pub mod idnn;
 pub mod scalar;
 
@@ -296,6 +300,8 @@ pub enum EnergySpec {
     Ae(ae::AeSpec),
     Idnn(idnn::IdnnSpec),
     Scalar(scalar::ScalarSpec),
+    Gaussian(gaussian::GaussianSpec),
+    Gmm(gmm::GmmSpec),
 }
 
 /// A built energy network.
@@ -304,6 +310,8 @@ pub enum EnergyNet {
     Ae(ae::AutoEncoder),
     Idnn(idnn::Idnn),
     Scalar(scalar::ScalarEnergy),
+    Gaussian(gaussian::Gaussian),
+    Gmm(gmm::Gmm),
 }
 
 impl EnergySpec {
@@ -313,7 +321,14 @@ impl EnergySpec {
             EnergySpec::Ae(s) => EnergyNet::Ae(ae::AutoEncoder::new(p, s)),
             EnergySpec::Idnn(s) => EnergyNet::Idnn(idnn::Idnn::new(p, s)),
             EnergySpec::Scalar(s) => EnergyNet::Scalar(scalar::ScalarEnergy::new(p, s)),
+            EnergySpec::Gaussian(s) => EnergyNet::Gaussian(gaussian::Gaussian::new(p, s)),
+            EnergySpec::Gmm(s) => EnergyNet::Gmm(gmm::Gmm::new(p, s)),
         }
+    }
+
+    /// A density fitted in f64 (its variables are kept and scored in double precision).
+    pub fn is_density(&self) -> bool {
+        matches!(self, EnergySpec::Gaussian(_) | EnergySpec::Gmm(_))
     }
 
     /// Input dimension of the vectors this energy scores.
@@ -322,6 +337,8 @@ impl EnergySpec {
             EnergySpec::Ae(s) => s.input_dim(),
             EnergySpec::Idnn(s) => s.n_mels * s.frames,
             EnergySpec::Scalar(s) => s.input_dim(),
+            EnergySpec::Gaussian(s) => s.dim,
+            EnergySpec::Gmm(s) => s.dim,
         }
     }
 }
@@ -332,6 +349,8 @@ impl Energy for EnergyNet {
             EnergyNet::Ae(m) => m.energy(x, train),
             EnergyNet::Idnn(m) => m.energy(x, train),
             EnergyNet::Scalar(m) => m.energy(x, train),
+            EnergyNet::Gaussian(m) => m.energy(x, train),
+            EnergyNet::Gmm(m) => m.energy(x, train),
         }
     }
     fn reg(&self) -> Tensor {
@@ -339,11 +358,13 @@ impl Energy for EnergyNet {
             EnergyNet::Ae(m) => m.reg(),
             EnergyNet::Idnn(m) => m.reg(),
             EnergyNet::Scalar(m) => m.reg(),
+            EnergyNet::Gaussian(m) => m.reg(),
+            EnergyNet::Gmm(m) => m.reg(),
         }
     }
     fn kind(&self) -> EnergyKind {
         match self {
-            EnergyNet::Scalar(_) => EnergyKind::Scalar,
+            EnergyNet::Scalar(_) | EnergyNet::Gaussian(_) | EnergyNet::Gmm(_) => EnergyKind::Scalar,
             _ => EnergyKind::Recon,
         }
     }
@@ -351,7 +372,7 @@ impl Energy for EnergyNet {
         match self {
             EnergyNet::Ae(m) => m.per_dim_error(x),
             EnergyNet::Idnn(m) => m.per_dim_error(x),
-            EnergyNet::Scalar(_) => None,
+            EnergyNet::Scalar(_) | EnergyNet::Gaussian(_) | EnergyNet::Gmm(_) => None,
         }
     }
     fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
@@ -359,6 +380,8 @@ impl Energy for EnergyNet {
             EnergyNet::Ae(m) => m.energy_explained(x),
             EnergyNet::Idnn(m) => m.energy_explained(x),
             EnergyNet::Scalar(m) => m.energy_explained(x),
+            EnergyNet::Gaussian(m) => m.energy_explained(x),
+            EnergyNet::Gmm(m) => m.energy_explained(x),
         }
     }
 }

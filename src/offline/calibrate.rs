@@ -5,9 +5,8 @@
 
 use std::path::PathBuf;
 
-use super::{vector_energies, vectors_per_window, OfflineError, Result};
+use super::{clip_window_scores, vectors_per_window, OfflineError, Result};
 use crate::data::extract::{self, OnBadFile};
-use crate::detect::window_scores;
 use crate::error::InputError;
 use crate::eval::calibrate::{calibrate, CalibrationTarget};
 use crate::model::{Bundle, Threshold};
@@ -43,6 +42,8 @@ pub fn recalibrate(opts: &CalibrateOptions) -> Result<(Threshold, Option<Thresho
             .unwrap_or(default.false_alarms_per_day),
         window_s: opts.window_s.unwrap_or_else(|| super::evaluate::calibration_window_s(&bundle)),
     };
+    // A profile bundle's window is its profile's.
+    let target = CalibrationTarget { window_s: super::profile_window_s(&params).unwrap_or(target.window_s), ..target };
     let files = match crate::files::file_or_folder(&opts.data, "wav") {
         Ok(f) => f,
         Err(_) => crate::files::file_or_folder(&opts.data, "npy")
@@ -51,15 +52,15 @@ pub fn recalibrate(opts: &CalibrateOptions) -> Result<(Threshold, Option<Thresho
     let audio = bundle.manifest.audio.unwrap_or_default();
     let lms = extract::logmels(&files, &params, &audio, opts.cache.as_deref(), opts.on_bad)?;
     let per_window = vectors_per_window(target.window_s, &params);
-    let (mut windows, mut used, mut vectors) = (Vec::new(), 0usize, 0usize);
+    let (mut windows, mut used, mut frames) = (Vec::new(), 0usize, 0usize);
     for lm in lms.iter().flatten() {
-        if let Some(e) = vector_energies(&bundle, lm, params.frames)? {
-            vectors += e.len();
-            windows.extend(window_scores(&e, per_window, per_window));
+        if let Some(w) = clip_window_scores(&bundle, lm, &params, per_window)? {
+            frames += lm.n_frames;
+            windows.extend(w);
             used += 1;
         }
     }
-    let hours = vectors as f64 * params.hop_length as f64 / params.sample_rate as f64 / 3600.0;
+    let hours = frames as f64 * params.hop_length as f64 / params.sample_rate as f64 / 3600.0;
     let mut t = calibrate(&windows, &target).map_err(|e| {
         OfflineError::Input(InputError::new(&opts.data, format!("cannot calibrate on these recordings: {e}")))
     })?;

@@ -125,7 +125,7 @@ pub fn score_unlabelled(
     let mut by_id: std::collections::BTreeMap<String, String> = Default::default();
     for ((id, f), lm) in ided.iter().zip(lms) {
         let Some(lm) = lm else { continue };
-        let Some(e) = vector_energies(bundle, &lm, params.frames)? else { continue };
+        let Some(e) = vector_energies(bundle, &lm, &params)? else { continue };
         let score = e.iter().map(|&x| x as f64).sum::<f64>() / e.len() as f64;
         let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let _ = writeln!(by_id.entry(id.clone()).or_default(), "{name},{score}");

@@ -3,17 +3,16 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{vector_energies, vectors_per_window, OfflineError, Result};
+use super::{clip_window_scores, vector_energies, vectors_per_window, OfflineError, Result};
 use crate::data::dcase::{self, MachineDir};
 use crate::data::extract::{self, OnBadFile};
-use crate::detect::window_scores;
 use crate::error::InputError;
 use crate::eval::metrics::{partial_auc, roc_auc, PaucKind};
 use crate::eval::report::{ClipScore, IdReport, Report};
 use crate::model::Bundle;
 
 /// Score every test file of `md` with `bundle`: the file score (mean energy over the file's
-/// vectors) and its window scores (the calibration's windows, [`crate::detect::window_scores`]).
+/// vectors or profiles) and its window scores (the calibration's windows, [`crate::detect::window_scores`]).
 pub fn score_files(
     bundle: &Bundle,
     md: &MachineDir,
@@ -34,11 +33,11 @@ pub fn score_files(
     for (f, lm) in md.test.iter().zip(lms) {
         bar.inc(1);
         let Some(lm) = lm else { continue };
-        match vector_energies(bundle, &lm, params.frames)? {
+        match vector_energies(bundle, &lm, &params)? {
             Some(e) => out.push(ClipScore {
                 file: f.clone(),
                 score: e.iter().map(|&x| x as f64).sum::<f64>() / e.len() as f64,
-                windows: window_scores(&e, window, window),
+                windows: clip_window_scores(bundle, &lm, &params, window)?.unwrap_or_default(),
             }),
             None => tracing::warn!(file = %f.path.display(), "too short for one vector; skipped"),
         }

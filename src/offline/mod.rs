@@ -220,21 +220,19 @@ fn load(
     Ok(files.iter().cloned().zip(lms).filter_map(|(f, lm)| lm.map(|l| (f, l))).collect())
 }
 
-fn stack(items: &[(DcaseFile, LogMel)], frames: usize) -> (Vec<f32>, usize) {
+fn stack(items: &[(DcaseFile, LogMel)], params: &FeatureParams) -> (Vec<f32>, usize) {
     let mut data = Vec::new();
     let mut n = 0;
     for (_, lm) in items {
-        let v = lm.vectors(frames);
+        let v = params.model_vectors(lm);
         n += v.n;
         data.extend_from_slice(&v.data);
     }
     (data, n)
 }
 
-/// Energies of every stacked vector of `lm` under `bundle` (raw features in; the bundle
-/// scales them). `None` when the clip is too short for one vector.
-pub(crate) fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Result<Option<Vec<f32>>> {
-    let v = lm.vectors(frames);
+/// Energies of `v` under `bundle` (raw features in; the bundle scales them); `None` when empty.
+fn energies_of(bundle: &Bundle, v: &crate::features::Vectors) -> Result<Option<Vec<f32>>> {
     if v.n == 0 {
         return Ok(None);
     }
@@ -242,15 +240,49 @@ pub(crate) fn vector_energies(bundle: &Bundle, lm: &LogMel, frames: usize) -> Re
     Ok(Some(Vec::<f32>::try_from(&e)?))
 }
 
+/// Energies of every vector the bundle scores of `lm` — its stacked vectors, or its profiles
+/// every `hop_frames` — under `bundle`. `None` when the clip is too short for one.
+pub(crate) fn vector_energies(bundle: &Bundle, lm: &LogMel, params: &FeatureParams) -> Result<Option<Vec<f32>>> {
+    energies_of(bundle, &params.model_vectors(lm))
+}
+
+/// A clip's window scores as the daemon decides them, non-overlapping: the mean energy over
+/// each `per_window` stacked vectors ([`window_scores`]), or — for a profile bundle, whose
+/// window is its profile's — the energy of each window's profile. `None`: too short.
+pub(crate) fn clip_window_scores(
+    bundle: &Bundle,
+    lm: &LogMel,
+    params: &FeatureParams,
+    per_window: usize,
+) -> Result<Option<Vec<f64>>> {
+    match &params.profile {
+        Some(p) => {
+            let e = energies_of(bundle, &window_profiles(lm, p))?;
+            Ok(e.map(|e| e.iter().map(|&x| x as f64).collect()))
+        }
+        None => Ok(vector_energies(bundle, lm, params)?.map(|e| window_scores(&e, per_window, per_window))),
+    }
+}
+
+/// The profiles of a clip's non-overlapping windows (what calibration and explanations see).
+fn window_profiles(lm: &LogMel, p: &crate::features::profile::ProfileParams) -> crate::features::Vectors {
+    let v = crate::features::profile::profiles(lm, p, p.window_frames);
+    crate::features::Vectors { dim: v.dim, n: v.n, data: v.data }
+}
+
 /// Per-band errors (vectors x n_mels, row-major) of every stacked vector of `lm` under
 /// `bundle`, through the daemon's scoring call; `None` for an energy without explanations.
 pub(crate) fn vector_band_errors(
     bundle: &Bundle,
     lm: &LogMel,
-    frames: usize,
+    params: &FeatureParams,
     n_mels: usize,
 ) -> Result<Option<Vec<f32>>> {
-    let v = lm.vectors(frames);
+    // A profile bundle explains each window's profile (non-overlapping, as calibrated).
+    let v = match &params.profile {
+        Some(p) => window_profiles(lm, p),
+        None => lm.vectors(params.frames),
+    };
     if v.n == 0 {
         return Ok(None);
     }
@@ -275,12 +307,55 @@ pub(crate) fn band_stats(
 ) -> Result<Option<crate::model::BandStats>> {
     let mut windows = Vec::new();
     for lm in clips {
-        match vector_band_errors(bundle, lm, params.frames, params.n_mels)? {
+        let per_window = if params.profile.is_some() { 1 } else { per_window };
+        match vector_band_errors(bundle, lm, params, params.n_mels)? {
             Some(e) => windows.extend(crate::detect::window_band_shares(&e, params.n_mels, per_window)),
             None => return Ok(None),
         }
     }
     Ok(crate::model::BandStats::fit(&windows))
+}
+
+/// The longest profile window — the recipe's, then 156, 64, 32 frames with a hop of a quarter
+/// window — whose training windows number at least `target`: a handful of 10-s clips is too
+/// few whole-clip profiles for a covariance, but many 2-s ones. Decided on training data only.
+fn density_window(
+    items: &[(DcaseFile, LogMel)],
+    p: &crate::features::profile::ProfileParams,
+    n_mels: usize,
+    target: usize,
+) -> crate::features::profile::ProfileParams {
+    let count = |q: &crate::features::profile::ProfileParams| -> usize {
+        items.iter().map(|(_, lm)| crate::features::profile::profiles(lm, q, q.hop_frames).n).sum()
+    };
+    let mut best = p.clone();
+    for w in [p.window_frames, 156, 64, 32].into_iter().filter(|&w| w <= p.window_frames) {
+        let q = crate::features::profile::ProfileParams {
+            window_frames: w,
+            hop_frames: if w == p.window_frames { p.hop_frames } else { (w / 4).max(1) },
+            stats: p.stats.clone(),
+        };
+        let n = count(&q);
+        best = q;
+        if n >= target {
+            break;
+        }
+    }
+    if best != *p {
+        tracing::info!(
+            window_frames = best.window_frames,
+            hop_frames = best.hop_frames,
+            target,
+            n_mels,
+            "few training clips: shorter profile windows, so the density has enough of them"
+        );
+    }
+    best
+}
+
+/// The seconds a profile bundle's window spans (`None`: stacked vectors, any window).
+pub fn profile_window_s(params: &FeatureParams) -> Option<f64> {
+    params.profile.as_ref().map(|p| p.window_frames as f64 * params.hop_length as f64 / params.sample_rate as f64)
 }
 
 /// Vectors in a window of `window_s` seconds (one vector per hop).
@@ -321,19 +396,41 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let (train_items, held_items) = split_by_mask(own_items, held);
     let other_items = load(&other_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let other_train_items = load(&other_train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
-    let (raw, n) = stack(&train_items, params.frames);
+    if opts.model.is_density() && params.profile.is_none() {
+        let message = format!("a {} scores spectral profiles: the recipe needs [features.profile]", opts.model);
+        return Err(TrainError::Mismatch(message).into());
+    }
+    let params = match (&params.profile, opts.model.is_density()) {
+        (Some(p), true) if cfg.density.auto_window => {
+            let target = 8 * cfg.density.min_samples(opts.model);
+            let p = density_window(&train_items, p, params.n_mels, target);
+            FeatureParams { profile: Some(p), ..params }
+        }
+        _ => params,
+    };
+    let (raw, n) = stack(&train_items, &params);
     if n == 0 {
         let message = format!("training files give no feature vectors (clips shorter than {} frames?)", params.frames);
         return Err(InputError::new(&md.root, message).into());
     }
-    let dim = params.vector_dim();
-    let clamp = (cfg.clamp > 0.0).then_some(cfg.clamp as f32);
+    let need = if opts.model.is_density() { cfg.density.min_samples(opts.model) } else { 1 };
+    if n < need {
+        let message = format!(
+            "{n} training profile(s) from {} clip(s); a {} needs at least {need} — record more normal audio",
+            train_items.len(),
+            opts.model
+        );
+        return Err(InputError::new(&md.root.join("train"), message).into());
+    }
+    let dim = params.model_dim();
+    // Profiles are scored unclamped: a band far outside its normal range is the evidence.
+    let clamp = (cfg.clamp > 0.0 && params.profile.is_none()).then_some(cfg.clamp as f32);
     let scaler = Scaler::fit(&raw, dim, clamp);
     let to_tensor = |v: &[f32], rows: usize| scaler.apply(&Tensor::from_slice(v).reshape([rows as i64, dim as i64]));
     let train_t = to_tensor(&raw, n);
     // Scaled vectors of a file set, `None` when it gives none.
     let scaled = |items: &[(DcaseFile, LogMel)]| {
-        let (raw, rows) = stack(items, params.frames);
+        let (raw, rows) = stack(items, &params);
         (rows > 0).then(|| to_tensor(&raw, rows))
     };
     let (held_t, other_t, other_train_t) = (scaled(&held_items), scaled(&other_items), scaled(&other_train_items));
@@ -380,13 +477,17 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let per_window = vectors_per_window(cfg.calibration.window_s, &params);
     let mut windows = Vec::new();
     for (_, lm) in &held_items {
-        if let Some(e) = vector_energies(&bundle, lm, params.frames)? {
-            windows.extend(window_scores(&e, per_window, per_window));
+        if let Some(w) = clip_window_scores(&bundle, lm, &params, per_window)? {
+            windows.extend(w);
         }
     }
     let clips: Vec<&LogMel> = held_items.iter().map(|(_, lm)| lm).collect();
     bundle.manifest.band_stats = band_stats(&bundle, &clips, &params, per_window)?;
-    match calibrate(&windows, &cfg.calibration) {
+    let target = crate::eval::calibrate::CalibrationTarget {
+        window_s: profile_window_s(&params).unwrap_or(cfg.calibration.window_s),
+        ..cfg.calibration.clone()
+    };
+    match calibrate(&windows, &target) {
         Ok(mut t) => {
             tracing::info!(threshold = t.value, windows = windows.len(), "calibrated");
             t.fitted_on = Some(format!("training: {} held-out normal clip(s)", held_items.len()));

@@ -18,6 +18,7 @@ mod install;
 mod monitor;
 mod mpdr_parity;
 mod mpdr_switches;
+mod profiles;
 mod recipe;
 mod tch_link;
 mod train_eval;

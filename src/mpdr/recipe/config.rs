@@ -156,6 +156,41 @@ impl Default for MpdrSchedule {
     }
 }
 
+/// The density energies of profiles (`gaussian`, `gmm`): `[density]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DensityConfig {
+    /// `gaussian`: the covariance's shrinkage, `ledoit-wolf` or `oas`.
+    pub shrinkage: crate::nn::gaussian::Shrinkage,
+    /// `gmm`: mixture components.
+    pub components: i64,
+    /// `gmm`: added to each component's covariance diagonal (standardised units).
+    pub reg: f64,
+    /// `gmm`: EM runs from this many seeded starts; the most likely on the training profiles
+    /// is kept (label-free).
+    pub inits: usize,
+    /// Too few training windows (under 8 × the minimum) for the recipe's profile window: use
+    /// the longest of 156, 64, 32 frames that gives enough (hop a quarter window).
+    pub auto_window: bool,
+}
+
+impl Default for DensityConfig {
+    fn default() -> Self {
+        DensityConfig { shrinkage: Default::default(), components: 2, reg: 0.1, inits: 4, auto_window: true }
+    }
+}
+
+impl DensityConfig {
+    /// The fewest training profiles a density of `kind` on `dim`-D profiles is fitted on:
+    /// a Gaussian needs 8 (the shrinkage keeps it defined below D), a mixture 8 per component.
+    pub fn min_samples(&self, kind: ModelKind) -> usize {
+        match kind {
+            ModelKind::Gmm => 8 * self.components.max(1) as usize,
+            _ => 8,
+        }
+    }
+}
+
 /// Everything `mpdr train` needs besides the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,6 +213,7 @@ pub struct TrainConfig {
     pub pretrain: StageConfig,
     pub mpdr: MpdrConfig,
     pub mpdr_schedule: MpdrSchedule,
+    pub density: DensityConfig,
 }
 
 /// The default is the CPU-sized recipe of issues 4 and 12 (BENCHMARKS.md, "Choosing the
@@ -228,7 +264,18 @@ impl TrainConfig {
             pretrain: StageConfig::default(),
             mpdr: MpdrConfig::default(),
             mpdr_schedule: MpdrSchedule::default(),
+            density: DensityConfig::default(),
         }
+    }
+
+    /// This recipe for `kind`: a density kind scores spectral profiles, so it gets the default
+    /// `[features.profile]` (and single frames) when the recipe names none.
+    pub fn for_kind(mut self, kind: ModelKind) -> Self {
+        if kind.is_density() && self.features.profile.is_none() {
+            self.features.profile = Some(Default::default());
+            self.features.frames = 1;
+        }
+        self
     }
 
     /// Parse a recipe file. Every key it gives overrides the default recipe
@@ -299,6 +346,16 @@ impl TrainConfig {
             p.push("mpdr_schedule.pseudo_shift", format!("must be > 0, got {shift}"));
         }
         self.mpdr.validate("mpdr", &mut p);
+        let d = &self.density;
+        if !(1..=64).contains(&d.components) {
+            p.push("density.components", format!("must be 1..=64, got {}", d.components));
+        }
+        if !(d.reg.is_finite() && d.reg >= 0.0) {
+            p.push("density.reg", format!("must be finite and >= 0, got {}", d.reg));
+        }
+        if !(1..=100).contains(&d.inits) {
+            p.push("density.inits", format!("must be 1..=100, got {}", d.inits));
+        }
         p
     }
 
@@ -371,6 +428,18 @@ pub struct Networks {
 impl TrainConfig {
     /// The networks [`train`](super::train()) builds for `kind` on `dim`-D vectors from this config's presets.
     pub fn networks(&self, kind: ModelKind, dim: i64, n_mels: i64, frames: i64) -> Networks {
+        let d = &self.density;
+        match kind {
+            ModelKind::Gaussian => {
+                let spec = crate::nn::gaussian::GaussianSpec { dim, shrinkage: d.shrinkage };
+                return Networks { energy: EnergySpec::Gaussian(spec), manifold: Vec::new() };
+            }
+            ModelKind::Gmm => {
+                let spec = crate::nn::gmm::GmmSpec { dim, components: d.components, reg: d.reg };
+                return Networks { energy: EnergySpec::Gmm(spec), manifold: Vec::new() };
+            }
+            _ => {}
+        }
         let preset = match kind {
             ModelKind::Idnn | ModelKind::MpdrIdnn => EnergyPreset::Idnn,
             ModelKind::MpdrS => EnergyPreset::ScalarMlp,

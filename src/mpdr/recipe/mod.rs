@@ -4,6 +4,7 @@
 //! defaults, the official DCASE MPDR-R recipe) lives in `config`.
 
 mod config;
+mod density;
 
 use std::collections::BTreeMap;
 
@@ -96,6 +97,9 @@ pub fn train(
     hooks: &mut dyn TrainHooks,
     resume: Option<Bundle>,
 ) -> Result<Bundle, TrainError> {
+    if kind.is_density() {
+        return density::fit(kind, input, cfg, device);
+    }
     let nets = cfg.networks(kind, input.train.size()[1], input.n_mels, input.frames);
     train_with(kind, input, cfg, nets, device, hooks, resume)
 }
