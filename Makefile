@@ -51,14 +51,14 @@ fuzz: setup
 demo: build
 	target/release/mpdr demo --out demo-report
 
-# Rebuild the demo models in models/ exactly (seeded): synthetic training data, one AE bundle
+# Rebuild the demo models in models/ exactly (seeded): synthetic training data, one bundle of the default kind (gmm)
 # per machine type, and their eval reports on synthetic anomalies (numbers in BENCHMARKS.md).
 MACHINES := fan pump valve slider
 models: build
 	rm -rf target/synth-data target/synth-reports
 	target/release/mpdr synth dataset --out target/synth-data --seed 1
 	for m in $(MACHINES); do \
-	  target/release/mpdr train --data target/synth-data/$$m --model ae --seed 1 --config config/train.demo-models.toml --no-cache --out models/$$m && \
+	  target/release/mpdr train --data target/synth-data/$$m --seed 1 --config config/train.demo-models.toml --no-cache --out models/$$m && \
 	  target/release/mpdr synth --machine $$m --instance 1000 --seed 500 --seconds 3600 --out target/synth-data/site-$$m.wav && \
 	  target/release/mpdr calibrate --bundle models/$$m --data target/synth-data/site-$$m.wav --no-cache && \
 	  target/release/mpdr eval --bundle models/$$m --data target/synth-data/$$m --no-cache --out target/synth-reports/$$m || exit 1; \

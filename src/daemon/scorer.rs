@@ -105,11 +105,13 @@ struct Item {
     bands: Vec<f32>,
     /// Profile streams: the frame of the message each energy's window ends at.
     at: Vec<usize>,
+    /// Its model scored the batch (profile streams: also when no window fell due).
+    scored: bool,
 }
 
 impl Item {
     fn new(msg: StreamMsg) -> Self {
-        Item { msg, energies: Vec::new(), bands: Vec::new(), at: Vec::new() }
+        Item { msg, energies: Vec::new(), bands: Vec::new(), at: Vec::new(), scored: false }
     }
 }
 
@@ -239,6 +241,8 @@ impl Scorer {
                     }
                 }
                 if flat.is_empty() {
+                    // No window fell due: the frames are in the windows, nothing to score.
+                    idx.iter().for_each(|&i| batch[i].scored = true);
                     continue;
                 }
             } else {
@@ -287,6 +291,7 @@ impl Scorer {
             let has_bands = bands.len() == n * model.n_mels;
             let mut at = 0;
             for &i in &idx {
+                batch[i].scored = true;
                 let k = if model.profile.is_some() { batch[i].at.len() } else { batch[i].msg.vector_count() };
                 batch[i].energies = energies[at..at + k].to_vec();
                 if has_bands {
@@ -337,14 +342,14 @@ impl Scorer {
                 if let Some(r) = &mut self.streams[stream].audio {
                     r.push(audio);
                 }
+                if item.scored && self.streams[stream].profile.is_some() {
+                    self.dispatch_windows(stream, &item, arrived);
+                    return;
+                }
                 if item.energies.is_empty() {
                     // Silence, or a batch that failed to score: time moves on, nothing is decided.
                     let n = item.msg.vector_count() as u64;
                     self.streams[stream].detector.advance(n);
-                    return;
-                }
-                if !item.at.is_empty() {
-                    self.dispatch_windows(stream, &item, arrived);
                     return;
                 }
                 let nb = self.models[self.streams[stream].model].n_mels;

@@ -131,6 +131,19 @@ fn energy(p: &mut Problems, e: &EnergySpec) -> Option<i64> {
             }
             p.is_empty().then_some(s.dim)
         }
+        EnergySpec::GaussResidual(s) => {
+            if !(1..=4096).contains(&s.gaussian.dim) {
+                p.push("energy.gaussian.dim", format!("must be in 1..=4096, got {}", s.gaussian.dim));
+            }
+            let (input, output, _) = net(p, "energy.correction", &NetSpec::Mlp(s.correction.clone()))?;
+            if output != 1 || input != s.gaussian.dim {
+                p.push(
+                    "energy.correction",
+                    format!("must map the {}-D input to one output, got {input} -> {output}", s.gaussian.dim),
+                );
+            }
+            p.is_empty().then_some(s.gaussian.dim)
+        }
         EnergySpec::Gmm(s) => {
             if !(1..=4096).contains(&s.dim) {
                 p.push("energy.dim", format!("must be in 1..=4096, got {}", s.dim));

@@ -34,6 +34,9 @@ pub enum ModelKind {
     Gaussian,
     /// Spectral profiles + a Gaussian mixture.
     Gmm,
+    /// MPDR on spectral profiles with an energy that starts as the profile Gaussian (its
+    /// quadratic form plus a learnt correction, [`crate::nn::gauss_residual`]).
+    MpdrGaussian,
 }
 
 impl ModelKind {
@@ -43,7 +46,15 @@ impl ModelKind {
     }
     /// Trains an MPDR stage (the product rule applies).
     pub fn is_mpdr(self) -> bool {
-        matches!(self, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS)
+        matches!(self, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS | ModelKind::MpdrGaussian)
+    }
+    /// Scores spectral profiles only (no stacked-vector recipe exists for it).
+    pub fn needs_profiles(self) -> bool {
+        self.is_density() || self == ModelKind::MpdrGaussian
+    }
+    /// Starts MPDR from an energy of its own making, not a pre-trained network.
+    pub fn skips_pretrain(self) -> bool {
+        matches!(self, ModelKind::MpdrS | ModelKind::MpdrGaussian)
     }
 }
 
@@ -57,6 +68,7 @@ impl std::fmt::Display for ModelKind {
             ModelKind::MpdrS => "mpdr-s",
             ModelKind::Gaussian => "gaussian",
             ModelKind::Gmm => "gmm",
+            ModelKind::MpdrGaussian => "mpdr-gaussian",
         })
     }
 }

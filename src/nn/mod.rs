@@ -16,6 +16,7 @@
 
 pub mod ae;
 pub mod conv;
+pub mod gauss_residual;
 pub mod gaussian;
 pub mod gmm;
 pub mod idnn;
@@ -302,6 +303,7 @@ pub enum EnergySpec {
     Scalar(scalar::ScalarSpec),
     Gaussian(gaussian::GaussianSpec),
     Gmm(gmm::GmmSpec),
+    GaussResidual(gauss_residual::GaussResidualSpec),
 }
 
 /// A built energy network.
@@ -312,6 +314,7 @@ pub enum EnergyNet {
     Scalar(scalar::ScalarEnergy),
     Gaussian(gaussian::Gaussian),
     Gmm(gmm::Gmm),
+    GaussResidual(gauss_residual::GaussResidual),
 }
 
 impl EnergySpec {
@@ -323,6 +326,7 @@ impl EnergySpec {
             EnergySpec::Scalar(s) => EnergyNet::Scalar(scalar::ScalarEnergy::new(p, s)),
             EnergySpec::Gaussian(s) => EnergyNet::Gaussian(gaussian::Gaussian::new(p, s)),
             EnergySpec::Gmm(s) => EnergyNet::Gmm(gmm::Gmm::new(p, s)),
+            EnergySpec::GaussResidual(s) => EnergyNet::GaussResidual(gauss_residual::GaussResidual::new(p, s)),
         }
     }
 
@@ -339,6 +343,7 @@ impl EnergySpec {
             EnergySpec::Scalar(s) => s.input_dim(),
             EnergySpec::Gaussian(s) => s.dim,
             EnergySpec::Gmm(s) => s.dim,
+            EnergySpec::GaussResidual(s) => s.gaussian.dim,
         }
     }
 }
@@ -351,6 +356,7 @@ impl Energy for EnergyNet {
             EnergyNet::Scalar(m) => m.energy(x, train),
             EnergyNet::Gaussian(m) => m.energy(x, train),
             EnergyNet::Gmm(m) => m.energy(x, train),
+            EnergyNet::GaussResidual(m) => m.energy(x, train),
         }
     }
     fn reg(&self) -> Tensor {
@@ -360,11 +366,14 @@ impl Energy for EnergyNet {
             EnergyNet::Scalar(m) => m.reg(),
             EnergyNet::Gaussian(m) => m.reg(),
             EnergyNet::Gmm(m) => m.reg(),
+            EnergyNet::GaussResidual(m) => m.reg(),
         }
     }
     fn kind(&self) -> EnergyKind {
         match self {
-            EnergyNet::Scalar(_) | EnergyNet::Gaussian(_) | EnergyNet::Gmm(_) => EnergyKind::Scalar,
+            EnergyNet::Scalar(_) | EnergyNet::Gaussian(_) | EnergyNet::Gmm(_) | EnergyNet::GaussResidual(_) => {
+                EnergyKind::Scalar
+            }
             _ => EnergyKind::Recon,
         }
     }
@@ -372,7 +381,7 @@ impl Energy for EnergyNet {
         match self {
             EnergyNet::Ae(m) => m.per_dim_error(x),
             EnergyNet::Idnn(m) => m.per_dim_error(x),
-            EnergyNet::Scalar(_) | EnergyNet::Gaussian(_) | EnergyNet::Gmm(_) => None,
+            EnergyNet::Scalar(_) | EnergyNet::Gaussian(_) | EnergyNet::Gmm(_) | EnergyNet::GaussResidual(_) => None,
         }
     }
     fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
@@ -382,6 +391,7 @@ impl Energy for EnergyNet {
             EnergyNet::Scalar(m) => m.energy_explained(x),
             EnergyNet::Gaussian(m) => m.energy_explained(x),
             EnergyNet::Gmm(m) => m.energy_explained(x),
+            EnergyNet::GaussResidual(m) => m.energy_explained(x),
         }
     }
 }

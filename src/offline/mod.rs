@@ -96,6 +96,8 @@ struct Checkpoints {
     keep: Option<PathBuf>,
     /// The MPDR stage's watched epochs, for the training report.
     watched: Vec<crate::mpdr::watch::EpochRecord>,
+    /// `--id`: kept epochs are evaluated on that id's clips, as the final bundle.
+    machine_id: Option<String>,
 }
 
 impl TrainHooks for Checkpoints {
@@ -109,6 +111,7 @@ impl TrainHooks for Checkpoints {
         m.features = Some(self.features.clone());
         m.audio = Some(self.audio);
         m.scaler = Some(self.scaler.clone());
+        m.provenance.machine_id = self.machine_id.clone();
         m.provenance.stages.insert(format!("{stage}_epochs"), s.epoch as u64);
         bundle.save_as(&self.dir, &m)?;
         if let Some(keep) = &self.keep {
@@ -375,7 +378,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     // The other ids' normals: a held-out share for the selection checks, the rest available
     // as real negatives (`mpdr.other_ids_negatives`); never the same file in both.
     let (other_train_files, other_files) = holdout_split(&others, cfg.holdout.max(0.1));
-    let mpdr_stage = matches!(opts.model, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
+    let mpdr_stage = opts.model.is_mpdr();
     let s = &cfg.mpdr_schedule;
     let checks_need_others = s.diagnostics || !matches!(s.criterion, crate::mpdr::watch::Criterion::PseudoAnomaly);
     let other_files = if mpdr_stage && checks_need_others { other_files } else { Vec::new() };
@@ -396,7 +399,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let (train_items, held_items) = split_by_mask(own_items, held);
     let other_items = load(&other_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
     let other_train_items = load(&other_train_files, &params, cfg, opts.cache.as_deref(), opts.on_bad)?;
-    if opts.model.is_density() && params.profile.is_none() {
+    if opts.model.needs_profiles() && params.profile.is_none() {
         let message = format!("a {} scores spectral profiles: the recipe needs [features.profile]", opts.model);
         return Err(TrainError::Mismatch(message).into());
     }
@@ -460,6 +463,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
         stop: opts.stop.clone(),
         keep: opts.keep_epochs.then(|| opts.out.join("epochs")),
         watched: Vec::new(),
+        machine_id: opts.id.clone(),
     };
     let mut bundle = recipe::train(opts.model, &input, cfg, device, &mut hooks, resume)?;
     if opts.stop.load(Ordering::Relaxed) {

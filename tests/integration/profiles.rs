@@ -97,6 +97,41 @@ fn profile_bundles_train_save_load_score_explain_and_detect() {
 }
 
 #[test]
+fn mpdr_gaussian_starts_from_the_gaussian_and_ships_by_the_product_rule() {
+    let d = tempfile::tempdir().unwrap();
+    let data = machine_folder(d.path());
+    let recipe = d.path().join("recipe.toml");
+    let tiny = "[manifold]\nlatent_dims = [8]\nhidden = [32]\nepochs = 2\nbatch_size = 32\n\
+                [mpdr_schedule]\nepochs = 2\nbatch_size = 32\npseudo_shift = 0.5\n[mpdr]\nlr = 3e-5\n";
+    std::fs::write(&recipe, format!("{RECIPE}{tiny}")).unwrap();
+    let out = d.path().join("mpdr-gaussian");
+    let o = train(&data, &out, &recipe, Some("mpdr-gaussian"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = Bundle::load(&out, Device::Cpu).unwrap();
+    assert_eq!(b.manifest.kind, ModelKind::MpdrGaussian);
+    let shipped = b.manifest.provenance.shipped.clone().expect("the product rule decided");
+    assert!(shipped.score_shipped >= shipped.score_pretrained, "never below the Gaussian it starts from: {shipped:?}");
+    // Epoch 0 is the Gaussian itself: a `gaussian` bundle of the same data and split scores
+    // the same clips proportionally (E = q / D when the correction is still 0).
+    let g = d.path().join("gaussian");
+    assert!(train(&data, &g, &d.path().join("recipe.toml"), Some("gaussian")).status.success());
+    let f = b.manifest.features.clone().unwrap();
+    let lm =
+        mpdr::data::load_logmel(&data.join("test/anomaly_id_00_00000200.wav"), &f, &AudioOptions::default()).unwrap();
+    let v = f.model_vectors(&lm);
+    let x = Tensor::from_slice(&v.data).reshape([v.n as i64, v.dim as i64]);
+    let (e, bands) = b.score_explained(&x, 128).unwrap();
+    let sum = bands.unwrap().sum_dim_intlist([1i64].as_slice(), false, tch::Kind::Float);
+    assert!(f64::try_from((&e - sum).abs().max()).unwrap() <= 1e-4 * f64::try_from(e.abs().max()).unwrap().max(1.0));
+    if shipped.shipped == "pretrained" {
+        let q = scores(&Bundle::load(&g, Device::Cpu).unwrap(), &x);
+        for (a, b) in scores(&b, &x).iter().zip(&q) {
+            assert!((a - b / 128.0).abs() <= 1e-3 * (b / 128.0).abs().max(1.0), "{a} vs {}", b / 128.0);
+        }
+    }
+}
+
+#[test]
 fn eval_windows_are_the_daemons_profile_windows() {
     let d = tempfile::tempdir().unwrap();
     let data = machine_folder(d.path());

@@ -271,7 +271,7 @@ impl TrainConfig {
     /// This recipe for `kind`: a density kind scores spectral profiles, so it gets the default
     /// `[features.profile]` (and single frames) when the recipe names none.
     pub fn for_kind(mut self, kind: ModelKind) -> Self {
-        if kind.is_density() && self.features.profile.is_none() {
+        if kind.needs_profiles() && self.features.profile.is_none() {
             self.features.profile = Some(Default::default());
             self.features.frames = 1;
         }
@@ -438,6 +438,14 @@ impl TrainConfig {
                 let spec = crate::nn::gmm::GmmSpec { dim, components: d.components, reg: d.reg };
                 return Networks { energy: EnergySpec::Gmm(spec), manifold: Vec::new() };
             }
+            ModelKind::MpdrGaussian => {
+                let spec = crate::nn::gauss_residual::GaussResidualSpec {
+                    gaussian: crate::nn::gaussian::GaussianSpec { dim, shrinkage: d.shrinkage },
+                    correction: MlpSpec::new(dim, &[256, 256], 1, Activation::LeakyRelu),
+                    l2: self.energy.l2.unwrap_or(1e-4),
+                };
+                return Networks { energy: EnergySpec::GaussResidual(spec), manifold: self.manifold_specs(dim) };
+            }
             _ => {}
         }
         let preset = match kind {
@@ -446,7 +454,7 @@ impl TrainConfig {
             _ => self.energy.preset,
         };
         let energy_cfg = TrainConfig { energy: EnergyConfig { preset, ..self.energy.clone() }, ..self.clone() };
-        let uses_mpdr = matches!(kind, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
+        let uses_mpdr = kind.is_mpdr();
         Networks {
             energy: energy_cfg.energy_spec(dim, n_mels, frames),
             manifold: if uses_mpdr { self.manifold_specs(dim) } else { Vec::new() },

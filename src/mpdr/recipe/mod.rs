@@ -137,7 +137,7 @@ pub fn train_with(
     let started = std::time::Instant::now();
     let data = data.to_device(device);
     let heldout = heldout.map(|h| h.to_device(device));
-    let uses_mpdr = matches!(kind, ModelKind::MpdrR | ModelKind::MpdrIdnn | ModelKind::MpdrS);
+    let uses_mpdr = kind.is_mpdr();
     ensure(uses_mpdr != nets.manifold.is_empty(), || {
         format!("{kind} needs {} manifold autoencoder(s)", if uses_mpdr { "one or more" } else { "no" })
     })?;
@@ -183,7 +183,7 @@ pub fn train_with(
     }
 
     // 2. Energy init: a copy of manifold AE 0, or pre-training (reconstruction / prediction).
-    let copy = cfg.energy.init == EnergyInit::Manifold && kind != ModelKind::MpdrS;
+    let copy = cfg.energy.init == EnergyInit::Manifold && !kind.skips_pretrain();
     if copy && !bundle.manifold_vs.is_empty() && epochs_done(&bundle, "energy_copy") == 0 {
         let n = copy_matching(&bundle.manifold_vs[0], &bundle.energy_vs)?;
         ensure(n > 0, || {
@@ -193,7 +193,16 @@ pub fn train_with(
         bundle.manifest.provenance.stages.insert("energy_copy_epochs".into(), 1);
     }
     let done = epochs_done(&bundle, "pretrain");
-    if kind != ModelKind::MpdrS && !(copy && uses_mpdr) && done < cfg.pretrain.epochs {
+    let mpdr_done = epochs_done(&bundle, "mpdr");
+    if let (crate::nn::EnergyNet::GaussResidual(g), 0) = (&mut bundle.energy, mpdr_done) {
+        // MPDR starts from the profile Gaussian: its quadratic form fitted, the correction at 0.
+        let v: Vec<f64> =
+            Vec::<f64>::try_from(data.to_kind(tch::Kind::Double).to_device(Device::Cpu).contiguous().view([-1]))?;
+        let shrinkage = g.start_from_gaussian(&v, data.size()[0] as usize).map_err(TrainError::Mismatch)?;
+        metrics.insert("shrinkage".into(), shrinkage);
+        tracing::info!(shrinkage, "the energy starts as the profile Gaussian");
+    }
+    if !kind.skips_pretrain() && !(copy && uses_mpdr) && done < cfg.pretrain.epochs {
         let r = {
             let mut obj = Pretrain::new(&bundle.energy, &bundle.energy_vs, cfg.pretrain.lr)?;
             let p = &cfg.pretrain;
