@@ -38,6 +38,8 @@ fn bundle(dir: &Path, kind: ModelKind, preset: EnergyPreset) -> PathBuf {
     let f = FeatureParams::default();
     let cfg = TrainConfig { energy: EnergyConfig { preset, ..Default::default() }, ..TrainConfig::default() };
     let mut m = Manifest::new(kind, cfg.energy_spec(f.vector_dim() as i64, f.n_mels as i64, f.frames as i64), vec![]);
+    let dim = f.vector_dim();
+    m.scaler = Some(mpdr::model::Scaler { mean: vec![-40.0; dim], std: vec![10.0; dim], clamp: Some(3.0) });
     m.features = Some(f);
     m.threshold = Some(Threshold {
         value: 1e30,
@@ -200,13 +202,20 @@ fn main() {
             "\n| energy | real-time streams | seconds | dropped samples | p50 latency | p99 latency | peak RSS MB |"
         );
         println!("|---|---|---|---|---|---|---|");
+        // `MPDR_BENCH_ONLY=<text>`: only the cases whose energy name contains it.
+        let only = std::env::var("MPDR_BENCH_ONLY").unwrap_or_default();
         for (name, model, n) in [
+            ("gmm (profiles, default)", &gmm, 256),
+            ("gmm (profiles, default)", &gmm, 512),
             ("gmm (profiles, default)", &gmm, 1000),
             ("gmm (profiles, default)", &gmm, 2000),
             ("idnn", &idnn, 256),
             ("dcase-ae1024 (mpdr-r)", &ae1024, 32),
             ("dcase-ae1024 (mpdr-r)", &ae1024, 64),
-        ] {
+        ]
+        .into_iter()
+        .filter(|c| c.0.contains(only.as_str()))
+        {
             let o = run_case(dir.path(), model, &wav60, n, Some(secs), true);
             let peak = o.rss_mb.iter().map(|x| x.1).fold(0.0, f64::max);
             println!("| {name} | {n} | {:.0} | {} | {} | {} | {peak:.0} |", o.wall_s, o.dropped, ms(o.p50), ms(o.p99));
