@@ -202,7 +202,8 @@ pub fn train_with(
         metrics.insert("shrinkage".into(), shrinkage);
         tracing::info!(shrinkage, "the energy starts as the profile Gaussian");
     }
-    if !kind.skips_pretrain() && !(copy && uses_mpdr) && done < cfg.pretrain.epochs {
+    let own_start = kind.skips_pretrain() || (copy && uses_mpdr);
+    if !own_start && done < cfg.pretrain.epochs {
         let r = {
             let mut obj = Pretrain::new(&bundle.energy, &bundle.energy_vs, cfg.pretrain.lr)?;
             let p = &cfg.pretrain;
