@@ -33,6 +33,11 @@ fn machine_wav(path: &Path, seconds: usize) {
     wav::write_pcm16(path, 16000, 1, &x).unwrap();
 }
 
+/// A threshold no score reaches: the benchmark measures scoring, not alarms.
+fn never() -> Threshold {
+    Threshold { value: 1e30, method: "manual".into(), details: Default::default(), warnings: vec![], fitted_on: None }
+}
+
 /// An untrained bundle with the given energy: scoring cost does not depend on the weights.
 fn bundle(dir: &Path, kind: ModelKind, preset: EnergyPreset) -> PathBuf {
     let f = FeatureParams::default();
@@ -41,13 +46,7 @@ fn bundle(dir: &Path, kind: ModelKind, preset: EnergyPreset) -> PathBuf {
     let dim = f.vector_dim();
     m.scaler = Some(mpdr::model::Scaler { mean: vec![-40.0; dim], std: vec![10.0; dim], clamp: Some(3.0) });
     m.features = Some(f);
-    m.threshold = Some(Threshold {
-        value: 1e30,
-        method: "manual".into(),
-        details: Default::default(),
-        warnings: vec![],
-        fitted_on: None,
-    });
+    m.threshold = Some(never());
     let path = dir.join(format!("{kind}"));
     Bundle::build(m, tch::Device::Cpu).save(&path).unwrap();
     path
@@ -63,13 +62,7 @@ fn gmm_bundle(dir: &Path) -> PathBuf {
     let mut m = Manifest::new(ModelKind::Gmm, nets.energy, vec![]);
     m.scaler = Some(mpdr::model::Scaler { mean: vec![-40.0; dim], std: vec![10.0; dim], clamp: None });
     m.features = Some(f);
-    m.threshold = Some(Threshold {
-        value: 1e30,
-        method: "manual".into(),
-        details: Default::default(),
-        warnings: vec![],
-        fitted_on: None,
-    });
+    m.threshold = Some(never());
     let mut b = Bundle::build(m, tch::Device::Cpu);
     let mut s: u64 = 7;
     let data: Vec<f64> = (0..400 * dim)

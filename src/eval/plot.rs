@@ -173,7 +173,13 @@ pub fn timeline_png(
     root.fill(&WHITE).map_err(&e)?;
     let t1 = points.last().map(|p| p.t_s).unwrap_or(1.0).max(1.0);
     let finite = points.iter().flat_map(|p| [p.score, p.threshold]).filter(|v| v.is_finite());
-    let hi = finite.fold(0f64, f64::max).max(1e-6) * 1.1;
+    let top = finite.fold(0f64, f64::max).max(1e-6) * 1.1;
+    // A density's score can run 200x past its threshold: keep the threshold readable by
+    // clipping the axis at 4x the threshold (the clipped scores run along the top).
+    let thr = points.iter().map(|p| p.threshold).filter(|v| v.is_finite() && *v > 0.0).fold(0f64, f64::max);
+    let clipped = thr > 0.0 && top > 4.0 * thr;
+    let hi = if clipped { 4.0 * thr } else { top };
+    let y_desc = if clipped { "window score (axis clipped at 4x threshold)" } else { "window score" };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
@@ -181,7 +187,7 @@ pub fn timeline_png(
         .y_label_area_size(56)
         .build_cartesian_2d(0f64..t1, 0f64..hi)
         .map_err(&e)?;
-    chart.configure_mesh().x_desc("stream time (s)").y_desc("window score").draw().map_err(&e)?;
+    chart.configure_mesh().x_desc("stream time (s)").y_desc(y_desc).draw().map_err(&e)?;
     // Alarm spans.
     let mut start = None;
     for (i, p) in points.iter().enumerate() {
@@ -206,7 +212,7 @@ pub fn timeline_png(
     }
     chart
         .draw_series(LineSeries::new(
-            points.iter().filter(|p| p.score.is_finite()).map(|p| (p.t_s, p.score)),
+            points.iter().filter(|p| p.score.is_finite()).map(|p| (p.t_s, p.score.min(hi))),
             BLUE.stroke_width(2),
         ))
         .map_err(&e)?

@@ -168,23 +168,26 @@ pub fn precision_cholesky(cov: &DMatrix<f64>) -> Option<DMatrix<f64>> {
     Some(l_inv.transpose())
 }
 
+/// Standard normals for tests: Box-Muller on a 64-bit LCG seeded by `seed`.
+#[cfg(test)]
+pub(crate) fn test_normals(seed: u64) -> impl FnMut() -> f64 {
+    let mut s = seed;
+    move || {
+        let mut u = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        let (a, b) = (u(), u());
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::Device;
 
-    fn lcg(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        move || {
-            // Box-Muller on a 64-bit LCG: standard normals.
-            let mut u = || {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-            };
-            let (a, b) = (u(), u());
-            (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-        }
-    }
+    use super::test_normals as lcg;
 
     fn built(dim: i64, shrinkage: Shrinkage) -> (nn::VarStore, Gaussian) {
         let mut vs = nn::VarStore::new(Device::Cpu);

@@ -257,19 +257,8 @@ fn kmeans(x: &DMatrix<f64>, k: usize, seed: u64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nn::gaussian::test_normals as normals;
     use tch::Device;
-
-    fn normals(seed: u64) -> impl FnMut() -> f64 {
-        let mut s = seed;
-        move || {
-            let mut u = || {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-            };
-            let (a, b) = (u(), u());
-            (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
-        }
-    }
 
     fn built(dim: i64, components: i64) -> (nn::VarStore, Gmm) {
         let mut vs = nn::VarStore::new(Device::Cpu);

@@ -205,60 +205,37 @@ fn eval_windows_are_the_daemons_profile_windows() {
     assert!(late > early, "the anomalous half scores above the normal half: {eval:?}");
 }
 
+/// The real binary with `args`, which must succeed.
+fn ok(args: &[&str]) {
+    let o = mpdr(args);
+    assert!(o.status.success(), "mpdr {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr));
+}
+
+/// `mpdr synth` of the demo fan's instance, `seconds` long, with `extra` flags.
+fn synth_fan(seed: &str, seconds: &str, out: &Path, extra: &[&str]) {
+    let out = out.to_str().unwrap();
+    let mut args = vec!["synth", "--machine", "fan", "--instance", "1000", "--seed", seed, "--seconds", seconds];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out]);
+    ok(&args);
+}
+
 #[test]
 fn the_daemon_finds_a_synthetic_fault_with_the_default_model() {
     let d = tempfile::tempdir().unwrap();
     let train_dir = d.path().join("fan/train");
     std::fs::create_dir_all(&train_dir).unwrap();
     for k in 0..24 {
-        let out = train_dir.join(format!("normal_id_00_{k:08}.wav"));
-        let (seed, out) = ((100 + k).to_string(), out.to_str().unwrap().to_string());
-        let o = mpdr(&[
-            "synth",
-            "--machine",
-            "fan",
-            "--instance",
-            "1000",
-            "--seed",
-            &seed,
-            "--seconds",
-            "10",
-            "--out",
-            &out,
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        synth_fan(&(100 + k).to_string(), "10", &train_dir.join(format!("normal_id_00_{k:08}.wav")), &[]);
     }
     let bundle = d.path().join("bundle");
     let (data, b) = (d.path().join("fan"), bundle.to_str().unwrap().to_string());
-    let o = mpdr(&["train", "--data", data.to_str().unwrap(), "--out", &b, "--no-cache"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&["train", "--data", data.to_str().unwrap(), "--out", &b, "--no-cache"]);
     let (wav, csv) = (d.path().join("day.wav"), d.path().join("day.csv"));
-    let (w, c) = (wav.to_str().unwrap(), csv.to_str().unwrap());
-    let o = mpdr(&[
-        "synth",
-        "--machine",
-        "fan",
-        "--instance",
-        "1000",
-        "--seed",
-        "7",
-        "--seconds",
-        "400",
-        "--fault",
-        "bearing",
-        "--fault-at",
-        "200",
-        "--ramp",
-        "20",
-        "--out",
-        w,
-        "--labels",
-        c,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c = csv.to_str().unwrap();
+    synth_fan("7", "400", &wav, &["--fault", "bearing", "--fault-at", "200", "--ramp", "20", "--labels", c]);
     let out = d.path().join("bt");
-    let o = mpdr(&["backtest", "--bundle", &b, "--data", w, "--labels", c, "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    ok(&["backtest", "--bundle", &b, "--data", wav.to_str().unwrap(), "--labels", c, "--out", out.to_str().unwrap()]);
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!((r["segments"].as_u64(), r["detected"].as_u64()), (Some(1), Some(1)), "{r}");
