@@ -149,9 +149,15 @@ pub fn demo(args: &DemoArgs) -> Result<DemoSummary> {
         } else {
             String::new()
         };
+        // A profile model decides on the windows it was trained on: the evidence shows the same.
+        let window_s = crate::model::Bundle::read_manifest(&models.join(m.name()))
+            .ok()
+            .and_then(|b| b.features)
+            .and_then(|f| f.profile_window_s())
+            .unwrap_or(10.0);
         cfg += &format!(
             "[[stream]]\nname = \"{0}-1\"\nmodel = \"{1}\"\nsource = {{ type = \"synth\", machine = \"{0}\", seed = {2}, instance = {INSTANCE}{fault}, speed = {speed} }}\n\
-             detect = {{ window_s = 10.0, hop_s = 1.0, threshold = \"model\", on_delay_s = 5.0, off_delay_s = 10.0 }}\n",
+             detect = {{ window_s = {window_s:.3}, hop_s = 1.0, threshold = \"model\", on_delay_s = 5.0, off_delay_s = 10.0 }}\n",
             m.name(),
             models.join(m.name()).display(),
             100 + i

@@ -248,6 +248,20 @@ impl MonitorConfig {
         }
         for (i, s) in self.streams.iter().enumerate() {
             s.source.spec().warnings(&format!("stream[{i}].source"), &mut w);
+            // A profile bundle decides on windows of its own length (it was trained on them).
+            let features = crate::model::Bundle::read_manifest(&s.model).ok().and_then(|m| m.features);
+            if let Some(model_s) = features.as_ref().and_then(|f| f.profile_window_s()) {
+                if (model_s - s.detect.window_s).abs() > 0.5 {
+                    w.push(
+                        format!("stream[{i}].detect.window_s"),
+                        format!(
+                            "{} s, but {} decides on its own {model_s:.2}-s profile windows (what it was trained on); window_s sets only the evidence audio's length",
+                            s.detect.window_s,
+                            s.model.display()
+                        ),
+                    );
+                }
+            }
         }
         for (i, s) in self.sinks.iter().enumerate() {
             s.spec().warnings(&format!("sink[{i}]"), &mut w);

@@ -94,6 +94,11 @@ impl FeatureParams {
         self.n_mels * self.frames
     }
 
+    /// The seconds a profile bundle's window spans (`None`: stacked vectors, any window).
+    pub fn profile_window_s(&self) -> Option<f64> {
+        self.profile.as_ref().map(|p| p.window_frames as f64 * self.hop_length as f64 / self.sample_rate as f64)
+    }
+
     /// Dimension of what the model scores: a profile's, or a stacked vector's.
     pub fn model_dim(&self) -> usize {
         self.profile.as_ref().map_or(self.vector_dim(), |p| p.dim(self.n_mels))

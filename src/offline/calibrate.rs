@@ -43,7 +43,7 @@ pub fn recalibrate(opts: &CalibrateOptions) -> Result<(Threshold, Option<Thresho
         window_s: opts.window_s.unwrap_or_else(|| super::evaluate::calibration_window_s(&bundle)),
     };
     // A profile bundle's window is its profile's.
-    let target = CalibrationTarget { window_s: super::profile_window_s(&params).unwrap_or(target.window_s), ..target };
+    let target = CalibrationTarget { window_s: params.profile_window_s().unwrap_or(target.window_s), ..target };
     let files = match crate::files::file_or_folder(&opts.data, "wav") {
         Ok(f) => f,
         Err(_) => crate::files::file_or_folder(&opts.data, "npy")

@@ -356,11 +356,6 @@ fn density_window(
     best
 }
 
-/// The seconds a profile bundle's window spans (`None`: stacked vectors, any window).
-pub fn profile_window_s(params: &FeatureParams) -> Option<f64> {
-    params.profile.as_ref().map(|p| p.window_frames as f64 * params.hop_length as f64 / params.sample_rate as f64)
-}
-
 /// Vectors in a window of `window_s` seconds (one vector per hop).
 pub fn vectors_per_window(window_s: f64, params: &FeatureParams) -> usize {
     ((window_s * params.sample_rate as f64 / params.hop_length as f64).round() as usize).max(1)
@@ -488,7 +483,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     let clips: Vec<&LogMel> = held_items.iter().map(|(_, lm)| lm).collect();
     bundle.manifest.band_stats = band_stats(&bundle, &clips, &params, per_window)?;
     let target = crate::eval::calibrate::CalibrationTarget {
-        window_s: profile_window_s(&params).unwrap_or(cfg.calibration.window_s),
+        window_s: params.profile_window_s().unwrap_or(cfg.calibration.window_s),
         ..cfg.calibration.clone()
     };
     match calibrate(&windows, &target) {
