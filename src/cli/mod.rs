@@ -98,8 +98,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// gmm (default) / gaussian: a density of each window's spectral profile (mean log-mel
-    /// per band), fitted in a second; ae / idnn: the frame-level baselines; mpdr-r /
-    /// mpdr-idnn: MPDR on those energies; mpdr-s: scalar energy. BENCHMARKS.md, issue 23.
+    /// per band), fitted in a second; ae / idnn: the frame-level baselines — better for
+    /// machines whose faults are short impacts (sliders); mpdr-r / mpdr-idnn: MPDR on those
+    /// energies; mpdr-s: scalar energy; mpdr-gaussian: MPDR from the profile Gaussian.
+    /// BENCHMARKS.md, issue 23.
     #[arg(long, value_enum, default_value = "gmm")]
     pub model: crate::model::ModelKind,
     /// Bundle folder to write.
