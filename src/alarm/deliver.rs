@@ -201,6 +201,22 @@ fn work(
             }
         }
     }
+    // A clean stop: one attempt at what is due now (an alarm raised just before the last
+    // window of a replay, or before SIGTERM), stopping at the first failure; the rest stays
+    // in the outbox for the next start, as before.
+    if failing {
+        return;
+    }
+    let Ok(due) = outbox.due(name, now_ms(), 1024) else { return };
+    for d in due {
+        if sink.deliver(&d.event).is_err() {
+            break;
+        }
+        m.delivered.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = outbox.mark_delivered(&d.event.id, name, now_ms()) {
+            tracing::error!(sink = name, event = %d.event.id, error = %e, "outbox write failed");
+        }
+    }
 }
 
 #[cfg(test)]
