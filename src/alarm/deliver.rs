@@ -68,6 +68,8 @@ pub struct Worker {
     pub name: String,
     wake: Sender<()>,
     stop: Arc<AtomicBool>,
+    /// Set with `stop` by [`finish`](Self::finish): one last attempt at what is due.
+    drain: Arc<AtomicBool>,
     start: Sender<Option<JoinHandle<()>>>,
     handle: JoinHandle<()>,
 }
@@ -86,7 +88,8 @@ impl Worker {
         let (wake, woken) = bounded(1);
         let (start, started) = bounded::<Option<JoinHandle<()>>>(1);
         let stop = Arc::new(AtomicBool::new(false));
-        let (n, s) = (name.clone(), stop.clone());
+        let drain = Arc::new(AtomicBool::new(false));
+        let (n, s, dr) = (name.clone(), stop.clone(), drain.clone());
         let handle = std::thread::Builder::new()
             .name(format!("mpdr-sink-{name}"))
             .spawn(move || {
@@ -96,10 +99,10 @@ impl Worker {
                 if let Some(h) = previous {
                     let _ = h.join();
                 }
-                work(&n, sink, outbox, &policy, &metrics, &woken, &s)
+                work(&n, sink, outbox, &policy, &metrics, &woken, &s, &dr)
             })
             .map_err(|error| WorkerError::Thread { sink: name.clone(), error })?;
-        Ok(Worker { name, wake, stop, start, handle })
+        Ok(Worker { name, wake, stop, drain, start, handle })
     }
 
     /// Begin delivering, after `previous` (the stopped worker this one replaces) has exited.
@@ -112,7 +115,15 @@ impl Worker {
         let _ = self.wake.try_send(());
     }
 
-    /// Stop after the delivery in progress; undelivered records stay in the outbox.
+    /// The daemon's clean stop: after the delivery in progress, one attempt at every record
+    /// due now (stopping at the first failure); the rest stays in the outbox.
+    pub fn finish(self) -> JoinHandle<()> {
+        self.drain.store(true, Ordering::Relaxed);
+        self.stop()
+    }
+
+    /// Stop after the delivery in progress (a reload: the replacing worker goes on);
+    /// undelivered records stay in the outbox.
     pub fn stop(self) -> JoinHandle<()> {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.wake.try_send(());
@@ -120,6 +131,7 @@ impl Worker {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the worker thread's whole state, passed once
 fn work(
     name: &str,
     mut sink: Box<dyn Sink>,
@@ -128,6 +140,7 @@ fn work(
     m: &SinkMetrics,
     woken: &Receiver<()>,
     stop: &AtomicBool,
+    drain: &AtomicBool,
 ) {
     let mut rng = SplitMix64::new(now_ms() ^ (name.len() as u64) << 32);
     let mut last_count = 0u64;
@@ -201,10 +214,10 @@ fn work(
             }
         }
     }
-    // A clean stop: one attempt at what is due now (an alarm raised just before the last
+    // The daemon's clean stop (`finish`): one attempt at what is due now (an alarm raised just before the last
     // window of a replay, or before SIGTERM), stopping at the first failure; the rest stays
     // in the outbox for the next start, as before.
-    if failing {
+    if failing || !drain.load(Ordering::Relaxed) {
         return;
     }
     let Ok(due) = outbox.due(name, now_ms(), 1024) else { return };

@@ -170,8 +170,9 @@ pub fn spawn(
                 },
             }
         }
-        // Shutdown: stop the workers; what is undelivered stays in the outbox for next time.
-        for h in slots.into_iter().map(|s| s.worker.stop()).collect::<Vec<_>>() {
+        // Shutdown: the workers deliver what is due once more, then stop; what is undelivered
+        // stays in the outbox for next time.
+        for h in slots.into_iter().map(|s| s.worker.finish()).collect::<Vec<_>>() {
             let _ = h.join();
         }
     })
