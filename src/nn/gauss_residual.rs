@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 use tch::{nn, Kind, Tensor};
 
-use super::gaussian::{precision_cholesky, row_major, shrunk_covariance, write, GaussianSpec};
+use super::gaussian::{Gaussian, GaussianSpec};
 use super::{l2_of, Energy, EnergyKind, Mlp, MlpSpec};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,45 +27,27 @@ pub struct GaussResidualSpec {
 #[derive(Debug)]
 pub struct GaussResidual {
     pub spec: GaussResidualSpec,
-    mean: Tensor,
-    prec_chol: Tensor,
+    /// The frozen start: its variables are `gauss.mean`, `gauss.prec_chol`.
+    gauss: Gaussian,
     corr: Mlp,
 }
 
 impl GaussResidual {
     pub fn new(p: &nn::Path, s: &GaussResidualSpec) -> Self {
-        let d = s.gaussian.dim;
-        let g = p / "gauss";
-        let corr = Mlp::new(&(p / "corr"), &s.correction);
-        GaussResidual {
-            spec: s.clone(),
-            mean: g.zeros_no_train("mean", &[d]),
-            prec_chol: g.zeros_no_train("prec_chol", &[d, d]),
-            corr,
-        }
+        let gauss = Gaussian::new(&(p / "gauss"), &s.gaussian);
+        GaussResidual { spec: s.clone(), gauss, corr: Mlp::new(&(p / "corr"), &s.correction) }
     }
 
     /// Fit the Gaussian on row-major `data` (N × D, scaled) and zero the correction's last
     /// layer: the energy is then the Gaussian's. Returns the shrinkage.
     pub fn start_from_gaussian(&mut self, data: &[f64], n: usize) -> Result<f64, String> {
-        let d = self.spec.gaussian.dim as usize;
-        let x = nalgebra::DMatrix::from_row_slice(n, d, data);
-        let (mean, cov, shrinkage) = shrunk_covariance(&x, self.spec.gaussian.shrinkage);
-        let u = precision_cholesky(&cov).ok_or("the shrunk covariance is not positive definite")?;
-        write(&self.mean, mean.as_slice(), &[d as i64])?;
-        write(&self.prec_chol, &row_major(&u), &[d as i64, d as i64])?;
+        let fit = self.gauss.fit(data, n)?;
         // The last layer's weight and bias (params are weight, bias per layer): c starts at 0.
         let params = self.corr.params();
         for t in params.iter().rev().take(2) {
             let _ = tch::no_grad(|| t.shallow_clone().f_zero_()).map_err(|e| e.to_string())?;
         }
-        Ok(shrinkage)
-    }
-
-    fn quadratic(&self, x: &Tensor) -> Result<(Tensor, Tensor), tch::TchError> {
-        let z = x.f_sub(&self.mean)?;
-        let y = z.f_matmul(&self.prec_chol)?;
-        Ok((z, y))
+        Ok(fit.shrinkage)
     }
 
     fn dim(&self) -> f64 {
@@ -75,9 +57,7 @@ impl GaussResidual {
 
 impl Energy for GaussResidual {
     fn energy(&self, x: &Tensor, train: bool) -> Tensor {
-        let (_, y) = self.quadratic(x).unwrap_or_else(|e| panic!("gauss-residual energy: {e}"));
-        let q = y.square().sum_dim_intlist([1i64].as_slice(), false, y.kind()) / self.dim();
-        q + self.corr.forward(x, train).reshape([-1])
+        self.gauss.energy(x, train) / self.dim() + self.corr.forward(x, train).reshape([-1])
     }
     fn reg(&self) -> Tensor {
         l2_of(&self.corr.params()) * self.spec.l2
@@ -86,10 +66,11 @@ impl Energy for GaussResidual {
         EnergyKind::Scalar
     }
     fn energy_explained(&self, x: &Tensor) -> Result<(Tensor, Option<Tensor>), tch::TchError> {
-        let (z, y) = self.quadratic(x)?;
-        let w = y.f_matmul(&self.prec_chol.f_transpose(0, 1)?)?;
+        // The Gaussian's per-dimension terms zᵢ(Σ⁻¹z)ᵢ, plus c(z) spread evenly, all over D.
+        let (_, q) = self.gauss.energy_explained(x)?;
+        let q = q.ok_or_else(|| tch::TchError::Kind("the gaussian explains by dimension".into()))?;
         let c = self.corr.forward(x, false).f_reshape([-1, 1])?;
-        let per_dim = z.f_mul(&w)?.f_add(&c)?.f_div_scalar(self.dim())?;
+        let per_dim = q.f_add(&c)?.f_div_scalar(self.dim())?;
         let e = per_dim.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
         Ok((e, Some(per_dim)))
     }
