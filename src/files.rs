@@ -36,3 +36,14 @@ pub fn parent_dir(file: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename, so a
+/// reader (or a crash) never sees half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    })
+}

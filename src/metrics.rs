@@ -103,8 +103,60 @@ pub struct StreamMetrics {
     pub signal_lost: AtomicBool,
     /// False while the stream's model keeps failing to score its vectors (the stream is blind).
     pub scoring_up: AtomicBool,
-    /// The `alarms_raised` count that was acknowledged (`u64::MAX`: none).
-    acked: AtomicU64,
+    /// The alarm now raised (its `raised` events) and who acknowledged it.
+    occurrence: std::sync::Mutex<Occurrence>,
+    /// The stream's alarm priority (`[[stream]] priority`).
+    pub priority: crate::detect::event::Priority,
+    /// The machine is not running (`[stream.run]`): not scored, no alarm.
+    pub machine_off: AtomicBool,
+    /// Shelved or in maintenance, as the console shows it (`None`: neither); kept by the console.
+    pub suppression: std::sync::Mutex<Option<Suppressed>>,
+    /// The last hour of window decisions, for the console's chart.
+    pub history: std::sync::Mutex<std::collections::VecDeque<HistoryPoint>>,
+}
+
+/// A shelf or a maintenance in effect on a stream.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Suppressed {
+    /// `shelved` or `maintenance`.
+    pub kind: String,
+    pub by: String,
+    pub reason: String,
+    pub since_unix_s: u64,
+    pub until_unix_s: u64,
+}
+
+/// One window decision of a stream's history (`GET /api/streams/<name>/history`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryPoint {
+    pub unix_ms: u64,
+    pub score: f32,
+    pub threshold: f32,
+    pub state: AlarmState,
+}
+
+/// Decisions kept per stream: an hour at one a second, at most.
+pub const HISTORY_POINTS: usize = 3600;
+/// ... and no older than this.
+pub const HISTORY_MS: u64 = 3_600_000;
+
+/// The `raised` events of the alarm a stream has now, and its acknowledgement.
+#[derive(Debug, Clone, Default)]
+struct Occurrence {
+    /// The first `raised` of the alarm (repeat 0); `None` when no alarm is raised.
+    raised_id: Option<String>,
+    /// Its reminders (re-alarms), which make it unacknowledged again.
+    reminders: Vec<String>,
+    acked_by: Option<String>,
+}
+
+/// Why an acknowledgement was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckRefusal {
+    NoAlarm,
+    /// The event is a `raised` of an alarm that is over.
+    Over,
+    AlreadyBy(String),
 }
 
 impl StreamMetrics {
@@ -128,7 +180,11 @@ impl StreamMetrics {
             clipped_samples: AtomicU64::new(0),
             signal_lost: AtomicBool::new(false),
             scoring_up: AtomicBool::new(true),
-            acked: AtomicU64::new(u64::MAX),
+            occurrence: Default::default(),
+            priority: Default::default(),
+            machine_off: AtomicBool::new(false),
+            suppression: Default::default(),
+            history: Default::default(),
         }
     }
 
@@ -151,6 +207,9 @@ pub struct SinkMetrics {
     pub dead: AtomicU64,
     /// From the event's creation to its delivery.
     pub latency: Histogram,
+    /// Since when deliveries fail (ms since the epoch; 0: they do not).
+    failing_since_ms: AtomicU64,
+    last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl SinkMetrics {
@@ -162,7 +221,38 @@ impl SinkMetrics {
             retries: AtomicU64::new(0),
             dead: AtomicU64::new(0),
             latency: Histogram::new(DELIVERY_BUCKETS),
+            failing_since_ms: AtomicU64::new(0),
+            last_error: Default::default(),
         }
+    }
+
+    /// A delivery failed with `error` (`retry`: the sink is unreachable, not one event refused).
+    pub fn failed(&self, error: &str, retry: bool) {
+        if retry {
+            let _ = self.failing_since_ms.compare_exchange(
+                0,
+                crate::alarm::deliver::now_ms().max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(error.chars().take(500).collect());
+        }
+    }
+
+    /// A delivery succeeded: the sink is not failing.
+    pub fn succeeded(&self) {
+        self.failing_since_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Since when the sink's deliveries fail.
+    pub fn failing_since_ms(&self) -> Option<u64> {
+        Some(self.failing_since_ms.load(Ordering::Relaxed)).filter(|&t| t > 0)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
     }
 }
 
@@ -178,29 +268,86 @@ impl StreamMetrics {
             "down"
         } else if self.signal_lost.load(Ordering::Relaxed) {
             "signal-lost"
+        } else if self.machine_off.load(Ordering::Relaxed) {
+            "machine-off"
         } else {
             self.alarm_state().as_str()
         }
     }
 
-    /// Whether the alarm now raised has been acknowledged (false when none is raised).
-    pub fn acknowledged(&self) -> bool {
-        self.alarm_state().is_raised()
-            && self.acked.load(Ordering::Relaxed) == self.alarms_raised.load(Ordering::Relaxed)
+    /// `shelved` or `maintenance` while one is in effect.
+    pub fn suppressed(&self) -> Option<Suppressed> {
+        self.suppression.lock().ok().and_then(|s| s.clone())
     }
 
-    /// Mark the alarm now raised acknowledged; false when none is raised or it already was.
-    fn set_acknowledged(&self) -> bool {
-        let raised = self.alarms_raised.load(Ordering::Relaxed);
-        self.alarm_state().is_raised() && self.acked.swap(raised, Ordering::Relaxed) != raised
+    /// Whether the alarm now raised has been acknowledged (false when none is raised).
+    pub fn acknowledged(&self) -> bool {
+        self.occurrence.lock().map(|o| o.raised_id.is_some() && o.acked_by.is_some()).unwrap_or(false)
+    }
+
+    /// Who acknowledged the alarm now raised.
+    pub fn acknowledged_by(&self) -> Option<String> {
+        self.occurrence.lock().ok().and_then(|o| o.raised_id.as_ref().and(o.acked_by.clone()))
+    }
+
+    /// The id of the `raised` event of the alarm now raised (`None` when there is none).
+    pub fn active_raised_id(&self) -> Option<String> {
+        self.occurrence.lock().ok().and_then(|o| o.raised_id.clone())
+    }
+
+    /// A `raised` event: `repeat` 0 begins an alarm, a reminder makes it unacknowledged again.
+    pub fn raised(&self, id: &str, repeat: u32) {
+        if let Ok(mut o) = self.occurrence.lock() {
+            if repeat == 0 || o.raised_id.is_none() {
+                *o = Occurrence { raised_id: Some(id.to_string()), ..Default::default() };
+            } else {
+                o.reminders.push(id.to_string());
+                o.acked_by = None;
+            }
+        }
+    }
+
+    /// The alarm cleared: the id of its `raised` event.
+    pub fn cleared(&self) -> Option<String> {
+        self.occurrence.lock().ok().and_then(|mut o| std::mem::take(&mut *o).raised_id)
+    }
+
+    /// Mark the alarm now raised acknowledged by `by` — the one whose `raised` event is `id`
+    /// when given (the alarm's first `raised` or a reminder). Returns its first `raised` id.
+    fn set_acknowledged(&self, id: Option<&str>, by: &str) -> Result<String, AckRefusal> {
+        let mut o = self.occurrence.lock().map_err(|_| AckRefusal::NoAlarm)?;
+        let Some(active) = o.raised_id.clone() else {
+            return Err(if id.is_some() { AckRefusal::Over } else { AckRefusal::NoAlarm });
+        };
+        if let Some(id) = id {
+            if id != active && !o.reminders.iter().any(|r| r == id) {
+                return Err(AckRefusal::Over);
+            }
+        }
+        if let Some(who) = &o.acked_by {
+            return Err(AckRefusal::AlreadyBy(who.clone()));
+        }
+        o.acked_by = Some(by.to_string());
+        Ok(active)
+    }
+
+    /// Keep a window decision in the history (the last hour, at most [`HISTORY_POINTS`]).
+    pub fn remember_decision(&self, score: f64, threshold: f64, state: AlarmState) {
+        let unix_ms = crate::alarm::deliver::now_ms();
+        if let Ok(mut h) = self.history.lock() {
+            h.push_back(HistoryPoint { unix_ms, score: score as f32, threshold: threshold as f32, state });
+            while h.len() > HISTORY_POINTS || h.front().is_some_and(|p| p.unix_ms + HISTORY_MS < unix_ms) {
+                h.pop_front();
+            }
+        }
     }
 }
 
-/// Told of each acknowledgement: the stream index and who (`console`, `api`, `modbus`).
+/// Told of each acknowledgement: the stream index, who, and the id of the alarm's `raised`.
 pub struct AckHook(pub Box<AckFn>);
 
 /// The function behind an [`AckHook`].
-pub type AckFn = dyn Fn(usize, &str) + Send + Sync;
+pub type AckFn = dyn Fn(usize, &str, &str) + Send + Sync;
 
 impl std::fmt::Debug for AckHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -283,19 +430,19 @@ impl Metrics {
         self.scorer_pulse_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// Acknowledge stream `i`'s alarm (`by`: console, api, modbus); false when it has none
-    /// raised, or it was already acknowledged.
-    pub fn acknowledge(&self, i: usize, by: &str) -> bool {
-        let Some(s) = self.streams.get(i) else { return false };
-        if !s.set_acknowledged() {
-            return false;
-        }
+    /// Acknowledge stream `i`'s alarm now raised (`by`: an operator, `modbus`, `mqtt`) — when
+    /// `raised_id` is given, only if it is that alarm's `raised` event. Returns the id of the
+    /// alarm's first `raised` event; refused when no alarm is raised, the event's alarm is
+    /// over, or it was already acknowledged.
+    pub fn acknowledge(&self, i: usize, by: &str, raised_id: Option<&str>) -> Result<String, AckRefusal> {
+        let s = self.streams.get(i).ok_or(AckRefusal::NoAlarm)?;
+        let id = s.set_acknowledged(raised_id, by)?;
         if let Ok(hook) = self.on_ack.lock() {
             if let Some(h) = hook.as_ref() {
-                (h.0)(i, by);
+                (h.0)(i, by, &id);
             }
         }
-        true
+        Ok(id)
     }
 
     /// Keep an event (JSON) in the recent list, at most [`RECENT_EVENTS`].

@@ -182,6 +182,7 @@ fn work(
             let recorded = match result {
                 Ok(()) => {
                     m.delivered.fetch_add(1, Ordering::Relaxed);
+                    m.succeeded();
                     m.latency.observe(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
                     if failing {
                         tracing::info!(sink = name, "deliveries succeed again");
@@ -191,6 +192,7 @@ fn work(
                 }
                 Err(SinkError::Retry(e)) => {
                     m.retries.fetch_add(1, Ordering::Relaxed);
+                    m.failed(&e, true);
                     if !failing {
                         tracing::warn!(sink = name, event = %id, error = %e, "delivery failed; retrying with backoff");
                         failing = true;
@@ -201,6 +203,7 @@ fn work(
                 }
                 Err(SinkError::Permanent(e)) => {
                     m.dead.fetch_add(1, Ordering::Relaxed);
+                    m.failed(&e, false);
                     tracing::error!(sink = name, event = %id, reason = %e, "delivery abandoned: moved to dead letters (mpdr alarms retry re-drives it)");
                     outbox.dead_letter(&id, name, &e, now_ms())
                 }

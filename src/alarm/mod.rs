@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::features::mel::{hz_to_mel, mel_to_hz};
 use crate::features::FeatureParams;
 
-pub use crate::detect::event::EventKind;
+pub use crate::detect::event::{EventKind, Priority};
 
 /// A mel band that contributes to the window's score, with its frequency range.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +79,29 @@ pub struct AlarmEvent {
     /// A `raised` event's window: its audio and spectrogram, in the state folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<evidence::EvidenceFiles>,
+    /// Per stream: 1, 2, 3, ... in the order the daemon recorded the events (kept across
+    /// restarts), so a receiver can order them and drop duplicates. Set when the event is
+    /// committed to the outbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// The stream's priority (`[[stream]] priority`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    /// `acknowledged` and `cleared`: the id of the `raised` event of the alarm concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raised_id: Option<String>,
+    /// Who did it (an operator's name): acknowledged, threshold-changed, shelved, maintenance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// Why (shelved, maintenance), as the operator gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a shelf or a maintenance ends by itself, RFC 3339 UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// A `raised` / `cleared` recorded but not delivered, and why: `shelved`, `maintenance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<String>,
     /// The window's audio, from the scorer to the evidence writer (never stored or sent).
     #[serde(skip)]
     pub audio: Option<Vec<f32>>,
@@ -106,6 +129,13 @@ impl AlarmEvent {
             top_bands: Vec::new(),
             message: String::new(),
             evidence: None,
+            seq: None,
+            priority: None,
+            raised_id: None,
+            by: None,
+            reason: None,
+            until: None,
+            suppressed: None,
             audio: None,
         }
     }

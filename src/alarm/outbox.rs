@@ -4,6 +4,12 @@
 //! jitter) or move them to the dead-letter table. Undelivered records survive restarts and
 //! crashes; the event id is the idempotency key receivers deduplicate on.
 //!
+//! Order: every event gets a per-stream sequence number (`seq`, kept in the `sequences`
+//! table, so it goes on across restarts) in the transaction that commits it, and a sink only
+//! ever gets the *oldest* pending record of each stream: a newer event of a stream is never
+//! delivered before an older one (a `raised` never overtakes the `cleared` before it while a
+//! receiver is down), and independent streams do not block each other.
+//!
 //! Each thread opens its own connection (SQLite serialises writers; WAL lets readers go on).
 
 use std::path::{Path, PathBuf};
@@ -106,20 +112,55 @@ impl Outbox {
                  event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
                  sink TEXT NOT NULL, attempts INTEGER NOT NULL, reason TEXT NOT NULL,
                  dead_ms INTEGER NOT NULL,
-                 PRIMARY KEY (event_id, sink));",
+                 PRIMARY KEY (event_id, sink));
+             CREATE TABLE IF NOT EXISTS sequences (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);",
         )
         .map_err(|e| err(&path, e))?;
+        // Outboxes of older versions: events without a sequence number (they sort first).
+        let has_seq = conn
+            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'seq'")
+            .and_then(|mut st| st.exists([]))
+            .map_err(|e| err(&path, e))?;
+        if !has_seq {
+            conn.execute_batch("ALTER TABLE events ADD COLUMN seq INTEGER").map_err(|e| err(&path, e))?;
+        }
         Ok(Outbox { conn, path })
     }
 
-    /// Commit `event` with a pending delivery for each of `sinks` (one transaction).
+    /// Commit `event` with a pending delivery for each of `sinks` (one transaction); an event
+    /// already there (same id) is left as it is.
     pub fn add(&mut self, event: &AlarmEvent, sinks: &[&str]) -> Result<()> {
+        self.commit(&mut event.clone(), sinks)
+    }
+
+    /// [`add`](Self::add), giving the event its stream's next sequence number (`event.seq`)
+    /// in the same transaction.
+    pub fn commit(&mut self, event: &mut AlarmEvent, sinks: &[&str]) -> Result<()> {
         let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
-        tx.execute(
-            "INSERT OR IGNORE INTO events (id, created_ms, stream, kind, json) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![event.id, event.unix_ms as i64, event.stream, event.kind.as_str(), event.to_json()],
-        )
-        .map_err(|e| err(&self.path, e))?;
+        let known: Option<Option<i64>> = tx
+            .query_row("SELECT seq FROM events WHERE id = ?1", params![event.id], |r| r.get(0))
+            .optional()
+            .map_err(|e| err(&self.path, e))?;
+        if let Some(seq) = known {
+            event.seq = seq.map(|s| s as u64);
+        } else {
+            let last: Option<i64> = tx
+                .query_row("SELECT seq FROM sequences WHERE stream = ?1", params![event.stream], |r| r.get(0))
+                .optional()
+                .map_err(|e| err(&self.path, e))?;
+            let seq = last.unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO sequences (stream, seq) VALUES (?1, ?2) ON CONFLICT (stream) DO UPDATE SET seq = ?2",
+                params![event.stream, seq],
+            )
+            .map_err(|e| err(&self.path, e))?;
+            event.seq = Some(seq as u64);
+            tx.execute(
+                "INSERT INTO events (id, created_ms, stream, kind, json, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![event.id, event.unix_ms as i64, event.stream, event.kind.as_str(), event.to_json(), seq],
+            )
+            .map_err(|e| err(&self.path, e))?;
+        }
         for s in sinks {
             tx.execute(
                 "INSERT OR IGNORE INTO deliveries (event_id, sink, state, next_attempt_ms) VALUES (?1, ?2, 'pending', ?3)",
@@ -130,14 +171,19 @@ impl Outbox {
         tx.commit().map_err(|e| err(&self.path, e))
     }
 
-    /// Pending deliveries of `sink` due at `now_ms`, oldest first.
+    /// Pending deliveries of `sink` due at `now_ms`, oldest first: of each stream only its
+    /// oldest pending record (when it is due), so a stream's events go out in order.
     pub fn due(&self, sink: &str, now_ms: u64, limit: usize) -> Result<Vec<Due>> {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT e.json, d.attempts, e.created_ms FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE d.sink = ?1 AND d.state = 'pending' AND d.next_attempt_ms <= ?2
-                 ORDER BY d.next_attempt_ms, e.created_ms LIMIT ?3",
+                "WITH pending AS (
+                     SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms,
+                         ROW_NUMBER() OVER (PARTITION BY e.stream ORDER BY COALESCE(e.seq, 0), e.created_ms, e.id) AS rn
+                     FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.sink = ?1 AND d.state = 'pending')
+                 SELECT json, attempts, created_ms FROM pending WHERE rn = 1 AND next_attempt_ms <= ?2
+                 ORDER BY created_ms LIMIT ?3",
             )
             .map_err(|e| err(&self.path, e))?;
         let rows = st
@@ -156,11 +202,17 @@ impl Outbox {
         Ok(out)
     }
 
-    /// When the next pending delivery of `sink` is due (ms since the epoch).
+    /// When the next deliverable record of `sink` (the oldest pending one of a stream) is due
+    /// (ms since the epoch).
     pub fn next_due_ms(&self, sink: &str) -> Result<Option<u64>> {
         self.conn
             .query_row(
-                "SELECT MIN(next_attempt_ms) FROM deliveries WHERE sink = ?1 AND state = 'pending'",
+                "WITH pending AS (
+                     SELECT d.next_attempt_ms,
+                         ROW_NUMBER() OVER (PARTITION BY e.stream ORDER BY COALESCE(e.seq, 0), e.created_ms, e.id) AS rn
+                     FROM deliveries d JOIN events e ON e.id = d.event_id
+                     WHERE d.sink = ?1 AND d.state = 'pending')
+                 SELECT MIN(next_attempt_ms) FROM pending WHERE rn = 1",
                 params![sink],
                 |r| r.get::<_, Option<i64>>(0),
             )
@@ -382,6 +434,42 @@ mod tests {
         assert_eq!(o.list(Some("dead"), 10).unwrap().len(), 1);
         assert_eq!(o.redrive(None, now).unwrap(), 1);
         assert_eq!(o.counts("web").unwrap(), SinkCounts { pending: 2, delivered: 0, dead: 0 });
+    }
+
+    #[test]
+    fn a_stream_is_delivered_in_order_and_streams_do_not_block_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(d.path()).unwrap();
+        let mut evs: Vec<AlarmEvent> = ["a", "a", "b", "a"].iter().map(|s| ev(s)).collect();
+        for e in evs.iter_mut() {
+            o.commit(e, &["web"]).unwrap();
+        }
+        let seqs: Vec<Option<u64>> = evs.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [Some(1), Some(2), Some(1), Some(3)]);
+        let now = evs[3].unix_ms + 1;
+        let ids = |o: &Outbox, t| o.due("web", t, 10).unwrap().into_iter().map(|d| d.event.id).collect::<Vec<_>>();
+        // Only the head of each stream.
+        assert_eq!(ids(&o, now), [evs[0].id.clone(), evs[2].id.clone()]);
+        // a's head fails and is rescheduled: a's later events wait; b goes on.
+        o.reschedule(&evs[0].id, "web", now + 60_000, "down").unwrap();
+        assert_eq!(ids(&o, now), [evs[2].id.clone()]);
+        o.mark_delivered(&evs[2].id, "web", now).unwrap();
+        assert!(ids(&o, now).is_empty(), "a's second event never overtakes its first");
+        assert_eq!(ids(&o, now + 60_000), [evs[0].id.clone()]);
+        o.mark_delivered(&evs[0].id, "web", now).unwrap();
+        assert_eq!(ids(&o, now), [evs[1].id.clone()]);
+        // The sequence goes on after a reopen; committing an event twice keeps its number.
+        drop(o);
+        let mut o = Outbox::open(d.path()).unwrap();
+        let mut again = evs[1].clone();
+        again.seq = None;
+        o.commit(&mut again, &["web"]).unwrap();
+        assert_eq!(again.seq, Some(2));
+        let mut next = ev("a");
+        o.commit(&mut next, &["web"]).unwrap();
+        assert_eq!(next.seq, Some(4));
+        let stored: AlarmEvent = o.show(&next.id).unwrap().unwrap().0;
+        assert_eq!(stored.seq, Some(4), "the stored and delivered JSON carries it");
     }
 
     #[test]

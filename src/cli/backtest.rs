@@ -97,8 +97,41 @@ pub struct CalibrateArgs {
     /// Decision window in seconds (default: the bundle's; match the monitor's detect.window_s).
     #[arg(long)]
     pub window_s: Option<f64>,
+    /// The monitor's config: warn about streams of this bundle whose threshold is overridden
+    /// in its state folder (the override, not the new calibration, applies until reverted).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub data_options: super::DataOptions,
+}
+
+/// The streams of `config` scored by `bundle` whose threshold is overridden in the monitor's
+/// state folder: one line each.
+fn live_overrides(config: &std::path::Path, bundle: &std::path::Path) -> Result<Vec<String>> {
+    let cfg = crate::daemon::config::MonitorConfig::read(config)?;
+    let state = cfg.state_folder(&crate::files::parent_dir(config));
+    let overrides = crate::daemon::console::threshold_overrides(&state);
+    let same = |p: &std::path::Path| match (p.canonicalize(), bundle.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => p == bundle,
+    };
+    Ok(cfg
+        .streams
+        .iter()
+        .filter(|s| same(&s.model))
+        .filter_map(|s| {
+            let o = overrides.get(&s.name)?;
+            Some(format!(
+                "stream {} has a threshold override ({} by {} at {}) in {}: it still applies, not this calibration — revert it in the console or with DELETE /api/streams/{}/threshold",
+                s.name,
+                o.value,
+                o.by,
+                crate::alarm::rfc3339_utc(o.unix_s * 1000),
+                state.display(),
+                s.name
+            ))
+        })
+        .collect())
 }
 
 /// Re-fit a bundle's threshold on on-site normal audio.
@@ -128,6 +161,11 @@ pub fn calibrate(args: &CalibrateArgs) -> Result<()> {
     );
     for w in &t.warnings {
         println!("warning: {w}");
+    }
+    if let Some(config) = &args.config {
+        for w in live_overrides(config, &args.bundle)? {
+            println!("warning: {w}");
+        }
     }
     Ok(())
 }

@@ -44,11 +44,27 @@ pub struct ServerConfig {
     /// or a file (never the config text); without one the console is read-only.
     pub token_env: Option<String>,
     pub token_file: Option<PathBuf>,
+    /// People with their own tokens and roles (`[[server.user]]`, see `daemon::access`).
+    pub user: Vec<super::access::UserConfig>,
+    /// Longest an operator may shelve a stream's alarms, in minutes.
+    pub max_shelve_minutes: f64,
+    /// Longest a maintenance may last, in minutes.
+    pub max_maintenance_minutes: f64,
+    /// `/readyz` reports degraded (503, the sink named) once a sink has been failing this long.
+    pub sink_failing_degraded_s: f64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:9464".into(), token_env: None, token_file: None }
+        ServerConfig {
+            listen: "127.0.0.1:9464".into(),
+            token_env: None,
+            token_file: None,
+            user: Vec::new(),
+            max_shelve_minutes: 480.0,
+            max_maintenance_minutes: 10_080.0,
+            sink_failing_degraded_s: 300.0,
+        }
     }
 }
 
@@ -117,6 +133,12 @@ pub struct StreamConfig {
     /// Signal health: silence (dead microphone) and clipping.
     #[serde(default)]
     pub health: crate::detect::health::HealthConfig,
+    /// How urgent this stream's alarms are: `critical`, `high`, `medium` (default), `low`.
+    #[serde(default)]
+    pub priority: crate::detect::event::Priority,
+    /// When the machine counts as not running (`machine-off`: not scored, no alarm).
+    #[serde(default)]
+    pub run: Option<crate::detect::run::RunConfig>,
 }
 
 impl MonitorConfig {
@@ -138,6 +160,9 @@ impl MonitorConfig {
         }
         if let Some(f) = &mut self.server.token_file {
             crate::files::absolute(f, base);
+        }
+        for u in &mut self.server.user {
+            u.resolve_paths(base);
         }
         for s in &mut self.sinks {
             s.spec_mut().resolve_paths(base);
@@ -162,6 +187,16 @@ impl MonitorConfig {
             &self.server.token_file,
             &mut p,
         );
+        super::access::validate(&self.server.user, &mut p);
+        for (k, v, most) in [
+            ("max_shelve_minutes", self.server.max_shelve_minutes, 43_200.0),
+            ("max_maintenance_minutes", self.server.max_maintenance_minutes, 525_600.0),
+            ("sink_failing_degraded_s", self.server.sink_failing_degraded_s, 604_800.0),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= most) {
+                p.push(format!("server.{k}"), format!("must be > 0 and at most {most}, got {v}"));
+            }
+        }
         // Bounds a running daemon can hold: queues are allocated up front, waits are added to
         // clocks.
         if !(1..=65_536).contains(&self.scoring.max_batch) {
@@ -196,6 +231,9 @@ impl MonitorConfig {
             }
             s.detect.validate(&format!("{key}.detect"), &mut p);
             s.health.validate(&format!("{key}.health"), &mut p);
+            if let Some(r) = &s.run {
+                r.validate(&format!("{key}.run"), &mut p);
+            }
             s.source.validate(&format!("{key}.source"), &mut p);
         }
         if self.state.max_events == 0 {
@@ -237,6 +275,9 @@ impl MonitorConfig {
         }
         sink::check(&self.sinks, p, ports);
         crate::alarm::sink::check_secret("server", "token", &self.server.token_env, &self.server.token_file, p);
+        let shared =
+            crate::alarm::sink::read_secret(self.server.token_env.as_deref(), self.server.token_file.as_deref());
+        super::access::check(&self.server.user, shared.ok().flatten(), p);
     }
 
     /// What is allowed but may surprise: listening beyond this host, a device or recording

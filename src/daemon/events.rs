@@ -115,15 +115,20 @@ pub fn spawn(
     let handle = std::thread::Builder::new().name("mpdr-events".into()).spawn(move || {
         let mut slots = slots;
         let mut since_prune = 0usize;
+        let mut suppressed = Suppressed::default();
         loop {
             crossbeam_channel::select! {
                 recv(rx) -> msg => match msg {
                     Ok(mut ev) => {
                         ev.stamp(&metrics.identity);
+                        if let Some(s) = metrics.streams.iter().find(|s| s.name == ev.stream) {
+                            ev.priority = Some(s.priority);
+                        }
+                        suppressed.judge(&mut ev, &metrics);
                         if let Some(e) = &evidence {
                             e.attach(&mut ev);
                         }
-                        record(&mut outbox, &ev, &slots, &metrics);
+                        record(&mut outbox, &mut ev, &slots, &metrics);
                         since_prune += 1;
                         if since_prune >= 256 {
                             since_prune = 0;
@@ -180,25 +185,59 @@ pub fn spawn(
     Ok(Events { handle, replace })
 }
 
+/// The alarms whose `raised` was suppressed: their reminders and their `cleared` are too, so
+/// a receiver never gets a `cleared` of an alarm it was not told of.
+#[derive(Default)]
+struct Suppressed(std::collections::HashMap<String, String>);
+
+impl Suppressed {
+    /// Mark `ev` suppressed when its stream is shelved or in maintenance (a `raised`), or when
+    /// it belongs to an alarm whose `raised` was.
+    fn judge(&mut self, ev: &mut crate::alarm::AlarmEvent, metrics: &Metrics) {
+        match ev.kind {
+            EventKind::Raised if ev.repeat == 0 => {
+                let shelf = metrics.streams.iter().find(|s| s.name == ev.stream).and_then(|s| s.suppressed());
+                ev.suppressed = shelf.map(|s| s.kind);
+                match &ev.suppressed {
+                    Some(why) => {
+                        ev.message = format!("{} (not delivered: {why})", ev.message);
+                        self.0.insert(ev.stream.clone(), why.clone());
+                    }
+                    None => {
+                        self.0.remove(&ev.stream);
+                    }
+                }
+            }
+            EventKind::Raised => ev.suppressed = self.0.get(&ev.stream).cloned(),
+            EventKind::Cleared => ev.suppressed = self.0.remove(&ev.stream),
+            _ => {}
+        }
+    }
+}
+
 /// Commit the event with one delivery per interested sink, then wake those sinks.
-fn record(outbox: &mut Outbox, ev: &crate::alarm::AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) {
+fn record(outbox: &mut Outbox, ev: &mut crate::alarm::AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) {
     let k = EventKind::ALL.iter().position(|&k| k == ev.kind).unwrap_or(0);
     metrics.events[k].fetch_add(1, Ordering::Relaxed);
-    metrics.remember_event(ev.to_json());
-    let wanted: Vec<&SinkSlot> =
-        slots.iter().filter(|s| s.streams.is_empty() || s.streams.contains(&ev.stream)).collect();
+    // A suppressed alarm (shelved, maintenance) is recorded, not delivered.
+    let wanted: Vec<&SinkSlot> = slots
+        .iter()
+        .filter(|s| ev.suppressed.is_none() && (s.streams.is_empty() || s.streams.contains(&ev.stream)))
+        .collect();
     let names: Vec<&str> = wanted.iter().map(|s| s.worker.name.as_str()).collect();
     // Retry the commit briefly (a busy disk); an event is never handed to a sink uncommitted.
     let mut tries = 0;
-    while let Err(e) = outbox.add(ev, &names) {
+    while let Err(e) = outbox.commit(ev, &names) {
         tries += 1;
         if tries >= 5 {
             metrics.outbox_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(event = %ev.id, error = %e, event_json = %ev.to_json(), "cannot write the event to the outbox: logged here instead");
+            metrics.remember_event(ev.to_json());
             return;
         }
         std::thread::sleep(Duration::from_millis(100 * tries));
     }
+    metrics.remember_event(ev.to_json());
     for s in wanted {
         s.worker.wake();
     }

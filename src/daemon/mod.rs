@@ -20,6 +20,7 @@
 //! and exits, dropping the event sender; the event thread drains and exits. Every thread is
 //! joined, within `pipeline.shutdown_timeout_s`.
 
+pub mod access;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -65,6 +66,12 @@ pub enum StreamMsg {
         /// The block's samples (first message of a block, audio sources): the scorer keeps the
         /// last window of them for alarm evidence.
         audio: Vec<f32>,
+    },
+    /// The machine stopped or runs again (`[stream.run]`).
+    Run {
+        stream: usize,
+        event: crate::detect::run::RunEvent,
+        t_s: f64,
     },
     /// The signal's health changed (`[stream.health]`).
     Health {
@@ -186,6 +193,9 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         infos.clone(),
     );
     metrics.identity = cfg.identity.resolve();
+    for (sm, s) in metrics.streams.iter_mut().zip(&cfg.streams) {
+        sm.priority = s.priority;
+    }
     let metrics = Arc::new(metrics);
     let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
@@ -333,6 +343,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let watchdog = notify::watchdog_interval();
     let mut last_pet = Instant::now();
     let mut last_status = Instant::now();
+    let mut last_expiry = Instant::now();
     let mut current = valid;
     let scorer_alive = || !scorer.is_finished();
     loop {
@@ -369,6 +380,10 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                 notify::notify("WATCHDOG=1");
                 last_pet = Instant::now();
             }
+        }
+        if last_expiry.elapsed() >= Duration::from_secs(1) {
+            console.expire();
+            last_expiry = Instant::now();
         }
         if last_status.elapsed() >= Duration::from_secs(5) {
             notify::notify(&format!("STATUS={}", status_line(&metrics)));
@@ -445,6 +460,34 @@ fn touches_digital_silence(v: &[f32], n_mels: usize) -> bool {
     v.chunks_exact(n_mels.max(1)).any(|f| f.iter().all(|&x| x < SILENT_FRAME_DB))
 }
 
+/// A stream's level watchers: signal health and, with `[stream.run]`, the machine's running state.
+struct Levels {
+    health: crate::detect::health::HealthMonitor,
+    run: Option<crate::detect::run::RunMonitor>,
+    rate: f64,
+}
+
+impl Levels {
+    /// Judge one audio block: levels into the metrics, changes to the scorer; true when the
+    /// block is not to be scored (silence, or the machine not running).
+    fn push(&mut self, idx: usize, block: &[f32], sm: &StreamMetrics, control: &impl Fn(StreamMsg)) -> bool {
+        let (h, event) = self.health.push(block);
+        sm.level_dbfs.set(h.rms_dbfs);
+        sm.peak_dbfs.set(h.peak_dbfs);
+        sm.clipped_samples.fetch_add(h.clipped as u64, Ordering::Relaxed);
+        let t_s = self.health.time_s();
+        if let Some(event) = event {
+            control(StreamMsg::Health { stream: idx, event, t_s });
+        }
+        let Some(run) = &mut self.run else { return h.silent };
+        let (scored, change) = run.push(h.rms_dbfs, block.len() as f64 / self.rate);
+        if let Some(event) = change {
+            control(StreamMsg::Run { stream: idx, event, t_s });
+        }
+        h.silent || !scored
+    }
+}
+
 /// A stream thread: source -> features -> the scorer's queue, with reopen-and-backoff.
 fn stream_loop(
     idx: usize,
@@ -462,7 +505,11 @@ fn stream_loop(
     // Samples go through the streaming front-end; a log-mel replay's frames straight to the stacker.
     let mut extractor = StreamingExtractor::new(features);
     let mut stacker = crate::features::stream::VectorStacker::new(features.n_mels, features.frames);
-    let mut health = crate::detect::health::HealthMonitor::new(cfg.health.clone(), features.sample_rate);
+    let mut levels = Levels {
+        health: crate::detect::health::HealthMonitor::new(cfg.health.clone(), features.sample_rate),
+        run: cfg.run.clone().map(crate::detect::run::RunMonitor::new),
+        rate: features.sample_rate as f64,
+    };
     let mut block = Vec::with_capacity(features.sample_rate as usize);
     let mut open = false;
     let mut down_reported = false;
@@ -505,17 +552,7 @@ fn stream_loop(
                     capture_dropped = d;
                 }
                 // Signal health of audio blocks (a log-mel replay has no samples to judge).
-                let mut silent = false;
-                if frames.is_none() && !block.is_empty() {
-                    let (h, event) = health.push(&block);
-                    sm.level_dbfs.set(h.rms_dbfs);
-                    sm.peak_dbfs.set(h.peak_dbfs);
-                    sm.clipped_samples.fetch_add(h.clipped as u64, Ordering::Relaxed);
-                    silent = h.silent;
-                    if let Some(event) = event {
-                        control(StreamMsg::Health { stream: idx, event, t_s: health.time_s() });
-                    }
-                }
+                let silent = frames.is_none() && !block.is_empty() && levels.push(idx, &block, sm, &control);
                 let mut data = Vec::new();
                 match frames {
                     Some(m) => {

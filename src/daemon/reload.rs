@@ -44,6 +44,13 @@ pub fn reload(
         tracing::warn!("status-server sink (modbus) changes take effect after a restart");
     }
     swap_models(&new, current, slots, stream_model, ctrl, metrics)?;
+    // A swapped bundle brings its own calibration and false-alarm model.
+    for (i, &k) in stream_model.iter().enumerate() {
+        let model = super::console::StreamModel::of(&slots[k].manifest);
+        if console.model(i).as_ref() != Some(&model) {
+            console.model_swapped(i, model);
+        }
+    }
     // Runtime thresholds stay unless the file's setting for their stream changed.
     let settings = (current.streams().iter())
         .map(|old| new.streams().iter().find(|s| s.name == old.name).unwrap_or(old).detect.threshold)
@@ -66,6 +73,7 @@ pub fn reload(
             console.runtime_threshold(&n.name).unwrap_or_else(|| threshold_of(n.detect.threshold, &slot.manifest));
         changes.push((i, n.detect.clone(), threshold));
     }
+    console.log_overrides("reload");
     for n in new.streams() {
         if !current.streams().iter().any(|s| s.name == n.name) {
             tracing::warn!(stream = %n.name, "new stream: starts after a restart");

@@ -382,6 +382,15 @@ impl Scorer {
                 };
                 self.status_event_at(stream, kind, message, t_s);
             }
+            StreamMsg::Run { stream, event, t_s } => {
+                use crate::detect::run::RunEvent;
+                let (kind, message, off) = match event {
+                    RunEvent::Off { rms_dbfs } => (EventKind::MachineOff, format!("machine off: the level ({rms_dbfs:.0} dBFS) is below its running range; not scored, no alarm until it runs again"), true),
+                    RunEvent::On { rms_dbfs } => (EventKind::MachineOn, format!("machine running again ({rms_dbfs:.0} dBFS): scoring resumes"), false),
+                };
+                self.metrics.streams[stream].machine_off.store(off, Ordering::Relaxed);
+                self.status_event_at(stream, kind, message, t_s);
+            }
             StreamMsg::Up { stream } => {
                 self.metrics.streams[stream].up.store(true, Ordering::Relaxed);
                 self.status_event(stream, EventKind::StreamUp, "stream up: audio is flowing".into());
@@ -446,6 +455,7 @@ impl Scorer {
         sm.window_score.set(d.score);
         sm.threshold.set(d.threshold);
         sm.set_alarm_state(d.state);
+        sm.remember_decision(d.score, d.threshold, d.state);
         let Some(t) = d.transition else { return };
         let s = &self.streams[stream];
         let model = &self.models[s.model];
@@ -490,6 +500,7 @@ impl Scorer {
         ev.message = match t {
             Transition::Raised { repeat } => {
                 sm.alarms_raised.fetch_add(1, Ordering::Relaxed);
+                sm.raised(&ev.id, repeat);
                 ev.repeat = repeat;
                 let again = if repeat > 0 { format!(" (still, reminder {repeat})") } else { String::new() };
                 format!(
@@ -497,10 +508,13 @@ impl Scorer {
                     s.name, d.score, d.threshold, cfg.on_delay_s
                 )
             }
-            Transition::Cleared => format!(
-                "{}: back to normal — window score {:.4} below threshold {:.4} for {} s",
-                s.name, d.score, d.threshold, cfg.off_delay_s
-            ),
+            Transition::Cleared => {
+                ev.raised_id = sm.cleared();
+                format!(
+                    "{}: back to normal — window score {:.4} below threshold {:.4} for {} s",
+                    s.name, d.score, d.threshold, cfg.off_delay_s
+                )
+            }
         };
         let _ = self.events.send(Box::new(ev));
     }

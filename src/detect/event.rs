@@ -18,13 +18,27 @@ pub enum EventKind {
     Clipping,
     /// Someone acknowledged the stream's alarm (console, API or Modbus register).
     Acknowledged,
-    /// A stream's threshold was changed at run time (console or API): who, old, new.
+    /// A stream's threshold was changed at run time (console or API): who, old, new; or
+    /// reverted to the model's.
     ThresholdChanged,
+    /// An operator shelved the stream's alarms for a while (who, why, until when): it is
+    /// scored and its decisions recorded, but no `raised` is delivered.
+    Shelved,
+    /// The shelf ended: taken down by someone, or expired.
+    Unshelved,
+    /// The stream (or the whole box) went into maintenance: out of service, alarms suppressed.
+    MaintenanceStarted,
+    MaintenanceEnded,
+    /// The machine is not running (`[stream.run]`: its level below the running range): the
+    /// stream is not scored, so a stopped machine never alarms.
+    MachineOff,
+    /// ... and runs again.
+    MachineOn,
 }
 
 impl EventKind {
     /// Every kind, in the order of `mpdr_events_total`.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Raised,
         EventKind::Cleared,
         EventKind::StreamDown,
@@ -34,6 +48,12 @@ impl EventKind {
         EventKind::Clipping,
         EventKind::Acknowledged,
         EventKind::ThresholdChanged,
+        EventKind::Shelved,
+        EventKind::Unshelved,
+        EventKind::MaintenanceStarted,
+        EventKind::MaintenanceEnded,
+        EventKind::MachineOff,
+        EventKind::MachineOn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,11 +67,46 @@ impl EventKind {
             EventKind::Clipping => "clipping",
             EventKind::Acknowledged => "acknowledged",
             EventKind::ThresholdChanged => "threshold-changed",
+            EventKind::Shelved => "shelved",
+            EventKind::Unshelved => "unshelved",
+            EventKind::MaintenanceStarted => "maintenance-started",
+            EventKind::MaintenanceEnded => "maintenance-ended",
+            EventKind::MachineOff => "machine-off",
+            EventKind::MachineOn => "machine-on",
         }
     }
 
     /// A problem (logged as a warning), not a recovery.
     pub fn is_problem(self) -> bool {
         matches!(self, EventKind::Raised | EventKind::StreamDown | EventKind::SignalLost | EventKind::Clipping)
+    }
+}
+
+/// How urgent a stream's alarms are (ISA-18.2 priority), in every event and on every sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Priority {
+    Critical,
+    High,
+    #[default]
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Priority::Critical, Priority::High, Priority::Medium, Priority::Low];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+
+    /// The register / gauge value: 1 critical ... 4 low.
+    pub fn code(self) -> u8 {
+        self as u8 + 1
     }
 }

@@ -7,6 +7,7 @@
 pub mod event;
 pub mod health;
 pub mod machine;
+pub mod run;
 pub mod window;
 
 use serde::{Deserialize, Serialize};

@@ -180,7 +180,8 @@ impl ModbusState {
         let s = self.metrics.streams.get(i).ok_or(2u8)?;
         match value {
             1 => {
-                if self.metrics.acknowledge(i, "modbus") {
+                // The stream's active alarm only; nothing to acknowledge is not an error.
+                if self.metrics.acknowledge(i, "modbus", None).is_ok() {
                     tracing::info!(stream = %s.name, "alarm acknowledged over Modbus");
                 }
                 Ok(())
@@ -398,12 +399,14 @@ mod tests {
         let s = state();
         let sm = &s.metrics.streams[0];
         sm.set_alarm_state(crate::detect::AlarmState::Alarm);
-        sm.alarms_raised.store(1, Ordering::Relaxed);
+        sm.raised("r1", 0);
         assert_eq!(s.handle(&[6, 0, 11, 0, 1]), vec![0x86, 2], "score register is read-only");
         assert_eq!(s.handle(&[6, 0, 0, 0, 1]), vec![0x86, 2], "heartbeat is read-only");
         assert_eq!(s.handle(&[6, 0, 18, 0, 1]), vec![6, 0, 18, 0, 1]);
         assert_eq!(s.read(10).unwrap() & 0b1001, 0b1001, "alarm + acknowledged");
-        sm.alarms_raised.store(2, Ordering::Relaxed);
+        sm.cleared();
+        assert_eq!(s.handle(&[6, 0, 18, 0, 1]), vec![6, 0, 18, 0, 1], "no alarm: nothing to do, not an error");
+        sm.raised("r2", 0);
         assert_eq!(s.read(10).unwrap() & 0b1000, 0, "a new alarm is not acknowledged");
         assert_eq!(
             s.handle(&[16, 0, 17, 0, 2, 4, 0, 0, 0, 1]),

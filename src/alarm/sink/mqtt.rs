@@ -444,7 +444,15 @@ pub fn state_after(kind: EventKind) -> Option<&'static str> {
         EventKind::StreamDown => "down",
         EventKind::StreamUp | EventKind::SignalRestored => "up",
         EventKind::SignalLost => "signal-lost",
-        EventKind::Clipping | EventKind::Acknowledged | EventKind::ThresholdChanged => return None,
+        EventKind::MachineOff => "machine-off",
+        EventKind::MachineOn => "up",
+        EventKind::Clipping
+        | EventKind::Acknowledged
+        | EventKind::ThresholdChanged
+        | EventKind::Shelved
+        | EventKind::Unshelved
+        | EventKind::MaintenanceStarted
+        | EventKind::MaintenanceEnded => return None,
     })
 }
 

@@ -240,16 +240,28 @@ pub fn respond(req: &Request, ctx: &Ctx) -> Response {
         ("GET", "/readyz") => {
             let blind: Vec<&str> =
                 m.streams.iter().filter(|s| !s.scoring_up.load(Ordering::Relaxed)).map(|s| s.name.as_str()).collect();
+            let after = api::degraded_after_s(ctx);
+            let now = crate::alarm::deliver::now_ms();
+            let failing: Vec<String> = (m.sinks.lock().map(|v| v.clone()).unwrap_or_default().iter())
+                .filter_map(|s| {
+                    let for_s = now.saturating_sub(s.failing_since_ms()?) as f64 / 1000.0;
+                    (for_s >= after).then(|| {
+                        format!("{} failing for {for_s:.0} s ({})", s.name, s.last_error().unwrap_or_default())
+                    })
+                })
+                .collect();
             if !m.ready.load(Ordering::Relaxed) {
                 Response::text(503, "starting\n")
             } else if !blind.is_empty() {
                 Response::text(503, &format!("scoring fails for stream(s): {}\n", blind.join(", ")))
+            } else if !failing.is_empty() {
+                Response::text(503, &format!("degraded: sink {}\n", failing.join("; sink ")))
             } else {
                 Response::text(200, "ready\n")
             }
         }
         ("GET", _) => Response::text(404, "not found: try /, /metrics, /healthz, /readyz, /api/streams\n"),
-        _ => Response::text(405, "only GET here (POST: /api/streams/<name>/threshold, /api/events/<id>/ack)\n"),
+        _ => Response::text(405, "only GET here (changes: POST/DELETE under /api/, see the README)\n"),
     }
 }
 
