@@ -1,6 +1,7 @@
 //! One integration-test binary: real files, the real `mpdr` binary, real libtorch.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a test or benchmark: failing loudly is the point
 
+mod alarm_mgmt;
 mod backtest;
 mod bench;
 mod bundle;
