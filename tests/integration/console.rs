@@ -103,9 +103,17 @@ fn the_console_shows_the_plant_live_and_acknowledges_and_tunes_in_a_real_browser
     let cfg = plant(d.path(), &hook);
     let m = Monitor::start(&cfg, &[]);
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshot.png");
+    let narrow = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshot-420.png");
     let o = Command::new("node")
         .arg(&script)
-        .args([&format!("http://{}/", m.addr()), "console-test-token", "2", "fan", shot.to_str().unwrap()])
+        .args([
+            &format!("http://{}/", m.addr()),
+            "console-test-token",
+            "2",
+            "fan",
+            shot.to_str().unwrap(),
+            narrow.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -113,7 +121,22 @@ fn the_console_shows_the_plant_live_and_acknowledges_and_tunes_in_a_real_browser
     let seen: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(seen["streams"], serde_json::json!(["fan", "pump"]));
     assert!(seen["refused"].as_str().unwrap().contains("refused (401)"), "{seen}");
+    // Errors and successes look different.
+    assert!(seen["refused_class"].as_str().unwrap().contains("err"), "{seen}");
+    assert!(seen["acknowledged_class"].as_str().unwrap().contains("ok"), "{seen}");
+    assert_eq!(seen["ack_buttons"], 1, "only the active alarm can be acknowledged: {seen}");
+    // The override is visible: manual value, the model's, who; and it can be reverted.
+    let badge = seen["badge"].as_str().unwrap();
+    assert!(badge.contains("model") && badge.contains("Dana (shared-token)"), "{badge}");
+    assert_eq!(seen["revert_button"], 1, "{seen}");
+    assert!(seen["sinks"].as_array().unwrap().iter().any(|s| s == "webhook:ok"), "{seen}");
+    // A phone's width: nothing cut off, events below the streams.
+    let n = &seen["narrow"];
+    assert!(n["scroll_width"].as_u64() <= n["inner_width"].as_u64(), "horizontal overflow at 420 px: {n}");
+    assert_eq!(n["overflowing"], serde_json::json!([]), "{n}");
+    assert_eq!(n["events_below"], true, "{n}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "a screenshot of the console");
+    assert!(std::fs::metadata(&narrow).unwrap().len() > 10_000, "a screenshot at 420 px");
 
     // The acknowledge and the threshold change reached the webhook as events.
     let until = Instant::now() + Duration::from_secs(30);
@@ -128,7 +151,9 @@ fn the_console_shows_the_plant_live_and_acknowledges_and_tunes_in_a_real_browser
     let changed = got.lock().unwrap().iter().find(|e| e["kind"] == "threshold-changed").cloned().unwrap();
     assert_eq!(changed["stream"], "fan");
     assert_eq!(changed["threshold"], 123.25);
-    assert!(changed["message"].as_str().unwrap().contains("by console"), "{changed}");
+    assert_eq!(changed["by"], "Dana (shared-token)", "{changed}");
+    let acked = got.lock().unwrap().iter().find(|e| e["kind"] == "acknowledged").cloned().unwrap();
+    assert!(acked["raised_id"].is_string(), "{acked}");
     // Persisted in the state folder; applied in the metrics.
     let saved = std::fs::read_to_string(d.path().join("state/thresholds.json")).unwrap();
     assert!(saved.contains("123.25"), "{saved}");
@@ -136,9 +161,17 @@ fn the_console_shows_the_plant_live_and_acknowledges_and_tunes_in_a_real_browser
     let (status, _) = m.stop(30);
     assert!(status.success());
 
-    // A restart keeps the runtime threshold (the config's setting did not change).
+    // A restart keeps the runtime threshold (the config's setting did not change), says so in
+    // its log, and DELETE reverts it to the model's.
     let m = Monitor::start(&cfg, &[]);
     assert_eq!(m.metric("mpdr_threshold{stream=\"fan\"}"), Some(123.25));
+    assert!(m.wait_line(|l| l.contains("threshold override in effect"), 10).is_some());
+    let (code, text) = call(m.addr(), "DELETE", "/api/streams/fan/threshold", Some("console-test-token"), b"");
+    assert_eq!(code, 200, "{text}");
+    let (_, text) = call(m.addr(), "GET", "/api/streams", None, b"");
+    let fan = serde_json::from_str::<serde_json::Value>(&text).unwrap()[0].clone();
+    assert_eq!(fan["threshold_source"], "model", "{fan}");
+    assert_ne!(fan["threshold"].as_f64(), Some(123.25));
     let (status, _) = m.stop(30);
     assert!(status.success());
 }
@@ -180,6 +213,11 @@ fn the_api_refuses_bad_input_with_json_errors_and_changes_nothing() {
         ("POST", "/api/streams/fan/threshold", tok, b"not json".to_vec(), 400),
         ("POST", "/api/streams/fan/threshold", tok, vec![b' '; 64 * 1024], 413),
         ("POST", "/api/events/01a00000-0000-7000-8000-000000000000/ack", tok, b"{}".to_vec(), 404),
+        ("POST", "/api/streams/fan/threshold", tok, br#"{"value": -5}"#.to_vec(), 400),
+        ("POST", "/api/streams/fan/threshold", tok, br#"{"value": 0}"#.to_vec(), 400),
+        ("DELETE", "/api/streams/fan/threshold", tok, vec![], 409),
+        ("POST", "/api/streams/fan/shelve", tok, br#"{"minutes": 100000, "reason": "x"}"#.to_vec(), 400),
+        ("DELETE", "/api/streams/fan/shelve", tok, vec![], 409),
         ("GET", "/api/streams/nope/false_alarms?threshold=1", None, vec![], 404),
         ("GET", "/api/streams/fan/false_alarms?threshold=abc", None, vec![], 400),
         ("GET", "/api/nothing", None, vec![], 404),
