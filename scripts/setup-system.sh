@@ -6,9 +6,10 @@
 #   fonts-dejavu-core: the font report plots are labelled with
 #   python3-pymodbus: an independent Modbus TCP client for the Modbus sink's test
 #   chromium: the real browser the console test drives (through playwright-core from npm)
+#   prometheus: its promtool checks the shipped alert rules (config/prometheus)
 #   (systemd-analyze, when present, verifies the service unit; that test skips otherwise)
 set -euo pipefail
-packages=(libasound2-dev pkg-config mosquitto fonts-dejavu-core python3-pymodbus chromium)
+packages=(libasound2-dev pkg-config mosquitto fonts-dejavu-core python3-pymodbus chromium prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -19,6 +19,7 @@ mod install;
 mod monitor;
 mod mpdr_parity;
 mod mpdr_switches;
+mod ops_files;
 mod profiles;
 mod recipe;
 mod tch_link;

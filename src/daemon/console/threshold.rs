@@ -73,6 +73,7 @@ impl Console {
         if prune(&mut o, &self.names(), &settings) {
             self.save_overrides(&o);
         }
+        self.mark_overridden(&o);
         if let Ok(mut cur) = self.overrides.lock() {
             *cur = o;
         }
@@ -137,7 +138,15 @@ impl Console {
         }
     }
 
+    /// `mpdr_threshold_overridden` per stream.
+    fn mark_overridden(&self, o: &BTreeMap<String, Override>) {
+        for s in &self.metrics.streams {
+            s.threshold_overridden.store(o.contains_key(&s.name), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     fn save_overrides(&self, o: &BTreeMap<String, Override>) {
+        self.mark_overridden(o);
         let text = serde_json::to_string_pretty(o).unwrap_or_default();
         if let Err(e) = crate::files::write_atomic(&self.state_dir.join(THRESHOLDS_FILE), text.as_bytes()) {
             tracing::error!(error = %e, "cannot save the runtime thresholds");
