@@ -25,10 +25,13 @@ pub struct PlantArgs {
     #[arg(long)]
     pub once: bool,
     /// For monitoring systems: print once (like --once, or --json), then exit 0 when every box
-    /// is online and talking and no stream is in alarm, down or without signal, else print
+    /// is online and talking and no stream is in an unacknowledged alarm, down or without signal, else print
     /// what is wrong (one line each, on stderr) and exit 2.
     #[arg(long)]
     pub check: bool,
+    /// With --check: an acknowledged alarm is a failure too (by default someone is on it).
+    #[arg(long)]
+    pub check_acknowledged: bool,
     /// Seconds to collect the retained topics (and what arrives) before --json / --once print.
     #[arg(long, default_value_t = 2.0)]
     pub wait_s: f64,
@@ -89,7 +92,7 @@ pub fn plant(a: &PlantArgs) -> Result<()> {
         print!("{}", p.render(now_ms()));
     }
     if a.check {
-        let problems = p.problems(now_ms());
+        let problems = p.problems(now_ms(), a.check_acknowledged);
         if !problems.is_empty() || p.boxes.is_empty() {
             if p.boxes.is_empty() {
                 eprintln!("no box publishes under {}/ on {}:{}", o.prefix, o.host, o.port);

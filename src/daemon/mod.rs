@@ -407,6 +407,9 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     if let Ok(mut h) = metrics.on_ack.lock() {
         h.take();
     }
+    if let Ok(mut h) = metrics.on_command.lock() {
+        h.take();
+    }
     let mut clean = join_until(stream_threads, deadline, "stream");
     clean &= join_until(vec![scorer], deadline, "scorer");
     // The event thread may still be delivering; it ends when the scorer's sender is gone.

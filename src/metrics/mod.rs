@@ -348,6 +348,39 @@ impl StreamMetrics {
     }
 }
 
+/// An operator's command that arrives through a sink (an MQTT command topic, a Modbus
+/// register) instead of the console's API; the daemon's console carries it out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Acknowledge the stream's active alarm (only the one whose `raised` is `raised_id`, when given).
+    Ack {
+        raised_id: Option<String>,
+    },
+    Shelve {
+        minutes: f64,
+        reason: String,
+    },
+    Unshelve,
+    Maintenance {
+        minutes: f64,
+        reason: String,
+    },
+    EndMaintenance,
+}
+
+/// Carries out a [`Command`] for stream `Some(i)` (or every stream: `None`) on behalf of `by`;
+/// `Ok` with what was done, `Err` with why not.
+pub struct CommandHook(pub Box<CommandFn>);
+
+impl std::fmt::Debug for CommandHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommandHook")
+    }
+}
+
+/// The function behind a [`CommandHook`].
+pub type CommandFn = dyn Fn(Option<usize>, Command, &str) -> Result<String, String> + Send + Sync;
+
 /// Told of each acknowledgement: the stream index, who, and the id of the alarm's `raised`.
 pub struct AckHook(pub Box<AckFn>);
 
@@ -382,6 +415,8 @@ pub struct Metrics {
     /// Told of every acknowledgement (the daemon turns it into an `acknowledged` event).
     /// (Taken out at shutdown: it holds a sender of the event thread.)
     pub on_ack: std::sync::Mutex<Option<AckHook>>,
+    /// Carries out sinks' commands (taken out at shutdown, like `on_ack`).
+    pub on_command: std::sync::Mutex<Option<CommandHook>>,
     /// The newest events as JSON (oldest first), with the sequence number of the last one:
     /// the console's event list and its live feed.
     pub recent_events: std::sync::Mutex<(u64, std::collections::VecDeque<String>)>,
@@ -413,6 +448,7 @@ impl Metrics {
             streams,
             models: std::sync::Mutex::new(models),
             on_ack: std::sync::Mutex::new(None),
+            on_command: std::sync::Mutex::new(None),
             recent_events: Default::default(),
             latency: Histogram::new(LATENCY_BUCKETS),
             batches: AtomicU64::new(0),
@@ -448,6 +484,15 @@ impl Metrics {
             }
         }
         Ok(id)
+    }
+
+    /// Carry out a sink's command (see [`Command`]); refused when no console runs.
+    pub fn command(&self, stream: Option<usize>, c: Command, by: &str) -> Result<String, String> {
+        let hook = self.on_command.lock().map_err(|_| "the console is gone".to_string())?;
+        match hook.as_ref() {
+            Some(h) => (h.0)(stream, c, by),
+            None => Err("commands are not accepted (no console)".into()),
+        }
     }
 
     /// Keep an event (JSON) in the recent list, at most [`RECENT_EVENTS`].

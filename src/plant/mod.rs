@@ -24,6 +24,13 @@ pub struct StreamView {
     pub score: Option<f64>,
     pub threshold: Option<f64>,
     pub level_dbfs: Option<f64>,
+    /// The alarm now raised was acknowledged by someone.
+    pub acknowledged: bool,
+    /// Alarms shelved, or the stream in maintenance, by an operator.
+    pub shelved: bool,
+    pub maintenance: bool,
+    /// `critical`, `high`, `medium` or `low` (when its box says).
+    pub priority: Option<String>,
     /// Unix ms of the newest message about this stream (any topic), as stamped by its box.
     pub updated_unix_ms: Option<u64>,
 }
@@ -110,6 +117,7 @@ impl Plant {
                         if let Some(st) = text(&v, "state") {
                             s.state = st;
                         }
+                        s.note_flags(&v);
                         s.note_event(text(&v, "kind"), text(&v, "time"), v.get("unix_ms").and_then(Value::as_u64));
                         s.score = num(&v, "score").or(s.score);
                         s.threshold = num(&v, "threshold").or(s.threshold);
@@ -123,12 +131,23 @@ impl Plant {
                         {
                             s.state = st.into();
                         }
+                        match kind.as_deref() {
+                            Some("raised" | "cleared") => s.acknowledged = false,
+                            Some("acknowledged") => s.acknowledged = true,
+                            Some("shelved" | "unshelved") => s.shelved = kind.as_deref() == Some("shelved"),
+                            Some(k @ ("maintenance-started" | "maintenance-ended")) => {
+                                s.maintenance = k == "maintenance-started"
+                            }
+                            _ => {}
+                        }
+                        s.priority = text(&v, "priority").or(s.priority.take());
                         s.note_event(kind, text(&v, "time"), v.get("unix_ms").and_then(Value::as_u64));
                     }
                     _ => {
                         if let Some(st) = text(&v, "state") {
                             s.state = st;
                         }
+                        s.note_flags(&v);
                         s.score = num(&v, "score");
                         s.threshold = num(&v, "threshold");
                         s.level_dbfs = num(&v, "level_dbfs");
@@ -157,8 +176,9 @@ impl Plant {
     }
 
     /// What needs a look, one line each (empty: every box online and talking, no stream in
-    /// alarm, down or without signal): `mpdr plant --check`.
-    pub fn problems(&self, now_ms: u64) -> Vec<String> {
+    /// an unacknowledged alarm, down or without signal): `mpdr plant --check`. An
+    /// acknowledged alarm counts too with `acknowledged`.
+    pub fn problems(&self, now_ms: u64, acknowledged: bool) -> Vec<String> {
         let mut out = Vec::new();
         for (name, b) in &self.boxes {
             match b.status.as_str() {
@@ -171,8 +191,10 @@ impl Plant {
                 continue; // its streams' states are stale
             }
             for (sname, st) in &b.streams {
-                if matches!(st.state.as_str(), "alarm" | "down" | "signal-lost") {
-                    out.push(format!("{name}/{sname}: {}", st.state));
+                let ignored = st.state == "alarm" && st.acknowledged && !acknowledged;
+                if matches!(st.state.as_str(), "alarm" | "down" | "signal-lost") && !ignored {
+                    let ack = if st.acknowledged { " (acknowledged)" } else { "" };
+                    out.push(format!("{name}/{sname}: {}{ack}", st.state));
                 }
             }
         }
@@ -236,7 +258,13 @@ impl Plant {
             for (sname, s) in &b.streams {
                 // A box that is away cannot vouch for its streams: their last state is shown
                 // in brackets.
-                let state = if b.status == "offline" { format!("({})", s.state) } else { s.state.clone() };
+                let mut state = s.state.clone();
+                for (on, tag) in [(s.acknowledged, "+ack"), (s.shelved, "+shelved"), (s.maintenance, "+maint")] {
+                    if on {
+                        state += tag;
+                    }
+                }
+                let state = if b.status == "offline" { format!("({state})") } else { state };
                 let age = s.last_event_unix_ms.map_or("-".to_string(), |t| age(now_ms.saturating_sub(t)));
                 // The latest score against its threshold (telemetry, or the last state change).
                 let score = match (s.score, s.threshold) {
@@ -257,6 +285,15 @@ impl Plant {
 }
 
 impl StreamView {
+    /// The flags a retained state or telemetry message carries.
+    fn note_flags(&mut self, v: &Value) {
+        let flag = |k: &str| v.get(k).and_then(Value::as_bool);
+        self.acknowledged = flag("acknowledged").unwrap_or(self.acknowledged);
+        self.shelved = flag("shelved").unwrap_or(self.shelved);
+        self.maintenance = flag("maintenance").unwrap_or(self.maintenance);
+        self.priority = text(v, "priority").or(self.priority.take());
+    }
+
     /// A stream seen before its state or telemetry.
     fn unknown() -> Self {
         StreamView { state: "unknown".into(), ..Default::default() }
@@ -332,9 +369,19 @@ mod tests {
         assert!(q.is_stale(&q.boxes["e2"], 9_500));
         assert!(!q.is_stale(&q.boxes["e3"], 1_000_000));
         assert!(q.render(9_500).contains("online (quiet)"));
-        assert_eq!(q.problems(9_500), ["e2: online but quiet (no telemetry)"]);
-        assert!(q.problems(8_000).is_empty(), "all well");
-        assert_eq!(p.problems(12_000), ["edge-1: offline (lost)"], "an offline box's streams are not judged");
+        assert_eq!(q.problems(9_500, false), ["e2: online but quiet (no telemetry)"]);
+        assert!(q.problems(8_000, false).is_empty(), "all well");
+        assert_eq!(p.problems(12_000, false), ["edge-1: offline (lost)"], "an offline box's streams are not judged");
+        // An acknowledged alarm: someone is on it (unless asked); shelving shows in the table.
+        q.apply_at("mpdr", "mpdr/e3/a/event", br#"{"kind":"raised","priority":"high","unix_ms":1}"#, 1_000);
+        assert_eq!(q.problems(1_000, false), ["e3/a: alarm"]);
+        q.apply_at("mpdr", "mpdr/e3/a/event", br#"{"kind":"acknowledged","unix_ms":2}"#, 1_000);
+        assert!(q.problems(1_000, false).is_empty());
+        assert_eq!(q.problems(1_000, true), ["e3/a: alarm (acknowledged)"]);
+        q.apply_at("mpdr", "mpdr/e3/a/state", br#"{"state":"alarm","acknowledged":true,"shelved":true}"#, 1_000);
+        let e3 = &q.boxes["e3"].streams["a"];
+        assert_eq!((e3.acknowledged, e3.shelved, e3.priority.as_deref()), (true, true, Some("high")));
+        assert!(q.render(1_000).contains("alarm+ack+shelved"), "{}", q.render(1_000));
         assert_eq!(q.to_json(9_500)["boxes"][0]["stale"], true);
         // Garbage is ignored.
         assert!(!p.apply("mpdr", "mpdr/edge-1/fan/state", b"\xff\xfe"));

@@ -540,19 +540,107 @@ fn mqtt_telemetry_arrives_at_its_rate_and_home_assistant_discovery_is_retained()
     let last: serde_json::Value = serde_json::from_str(telemetry().last().unwrap()).unwrap();
     assert_eq!((last["stream"].as_str(), last["box"].as_str()), (Some("m"), Some("edge-7")));
     assert!(last["threshold"].is_f64() && last["state"].is_string(), "{last}");
+    for k in ["acknowledged", "shelved", "maintenance", "machine_off", "alarm"] {
+        assert!(last[k].is_boolean(), "{k} in the telemetry: {last}");
+    }
+    assert_eq!(last["priority"], "medium");
 
     // A late subscriber gets the discovery configs, retained, valid JSON.
     let ha = subscriber_to(port, "mpdr-test-ha", "homeassistant/#");
-    wait_for("four retained discovery configs", 30, || ha.lock().unwrap().len() >= 4);
+    wait_for("five retained discovery configs", 30, || ha.lock().unwrap().len() >= 5);
     for (topic, payload, retained) in ha.lock().unwrap().iter() {
         assert!(retained, "{topic} retained");
-        assert!(topic.starts_with("homeassistant/sensor/edge_7/m_") && topic.ends_with("/config"), "{topic}");
         let v: serde_json::Value = serde_json::from_str(payload).unwrap();
+        if topic.contains("/binary_sensor/") {
+            // A problem sensor per stream, on while its alarm is raised.
+            assert_eq!(topic, "homeassistant/binary_sensor/edge_7/m_problem/config");
+            assert_eq!(v["device_class"], "problem", "{v}");
+            assert!(v["value_template"].as_str().unwrap().contains("value_json.alarm"), "{v}");
+            continue;
+        }
+        assert!(topic.starts_with("homeassistant/sensor/edge_7/m_") && topic.ends_with("/config"), "{topic}");
+        // Numeric sensors keep long-term statistics in HA.
+        let numeric = !topic.ends_with("m_state/config");
+        assert_eq!(v["state_class"].as_str(), numeric.then_some("measurement"), "{topic}: {v}");
         assert_eq!(v["state_topic"], "mpdr/edge-7/m/telemetry");
         assert_eq!(v["availability_topic"], "mpdr/edge-7/status");
         assert!(v["unique_id"].as_str().unwrap().starts_with("mpdr_edge_7_m_"), "{v}");
         assert!(v["value_template"].as_str().unwrap().starts_with("{{ value_json."), "{v}");
     }
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+}
+
+#[test]
+fn operators_acknowledge_and_shelve_over_mqtt_command_topics_and_the_retained_state_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(mut broker) = mosquitto(d.path(), port) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    let got = subscriber(port, "mpdr-test-cmd-sub");
+    std::thread::sleep(Duration::from_millis(300));
+    // The replay ends inside its alarm, which stays active.
+    let w = d.path().join("ends-in-alarm.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(40.0, 5, |t| t >= 20.0)).unwrap();
+    let sink = format!(
+        "[identity]\nbox = \"b2\"\n[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         username = \"mpdr-daemon\"\ncommands = true\n"
+    );
+    let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    let events = || -> Vec<serde_json::Value> {
+        (got.lock().unwrap().iter())
+            .filter(|(t, _, _)| t == "mpdr/b2/m/event")
+            .filter_map(|(_, p, _)| serde_json::from_str(p).ok())
+            .collect()
+    };
+    wait_for("the raised event", 90, || events().iter().any(|e| e["kind"] == "raised"));
+    let raised = events().into_iter().find(|e| e["kind"] == "raised").unwrap();
+    let up = events().into_iter().find(|e| e["kind"] == "stream-up").unwrap();
+    let results = || -> Vec<serde_json::Value> {
+        (got.lock().unwrap().iter())
+            .filter(|(t, _, _)| t == "mpdr/b2/m/command/result")
+            .filter_map(|(_, p, _)| serde_json::from_str(p).ok())
+            .collect()
+    };
+    // An operator's client (another login, which the broker's ACL would allow to command).
+    let mut o = rumqttc::MqttOptions::new("operator-dana", "127.0.0.1", port);
+    o.set_credentials("dana", "x");
+    let (client, mut conn) = rumqttc::Client::new(o, 10);
+    std::thread::spawn(move || for _ in conn.iter() {});
+    let command = |body: serde_json::Value| {
+        let n = results().len();
+        client.publish("mpdr/b2/m/command", rumqttc::QoS::AtLeastOnce, false, body.to_string()).unwrap();
+        wait_for("the command's answer", 20, || results().len() > n);
+        results()[n].clone()
+    };
+    let stale = command(serde_json::json!({ "action": "ack", "raised_id": up["id"], "by": "Dana" }));
+    assert_eq!(stale["ok"], false, "a stream-up is not an alarm: {stale}");
+    let ok = command(serde_json::json!({ "action": "ack", "raised_id": raised["id"], "by": "Dana" }));
+    assert_eq!(ok["ok"], true, "{ok}");
+    let shelf = command(serde_json::json!({ "action": "shelve", "minutes": 30, "reason": "noisy", "by": "Dana" }));
+    assert_eq!(shelf["ok"], true, "{shelf}");
+    wait_for("acknowledged and shelved events", 20, || {
+        let k: Vec<String> = events().iter().map(|e| e["kind"].as_str().unwrap_or("").to_string()).collect();
+        k.contains(&"acknowledged".into()) && k.contains(&"shelved".into())
+    });
+    let acked = events().into_iter().find(|e| e["kind"] == "acknowledged").unwrap();
+    assert_eq!((acked["by"].as_str(), acked["raised_id"].as_str()), (Some("Dana via mqtt"), raised["id"].as_str()));
+    // The retained state carries the flags.
+    let state = || {
+        (got.lock().unwrap().iter())
+            .filter(|(t, _, _)| t == "mpdr/b2/m/state")
+            .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
+            .last()
+    };
+    wait_for("the retained state with both flags", 20, || {
+        state().is_some_and(|s| s["acknowledged"] == true && s["shelved"] == true && s["state"] == "alarm")
+    });
     let (status, _) = m.stop(20);
     assert!(status.success());
     broker.kill().unwrap();

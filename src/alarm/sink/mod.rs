@@ -13,6 +13,7 @@ pub mod file;
 pub mod log;
 pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_command;
 pub mod telemetry;
 pub mod webhook;
 

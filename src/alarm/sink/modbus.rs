@@ -7,13 +7,15 @@
 //! | 0 | heartbeat counter, +1 per second (wraps) |
 //! | 1 | number of streams |
 //! | 2 | daemon status bits: bit 0 ready |
-//! | 10 + 10·i + 0 | stream i status bits: 0 alarm, 1 stream down, 2 model loaded, 3 acknowledged, 4 pending (above threshold, waiting out the on-delay), 5 replay ended, 6 signal lost (silent input) |
+//! | 3 | maintenance: minutes left of the longest maintenance in effect (0: none); with `maintenance_writes = true`, write N (1–65535) to put every stream into maintenance for N minutes (at most `server.max_maintenance_minutes`), 0 to end it |
+//! | 10 + 10·i + 0 | stream i status bits: 0 alarm, 1 stream down, 2 model loaded, 3 acknowledged, 4 pending (above threshold, waiting out the on-delay), 5 replay ended, 6 signal lost (silent input), 7 shelved, 8 in maintenance, 9 machine off, 10 manual threshold override |
 //! | 10 + 10·i + 1 | window score × 1000, unsigned, saturating at 65535 |
 //! | 10 + 10·i + 2 | threshold × 1000, unsigned, saturating |
 //! | 10 + 10·i + 3..4 | window score, IEEE-754 f32, high word first (big-endian word order) |
 //! | 10 + 10·i + 5..6 | threshold, f32, high word first |
 //! | 10 + 10·i + 7 | alarms raised (wraps) |
-//! | 10 + 10·i + 8 | acknowledge: write 1 to acknowledge the current alarm (sets status bit 3 until the next alarm); reads 0/1 |
+//! | 10 + 10·i + 8 | acknowledge: write 1 to acknowledge the stream's active alarm (sets status bit 3 until the next alarm; nothing when none is active); reads 0/1 |
+//! | 10 + 10·i + 9 | priority: 1 critical, 2 high, 3 medium, 4 low |
 //!
 //! Every other write is refused with exception 02 (illegal data address); other function
 //! codes with exception 01. One thread per client connection: at most 32 in all and 8 from one
@@ -46,6 +48,9 @@ pub struct ModbusConfig {
     /// Seconds without a request after which a client connection is closed.
     #[serde(default = "idle_timeout_s")]
     pub idle_timeout_s: f64,
+    /// Let clients write register 3 (maintenance of every stream).
+    #[serde(default)]
+    pub maintenance_writes: bool,
 }
 
 fn idle_timeout_s() -> f64 {
@@ -88,7 +93,9 @@ impl SinkSpec for ModbusConfig {
 
     fn build(&self, ctx: &BuildContext) -> Result<Built, String> {
         let idle = Duration::from_secs_f64(self.idle_timeout_s);
-        let server = ModbusServer::start(self.listen, Arc::new(ModbusState::new(ctx.metrics.clone())), idle)?;
+        let mut state = ModbusState::new(ctx.metrics.clone());
+        state.maintenance_writes = self.maintenance_writes;
+        let server = ModbusServer::start(self.listen, Arc::new(state), idle)?;
         tracing::info!(address = %server.addr, "Modbus TCP server listening");
         Ok(Built::Server(Box::new(server)))
     }
@@ -97,6 +104,8 @@ impl SinkSpec for ModbusConfig {
 pub const STREAM_BASE: u16 = 10;
 pub const STREAM_STRIDE: u16 = 10;
 pub const ACK_OFFSET: u16 = 8;
+/// The box's maintenance register.
+pub const MAINTENANCE: u16 = 3;
 const MAX_CLIENTS: usize = 32;
 const MAX_PER_ADDRESS: usize = 8;
 
@@ -105,11 +114,24 @@ const MAX_PER_ADDRESS: usize = 8;
 pub struct ModbusState {
     metrics: Arc<Metrics>,
     started: Instant,
+    /// Register 3 is writable (maintenance).
+    pub maintenance_writes: bool,
 }
 
 impl ModbusState {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        ModbusState { metrics, started: Instant::now() }
+        ModbusState { metrics, started: Instant::now(), maintenance_writes: false }
+    }
+
+    /// Minutes left of the longest maintenance in effect.
+    fn maintenance_minutes(&self) -> u16 {
+        let now = crate::metrics::unix_s();
+        let left = (self.metrics.streams.iter())
+            .filter_map(|s| s.suppressed().filter(|x| x.kind == "maintenance"))
+            .map(|x| x.until_unix_s.saturating_sub(now).div_ceil(60))
+            .max()
+            .unwrap_or(0);
+        left.min(u16::MAX as u64) as u16
     }
 
     /// The value of one register, or None for an address outside the map.
@@ -125,7 +147,8 @@ impl ModbusState {
             0 => return Some((self.started.elapsed().as_secs() & 0xffff) as u16),
             1 => return Some(m.streams.len().min(u16::MAX as usize) as u16),
             2 => return Some(m.ready.load(Ordering::Relaxed) as u16),
-            3..=9 => return Some(0),
+            3 => return Some(self.maintenance_minutes()),
+            4..=9 => return Some(0),
             _ => {}
         }
         let i = ((addr - STREAM_BASE) / STREAM_STRIDE) as usize;
@@ -150,13 +173,18 @@ impl ModbusState {
         let scaled = |v: f64| if v.is_finite() { (v * 1000.0).clamp(0.0, 65535.0) as u16 } else { u16::MAX };
         let (sb, tb) = ((score as f32).to_bits(), (thr as f32).to_bits());
         let acked = self.metrics.streams[i].acknowledged();
+        let shelf = s.suppressed();
         let status = state.is_raised() as u16
             | ((!s.up.load(Ordering::Relaxed) && !s.ended.load(Ordering::Relaxed)) as u16) << 1
             | (m.ready.load(Ordering::Relaxed) as u16) << 2
             | (acked as u16) << 3
             | ((state == AlarmState::Pending) as u16) << 4
             | (s.ended.load(Ordering::Relaxed) as u16) << 5
-            | (s.signal_lost.load(Ordering::Relaxed) as u16) << 6;
+            | (s.signal_lost.load(Ordering::Relaxed) as u16) << 6
+            | (shelf.as_ref().is_some_and(|x| x.kind == "shelved") as u16) << 7
+            | (shelf.as_ref().is_some_and(|x| x.kind == "maintenance") as u16) << 8
+            | (s.machine_off.load(Ordering::Relaxed) as u16) << 9
+            | (s.threshold_overridden.load(Ordering::Relaxed) as u16) << 10;
         Some([
             status,
             scaled(score),
@@ -167,12 +195,29 @@ impl ModbusState {
             (tb & 0xffff) as u16,
             (s.alarms_raised.load(Ordering::Relaxed) & 0xffff) as u16,
             acked as u16,
-            0,
+            u16::from(s.priority.code()),
         ])
     }
 
     /// A write; Err(exception code) when refused.
     pub fn write(&self, addr: u16, value: u16) -> Result<(), u8> {
+        if addr == MAINTENANCE && self.maintenance_writes {
+            use crate::metrics::Command;
+            let cmd = match value {
+                0 => Command::EndMaintenance,
+                n => Command::Maintenance { minutes: f64::from(n), reason: "set over Modbus".into() },
+            };
+            return match self.metrics.command(None, cmd, "modbus") {
+                Ok(done) => {
+                    tracing::info!(minutes = value, done = %done, "maintenance over Modbus");
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(minutes = value, error = %e, "maintenance over Modbus refused");
+                    Err(3)
+                }
+            };
+        }
         if addr < STREAM_BASE || (addr - STREAM_BASE) % STREAM_STRIDE != ACK_OFFSET {
             return Err(2);
         }
@@ -415,5 +460,37 @@ mod tests {
         );
         assert_eq!(s.handle(&[16, 0, 18, 0, 1, 2, 0, 1]), vec![16, 0, 18, 0, 1]);
         assert_eq!(s.handle(&[5, 0, 0, 0xff, 0]), vec![0x85, 1], "coils are not supported");
+        assert_eq!(s.handle(&[6, 0, 3, 0, 30]), vec![0x86, 2], "maintenance is read-only unless enabled");
+        assert_eq!(s.read(19), Some(3), "priority: medium");
+    }
+
+    #[test]
+    fn the_maintenance_register_commands_every_stream_when_enabled() {
+        let mut s = state();
+        s.maintenance_writes = true;
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        *s.metrics.on_command.lock().unwrap() = Some(crate::metrics::CommandHook(Box::new(move |i, c, by| {
+            g.lock().unwrap().push((i, c, by.to_string()));
+            Ok("ok".into())
+        })));
+        assert_eq!(s.handle(&[6, 0, 3, 0, 30]), vec![6, 0, 3, 0, 30]);
+        assert_eq!(s.handle(&[6, 0, 3, 0, 0]), vec![6, 0, 3, 0, 0]);
+        let got = got.lock().unwrap().clone();
+        assert_eq!(got.len(), 2);
+        assert!(
+            matches!(&got[0], (None, crate::metrics::Command::Maintenance { minutes, .. }, by) if *minutes == 30.0 && by == "modbus")
+        );
+        assert_eq!(got[1].1, crate::metrics::Command::EndMaintenance);
+        // A suppression shows in the status bits and register 3.
+        *s.metrics.streams[0].suppression.lock().unwrap() = Some(crate::metrics::Suppressed {
+            kind: "maintenance".into(),
+            by: "x".into(),
+            reason: String::new(),
+            since_unix_s: 0,
+            until_unix_s: crate::metrics::unix_s() + 600,
+        });
+        assert_eq!(s.read(10).unwrap() & (1 << 8), 1 << 8);
+        assert_eq!(s.read(3), Some(10));
     }
 }

@@ -70,6 +70,11 @@ pub struct MqttConfig {
     pub discovery: bool,
     #[serde(default = "discovery_prefix")]
     pub discovery_prefix: String,
+    /// Accept operators' commands (ack, shelve, maintenance) on `{prefix}/{box}/{stream}/command`
+    /// and `{prefix}/{box}/command` (see `mqtt_command`); needs a broker login (`username`)
+    /// and a broker ACL that lets only operators publish there.
+    #[serde(default)]
+    pub commands: bool,
 }
 
 /// The fleet's topic layout (the defaults; `mpdr plant` reads it): (key, template).
@@ -156,6 +161,12 @@ impl SinkSpec for MqttConfig {
         if self.discovery && self.telemetry_s.is_none() {
             p.push(format!("{key}.discovery"), "discovery announces the telemetry: set telemetry_s too");
         }
+        if self.commands && self.username.is_none() {
+            p.push(
+                format!("{key}.commands"),
+                "commands need a broker login (username), and the broker's ACL decides who may publish them",
+            );
+        }
     }
 
     fn warnings(&self, key: &str, w: &mut Problems) {
@@ -214,6 +225,8 @@ pub struct MqttSink {
     /// Per stream, the retained state last published (topic, body): published again on every
     /// connect, so a broker that lost its retained messages in a restart gets them back.
     retained: Arc<Mutex<HashMap<String, (String, String)>>>,
+    /// Per stream, the retained state body last published (its flags change without a new state).
+    bodies: HashMap<String, serde_json::Value>,
 }
 
 /// A topic prefix: topic levels without wildcards, placeholders or a leading or trailing `/`
@@ -336,8 +349,10 @@ impl MqttSink {
         if let Some(t) = s.telemetry_s {
             let every = Duration::from_secs_f64(t);
             let topic = s.telemetry_topic.clone();
-            super::telemetry::spawn(client.clone(), metrics, every, topic, stop.clone(), connected.clone());
+            super::telemetry::spawn(client.clone(), metrics.clone(), every, topic, stop.clone(), connected.clone());
         }
+        // Commands: `{prefix}/{box}` is what the event topic of the layout starts with.
+        let command_base = s.commands.then(|| for_box("{prefix}/{box}", &s.prefix, &identity));
         let (id2, telemetry_s, me) = (identity.clone(), s.telemetry_s, client_id.clone());
         let mut warned_twin = false;
         std::thread::Builder::new()
@@ -368,6 +383,18 @@ impl MqttSink {
                             // Our own status topic: a live `online` from another client means
                             // two daemons share this box name.
                             let _ = birth.try_subscribe(&status, QoS::AtMostOnce);
+                            for f in command_base.iter().flat_map(|b| super::mqtt_command::filters(b)) {
+                                let _ = birth.try_subscribe(f, QoS::AtLeastOnce);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p)))
+                            if command_base.as_ref().is_some_and(|b| p.topic.starts_with(b.as_str()))
+                                && p.topic.ends_with("/command") =>
+                        {
+                            let base = command_base.as_deref().unwrap_or_default();
+                            if let Some((topic, body)) = super::mqtt_command::handle(&metrics, base, &p.topic, &p.payload) {
+                                let _ = birth.try_publish(topic, QoS::AtMostOnce, false, body);
+                            }
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) if p.topic == status && !p.retain && !warned_twin => {
                             let v: serde_json::Value = serde_json::from_slice(&p.payload).unwrap_or_default();
@@ -408,6 +435,7 @@ impl MqttSink {
             client_id,
             newest_state: Default::default(),
             retained,
+            bodies: Default::default(),
         })
     }
 
@@ -464,20 +492,62 @@ impl Sink for MqttSink {
         if self.newest_state.get(&ev.stream).is_some_and(|newest| *newest > key) {
             return Ok(()); // a newer event's state is already retained
         }
-        let Some(state) = state_after(ev.kind) else { return Ok(()) };
-        let body = serde_json::json!({
-            "state": state, "box": self.identity.box_name, "site": self.identity.site, "stream": ev.stream,
-            "kind": ev.kind.as_str(), "event_id": ev.id, "time": ev.time, "unix_ms": ev.unix_ms,
-            "score": ev.score, "threshold": ev.threshold,
-        })
-        .to_string();
+        let Some(value) = self.state_body(ev) else { return Ok(()) };
+        let body = value.to_string();
         let state_topic = fill(&self.s.state_topic, ev);
         self.publish_acked(&state_topic, body.clone(), true)?;
+        self.bodies.insert(ev.stream.clone(), value);
         self.newest_state.insert(ev.stream.clone(), key);
         if let Ok(mut m) = self.retained.lock() {
             m.insert(ev.stream.clone(), (state_topic, body));
         }
         Ok(())
+    }
+}
+
+impl MqttSink {
+    /// The stream's retained state after `ev` — its state (`alarm`, `normal`, `down`, ...)
+    /// and flags (`acknowledged`, `shelved`, `maintenance`, `priority`) — or `None` when `ev`
+    /// changes neither.
+    fn state_body(&self, ev: &AlarmEvent) -> Option<serde_json::Value> {
+        let mut body = self.bodies.get(&ev.stream).cloned().unwrap_or_else(
+            || serde_json::json!({ "state": "up", "acknowledged": false, "shelved": false, "maintenance": false }),
+        );
+        let flag = |k: &str, v: bool| (k.to_string(), v);
+        let flags: Vec<(String, bool)> = match ev.kind {
+            EventKind::Raised | EventKind::Cleared => vec![flag("acknowledged", false)],
+            EventKind::Acknowledged => vec![flag("acknowledged", true)],
+            EventKind::Shelved => vec![flag("shelved", true)],
+            EventKind::Unshelved => vec![flag("shelved", false)],
+            EventKind::MaintenanceStarted => vec![flag("maintenance", true)],
+            EventKind::MaintenanceEnded => vec![flag("maintenance", false)],
+            _ => vec![],
+        };
+        let state = state_after(ev.kind);
+        if state.is_none() && flags.iter().all(|(k, v)| body[k.as_str()] == *v) {
+            return None;
+        }
+        for (k, v) in flags {
+            body[k.as_str()] = v.into();
+        }
+        if let Some(st) = state {
+            body["state"] = st.into();
+            body["score"] = ev.score.into();
+            body["threshold"] = ev.threshold.into();
+        }
+        for (k, v) in [
+            ("box", serde_json::json!(self.identity.box_name)),
+            ("site", serde_json::json!(self.identity.site)),
+            ("stream", serde_json::json!(ev.stream)),
+            ("kind", serde_json::json!(ev.kind.as_str())),
+            ("event_id", serde_json::json!(ev.id)),
+            ("time", serde_json::json!(ev.time)),
+            ("unix_ms", serde_json::json!(ev.unix_ms)),
+            ("priority", serde_json::json!(ev.priority)),
+        ] {
+            body[k] = v;
+        }
+        Some(body)
     }
 }
 

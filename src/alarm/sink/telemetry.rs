@@ -27,6 +27,12 @@ pub fn payload(m: &Metrics, s: &StreamMetrics) -> String {
         "threshold": finite(s.threshold.get()),
         "level_dbfs": finite(s.level_dbfs.get()),
         "state": s.display_state(),
+        "priority": s.priority,
+        "alarm": s.alarm_state().is_raised() && s.suppressed().is_none(),
+        "acknowledged": s.acknowledged(),
+        "shelved": s.suppressed().is_some_and(|x| x.kind == "shelved"),
+        "maintenance": s.suppressed().is_some_and(|x| x.kind == "maintenance"),
+        "machine_off": s.machine_off.load(Ordering::Relaxed),
         "alarms_raised": s.alarms_raised.load(Ordering::Relaxed),
         "unix_s": crate::metrics::unix_s(),
         "unix_ms": crate::alarm::deliver::now_ms(),
@@ -34,7 +40,10 @@ pub fn payload(m: &Metrics, s: &StreamMetrics) -> String {
     .to_string()
 }
 
-/// Home Assistant discovery messages: (topic, retained config JSON), four sensors per stream,
+/// Home Assistant discovery messages: (topic, retained config JSON), four sensors per stream
+/// (numeric ones with `state_class: measurement`, so HA keeps their statistics) and a
+/// `binary_sensor` of device class `problem` (on while the stream's alarm is raised and not
+/// shelved or in maintenance),
 /// unavailable while the box's status is not `online`; ids from the box name (stable across
 /// restarts).
 pub fn discovery(m: &Metrics, prefix: &str, telemetry_topic: &str, status_topic: &str) -> Vec<(String, String)> {
@@ -63,8 +72,25 @@ pub fn discovery(m: &Metrics, prefix: &str, telemetry_topic: &str, status_topic:
             if let Some(u) = unit {
                 cfg["unit_of_measurement"] = u.into();
             }
+            if key != "state" {
+                cfg["state_class"] = "measurement".into();
+            }
             out.push((format!("{prefix}/sensor/{node}/{id}_{key}/config"), cfg.to_string()));
         }
+        let unique = format!("mpdr_{node}_{id}_problem");
+        let problem = serde_json::json!({
+            "name": format!("{} problem", s.name),
+            "unique_id": unique,
+            "object_id": unique,
+            "device_class": "problem",
+            "state_topic": state_topic,
+            "value_template": "{{ 'ON' if value_json.alarm else 'OFF' }}",
+            "json_attributes_topic": state_topic,
+            "availability_topic": status_topic,
+            "availability_template": "{{ value_json.status }}",
+            "device": { "identifiers": [format!("mpdr_{node}_{id}")], "name": format!("mpdr {} {}", m.identity.box_name, s.name), "manufacturer": "mpdr", "model": s.model },
+        });
+        out.push((format!("{prefix}/binary_sensor/{node}/{id}_problem/config"), problem.to_string()));
     }
     out
 }

@@ -233,6 +233,41 @@ impl Console {
         })
     }
 
+    /// A command from a sink (MQTT, Modbus) for stream `Some(i)` or every stream.
+    pub fn command(&self, stream: Option<usize>, cmd: crate::metrics::Command, by: &str) -> Result<String, String> {
+        use crate::metrics::Command;
+        let all: Vec<usize> = match stream {
+            Some(i) => vec![i],
+            None => (0..self.metrics.streams.len()).collect(),
+        };
+        let mut done = Vec::new();
+        for i in all {
+            let name = &self.stream(i).map_err(|e| e.message)?.name;
+            let r = match &cmd {
+                Command::Ack { raised_id } => match self.metrics.acknowledge(i, by, raised_id.as_deref()) {
+                    Ok(id) => Ok(format!("{name}: acknowledged {id}")),
+                    Err(e) => Err(api_error(409, format!("{name}: not acknowledged ({e:?})"))),
+                },
+                Command::Shelve { minutes, reason } => {
+                    self.shelve(i, Shelf::Shelved, *minutes, reason, by).map(|_| format!("{name}: shelved"))
+                }
+                Command::Unshelve => self.unshelve(i, Shelf::Shelved, by).map(|_| format!("{name}: unshelved")),
+                Command::Maintenance { minutes, reason } => (self.shelve(i, Shelf::Maintenance, *minutes, reason, by))
+                    .map(|_| format!("{name}: in maintenance")),
+                Command::EndMaintenance => {
+                    self.unshelve(i, Shelf::Maintenance, by).map(|_| format!("{name}: maintenance ended"))
+                }
+            };
+            match r {
+                Ok(line) => done.push(line),
+                // Box-wide: a stream the command does not apply to is skipped.
+                Err(e) if stream.is_none() && e.status == 409 => {}
+                Err(e) => return Err(e.message),
+            }
+        }
+        Ok(done.join("; "))
+    }
+
     fn stream(&self, i: usize) -> Result<&crate::metrics::StreamMetrics, ApiError> {
         self.metrics.streams.get(i).ok_or_else(|| api_error(404, "no such stream"))
     }
@@ -287,6 +322,13 @@ pub fn start(
     };
     if let Ok(mut h) = metrics.on_ack.lock() {
         *h = Some(hook);
+    }
+    let commands = {
+        let c = console.clone();
+        crate::metrics::CommandHook(Box::new(move |stream, cmd, by| c.command(stream, cmd, by)))
+    };
+    if let Ok(mut h) = metrics.on_command.lock() {
+        *h = Some(commands);
     }
     if console.read_only() {
         tracing::info!("console and API read-only (no server.token_env / token_file, no [[server.user]])");
