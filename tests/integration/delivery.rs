@@ -634,9 +634,9 @@ fn operators_acknowledge_and_shelve_over_mqtt_command_topics_and_the_retained_st
     // The retained state carries the flags.
     let state = || {
         (got.lock().unwrap().iter())
+            .rev()
             .filter(|(t, _, _)| t == "mpdr/b2/m/state")
-            .filter_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
-            .last()
+            .find_map(|(_, p, _)| serde_json::from_str::<serde_json::Value>(p).ok())
     };
     wait_for("the retained state with both flags", 20, || {
         state().is_some_and(|s| s["acknowledged"] == true && s["shelved"] == true && s["state"] == "alarm")
