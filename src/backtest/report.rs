@@ -194,16 +194,21 @@ pub fn write(out: &Path, r: &BacktestReport, tapped: &[Tapped], spans: &[(f64, f
         &points,
         first,
     )?;
-    let curve = |f: fn(&SweepPoint) -> Option<f64>| -> Vec<(f64, f64)> {
-        r.sweep.iter().filter_map(|p| f(p).map(|y| (p.false_alarms_per_day, y))).collect()
-    };
-    let series = vec![("detection rate".to_string(), curve(|p| p.detection_rate))];
-    crate::eval::plot::lines_png(
+    let points: Vec<crate::eval::plot::OperatingPoint> = (r.sweep.iter())
+        .filter_map(|p| {
+            Some(crate::eval::plot::OperatingPoint {
+                threshold: p.threshold,
+                false_alarms_per_day: p.false_alarms_per_day,
+                detection_rate: p.detection_rate?,
+            })
+        })
+        .collect();
+    crate::eval::plot::operating_points_png(
         &out.join("sweep.png"),
-        "threshold sweep",
-        "false alarms per day",
-        "detection rate",
-        &series,
+        "operating points: false alarms per day against detection rate, by threshold",
+        &points,
+        Some(r.threshold),
+        r.recommended_threshold,
     )?;
     Ok(())
 }

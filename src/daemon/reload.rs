@@ -65,6 +65,9 @@ pub fn reload(
         if n.source != old.source {
             tracing::warn!(stream = %old.name, "source changed: takes effect after a restart");
         }
+        if n.priority != old.priority || n.run != old.run {
+            tracing::warn!(stream = %old.name, "priority or [stream.run] changed: takes effect after a restart");
+        }
         let slot = &slots[stream_model[i]];
         if n.model != slot.path {
             tracing::warn!(stream = %old.name, "model changed: takes effect after a restart");

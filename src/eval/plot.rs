@@ -151,6 +151,80 @@ pub fn lines_png(
     Ok(())
 }
 
+/// One operating point of a threshold sweep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OperatingPoint {
+    pub threshold: f64,
+    pub false_alarms_per_day: f64,
+    pub detection_rate: f64,
+}
+
+/// An operating-point chart: false alarms per day (x) against detection rate (y), the points
+/// joined in threshold order and labelled with their thresholds, the `current` and
+/// `recommended` thresholds' points marked and named in the legend.
+pub fn operating_points_png(
+    path: &Path,
+    title: &str,
+    points: &[OperatingPoint],
+    current: Option<f64>,
+    recommended: Option<f64>,
+) -> Result<(), PlotError> {
+    let e = err(path);
+    let root = BitMapBackend::new(path, (820, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(&e)?;
+    let mut pts: Vec<OperatingPoint> =
+        points.iter().copied().filter(|p| p.false_alarms_per_day.is_finite() && p.detection_rate.is_finite()).collect();
+    pts.sort_by(|a, b| a.threshold.total_cmp(&b.threshold));
+    let x1 = pts.iter().map(|p| p.false_alarms_per_day).fold(0f64, f64::max).max(1e-3) * 1.15;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(14)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(-0.03 * x1..x1, -0.03f64..1.08f64)
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc("false alarms per day (normal audio)")
+        .y_desc("detection rate (anomalous segments)")
+        .draw()
+        .map_err(&e)?;
+    let xy = |p: &OperatingPoint| (p.false_alarms_per_day, p.detection_rate);
+    chart
+        .draw_series(LineSeries::new(pts.iter().map(xy), BLUE.stroke_width(2)))
+        .map_err(&e)?
+        .label("swept thresholds (higher: left)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+    chart.draw_series(pts.iter().map(|p| Circle::new(xy(p), 3, BLUE.filled()))).map_err(&e)?;
+    // Threshold labels, thinned to about a dozen.
+    let every = pts.len().div_ceil(12).max(1);
+    let label = |v: f64| if v.abs() >= 100.0 || v.abs() < 0.01 { format!("{v:.3e}") } else { format!("{v:.3}") };
+    chart
+        .draw_series(pts.iter().enumerate().filter(|(i, _)| i % every == 0).map(|(_, p)| {
+            EmptyElement::at(xy(p)) + Text::new(label(p.threshold), (6, 4), ("sans-serif", 11).into_font())
+        }))
+        .map_err(&e)?;
+    let near = |t: f64| pts.iter().min_by(|a, b| (a.threshold - t).abs().total_cmp(&(b.threshold - t).abs())).copied();
+    for (t, name, colour) in [(current, "current", RED), (recommended, "recommended", GREEN)] {
+        let Some(p) = t.and_then(near) else { continue };
+        let text = format!("{name} {}", label(p.threshold));
+        chart
+            .draw_series(std::iter::once(Circle::new(xy(&p), 8, colour.stroke_width(3))))
+            .map_err(&e)?
+            .label(text)
+            .legend(move |(x, y)| Circle::new((x + 8, y), 6, colour.stroke_width(3)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(&e)?;
+    root.present().map_err(&e)?;
+    Ok(())
+}
+
 /// One point of a stream's timeline: stream time (s), window score, threshold, in alarm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimelinePoint {
@@ -347,4 +421,35 @@ fn viridis(v: f64) -> RGBColor {
     let f = x - i as f64;
     let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
     RGBColor(mix(A[i].0, A[i + 1].0), mix(A[i].1, A[i + 1].1), mix(A[i].2, A[i + 1].2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operating_point_chart_is_drawn_with_its_marked_thresholds() {
+        if !font_available() {
+            eprintln!("SKIP: no DejaVu font");
+            return;
+        }
+        let d = std::env::var_os("MPDR_PLOT_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let path = d.join(format!("operating-points-{}.png", std::process::id()));
+        let points: Vec<OperatingPoint> = (0..30)
+            .map(|i| {
+                let t = 1.0 + 0.05 * i as f64;
+                OperatingPoint {
+                    threshold: t,
+                    false_alarms_per_day: 40.0 * (-3.0 * (t - 1.0)).exp(),
+                    detection_rate: (1.2 - 0.4 * (t - 1.0)).min(1.0),
+                }
+            })
+            .collect();
+        operating_points_png(&path, "operating points", &points, Some(1.5), Some(1.9)).unwrap();
+        let png = std::fs::read(&path).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+        if std::env::var_os("MPDR_PLOT_DIR").is_none() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
