@@ -171,35 +171,63 @@ impl Outbox {
         tx.commit().map_err(|e| err(&self.path, e))
     }
 
-    /// Pending deliveries of `sink` due at `now_ms`, oldest first: of each stream only its
-    /// oldest pending record (when it is due), so a stream's events go out in order.
+    /// Pending deliveries of `sink` due at `now_ms`, in order: of each stream its pending
+    /// records from the oldest (by `seq`) up to the first that is not due yet — a stream's
+    /// later events wait behind an earlier one that is being retried, other streams go on.
     pub fn due(&self, sink: &str, now_ms: u64, limit: usize) -> Result<Vec<Due>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "WITH pending AS (
-                     SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms,
-                         ROW_NUMBER() OVER (PARTITION BY e.stream ORDER BY COALESCE(e.seq, 0), e.created_ms, e.id) AS rn
-                     FROM deliveries d JOIN events e ON e.id = d.event_id
-                     WHERE d.sink = ?1 AND d.state = 'pending')
-                 SELECT json, attempts, created_ms FROM pending WHERE rn = 1 AND next_attempt_ms <= ?2
-                 ORDER BY created_ms LIMIT ?3",
-            )
-            .map_err(|e| err(&self.path, e))?;
-        let rows = st
-            .query_map(params![sink, now_ms as i64, limit as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?))
-            })
-            .map_err(|e| err(&self.path, e))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (json, attempts, created) = row.map_err(|e| err(&self.path, e))?;
-            match serde_json::from_str(&json) {
-                Ok(event) => out.push(Due { event, attempts, created_ms: created as u64 }),
-                Err(e) => tracing::error!(outbox = %self.path.display(), error = %e, "unreadable event skipped"),
+        const PAGE: usize = 4096;
+        let mut blocked: Vec<String> = Vec::new();
+        loop {
+            // The pending records of the streams not known to be blocked, stream by stream in
+            // order (one sort per call, so a backlog drains in pages, not one query per event).
+            let exclude = if blocked.is_empty() {
+                String::new()
+            } else {
+                format!("AND e.stream NOT IN ({})", vec!["?"; blocked.len()].join(", "))
+            };
+            let sql = format!(
+                "SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms, e.stream
+                 FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.sink = ? AND d.state = 'pending' {exclude}
+                 ORDER BY e.stream, COALESCE(e.seq, 0), e.created_ms, e.id LIMIT {PAGE}"
+            );
+            let mut st = self.conn.prepare_cached(&sql).map_err(|e| err(&self.path, e))?;
+            let params = std::iter::once(sink.to_string()).chain(blocked.iter().cloned());
+            let rows = st
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(|e| err(&self.path, e))?;
+            let (mut out, mut seen, mut stopped) = (Vec::new(), 0usize, None::<String>);
+            for row in rows {
+                let (json, attempts, created, next, stream) = row.map_err(|e| err(&self.path, e))?;
+                seen += 1;
+                if stopped.as_deref() == Some(stream.as_str()) || out.len() >= limit {
+                    continue;
+                }
+                if next as u64 > now_ms {
+                    // This stream waits for its oldest record; the rest of it is skipped.
+                    blocked.push(stream.clone());
+                    stopped = Some(stream);
+                    continue;
+                }
+                stopped = None;
+                match serde_json::from_str(&json) {
+                    Ok(event) => out.push(Due { event, attempts, created_ms: created as u64 }),
+                    Err(e) => tracing::error!(outbox = %self.path.display(), error = %e, "unreadable event skipped"),
+                }
+            }
+            // Nothing due on a full page: look past the blocked streams.
+            if !out.is_empty() || seen < PAGE {
+                return Ok(out);
             }
         }
-        Ok(out)
     }
 
     /// When the next deliverable record of `sink` (the oldest pending one of a stream) is due
@@ -448,16 +476,16 @@ mod tests {
         assert_eq!(seqs, [Some(1), Some(2), Some(1), Some(3)]);
         let now = evs[3].unix_ms + 1;
         let ids = |o: &Outbox, t| o.due("web", t, 10).unwrap().into_iter().map(|d| d.event.id).collect::<Vec<_>>();
-        // Only the head of each stream.
-        assert_eq!(ids(&o, now), [evs[0].id.clone(), evs[2].id.clone()]);
+        // Each stream's pending records in order.
+        assert_eq!(ids(&o, now), [evs[0].id.clone(), evs[1].id.clone(), evs[3].id.clone(), evs[2].id.clone()]);
         // a's head fails and is rescheduled: a's later events wait; b goes on.
         o.reschedule(&evs[0].id, "web", now + 60_000, "down").unwrap();
         assert_eq!(ids(&o, now), [evs[2].id.clone()]);
         o.mark_delivered(&evs[2].id, "web", now).unwrap();
         assert!(ids(&o, now).is_empty(), "a's second event never overtakes its first");
-        assert_eq!(ids(&o, now + 60_000), [evs[0].id.clone()]);
+        assert_eq!(ids(&o, now + 60_000), [evs[0].id.clone(), evs[1].id.clone(), evs[3].id.clone()]);
         o.mark_delivered(&evs[0].id, "web", now).unwrap();
-        assert_eq!(ids(&o, now), [evs[1].id.clone()]);
+        assert_eq!(ids(&o, now), [evs[1].id.clone(), evs[3].id.clone()]);
         // The sequence goes on after a reopen; committing an event twice keeps its number.
         drop(o);
         let mut o = Outbox::open(d.path()).unwrap();
@@ -470,6 +498,23 @@ mod tests {
         assert_eq!(next.seq, Some(4));
         let stored: AlarmEvent = o.show(&next.id).unwrap().unwrap().0;
         assert_eq!(stored.seq, Some(4), "the stored and delivered JSON carries it");
+    }
+
+    #[test]
+    fn a_blocked_stream_with_a_long_backlog_does_not_hide_another_streams_events() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(d.path()).unwrap();
+        let first = ev("a");
+        let mut e = first.clone();
+        o.commit(&mut e, &["web"]).unwrap();
+        o.reschedule(&first.id, "web", u64::MAX / 2, "down").unwrap();
+        for _ in 0..4200 {
+            o.commit(&mut ev("a"), &["web"]).unwrap();
+        }
+        let mut b = ev("b");
+        o.commit(&mut b, &["web"]).unwrap();
+        let due = o.due("web", b.unix_ms + 1, 64).unwrap();
+        assert_eq!(due.iter().map(|d| d.event.id.as_str()).collect::<Vec<_>>(), [b.id.as_str()]);
     }
 
     #[test]

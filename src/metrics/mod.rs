@@ -234,12 +234,7 @@ impl SinkMetrics {
     /// A delivery failed with `error` (`retry`: the sink is unreachable, not one event refused).
     pub fn failed(&self, error: &str, retry: bool) {
         if retry {
-            let _ = self.failing_since_ms.compare_exchange(
-                0,
-                crate::alarm::deliver::now_ms().max(1),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            let _ = self.failing_since_ms.compare_exchange(0, unix_ms().max(1), Ordering::Relaxed, Ordering::Relaxed);
         }
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(error.chars().take(500).collect());
@@ -338,7 +333,7 @@ impl StreamMetrics {
 
     /// Keep a window decision in the history (the last hour, at most [`HISTORY_POINTS`]).
     pub fn remember_decision(&self, score: f64, threshold: f64, state: AlarmState) {
-        let unix_ms = crate::alarm::deliver::now_ms();
+        let unix_ms = unix_ms();
         if let Ok(mut h) = self.history.lock() {
             h.push_back(HistoryPoint { unix_ms, score: score as f32, threshold: threshold as f32, state });
             while h.len() > HISTORY_POINTS || h.front().is_some_and(|p| p.unix_ms + HISTORY_MS < unix_ms) {
@@ -511,6 +506,11 @@ impl Metrics {
         let now = self.started.elapsed().as_millis() as u64;
         now.saturating_sub(self.scorer_pulse_ms.load(Ordering::Relaxed)) as f64 / 1000.0
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.

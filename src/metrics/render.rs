@@ -169,7 +169,7 @@ impl Metrics {
         let failed: u64 = sinks.iter().map(|s| s.retries.load(r) + s.dead.load(r)).sum();
         let _ = writeln!(o, "# HELP mpdr_sink_failures_total Failed delivery attempts (retried or dead-lettered)\n# TYPE mpdr_sink_failures_total counter\nmpdr_sink_failures_total {failed}");
         type SinkField = fn(&SinkMetrics) -> u64;
-        let now = crate::alarm::deliver::now_ms();
+        let now = super::unix_ms();
         let per_sink: [(&str, &str, &str, SinkField); 5] = [
             ("mpdr_sink_pending", "gauge", "Deliveries waiting in the outbox", |s| s.pending.load(Ordering::Relaxed)),
             ("mpdr_sink_delivered_total", "counter", "Deliveries that succeeded", |s| {
