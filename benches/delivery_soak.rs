@@ -31,8 +31,8 @@ fn main() {
     // Webhook receiver: 30% of requests answered 500 at random.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/alarms", listener.local_addr().unwrap());
-    /// Ids delivered, their latencies (s), requests refused.
-    type Received = (HashSet<String>, Vec<f64>, u64);
+    /// Ids delivered, their latencies (s), requests refused, the accepted events' `seq` in order.
+    type Received = (HashSet<String>, Vec<f64>, u64, Vec<u64>);
     let web: Arc<Mutex<Received>> = Arc::default();
     let w = web.clone();
     let server = tiny_http::Server::from_listener(listener, None).unwrap();
@@ -51,6 +51,7 @@ fn main() {
                 if g.0.insert(ev.id.clone()) {
                     g.1.push(now_ms().saturating_sub(ev.unix_ms) as f64 / 1000.0);
                 }
+                g.3.push(ev.seq.unwrap_or(0));
             } else {
                 w.lock().unwrap().2 += 1;
             }
@@ -72,8 +73,10 @@ fn main() {
         .ok();
     std::thread::sleep(Duration::from_millis(500));
     let mqtt: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mqtt_order: Arc<Mutex<Vec<u64>>> = Arc::default();
     if broker.is_some() {
         let m = mqtt.clone();
+        let mo = mqtt_order.clone();
         let mut o = rumqttc::MqttOptions::new("soak-sub", "127.0.0.1", port);
         o.set_max_packet_size(1 << 20, 1 << 20);
         let (client, mut conn) = rumqttc::Client::new(o, 1000);
@@ -85,6 +88,7 @@ fn main() {
                     }
                     Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
                         if let Ok(ev) = serde_json::from_slice::<AlarmEvent>(&p.payload) {
+                            mo.lock().unwrap().push(ev.seq.unwrap_or(0));
                             m.lock().unwrap().insert(ev.id);
                         }
                     }
@@ -121,10 +125,12 @@ fn main() {
 
     let start = Instant::now();
     let mut ids = HashSet::new();
+    let mut order = Vec::new();
     for i in 0..n {
         let mut e = AlarmEvent::new(if i % 2 == 0 { EventKind::Raised } else { EventKind::Cleared }, "s", i as f64);
         e.message = format!("soak event {i}");
         ids.insert(e.id.clone());
+        order.push(e.id.clone());
         tx.send(Box::new(e)).unwrap();
     }
     let queued = start.elapsed().as_secs_f64();
@@ -158,6 +164,25 @@ fn main() {
         p99(web.1.clone())
     );
     println!("exec:    {} delivered, {} lost", exec_ids.len(), lost(&exec_ids));
+    // Order: every sink must see the stream's events in the order they were recorded.
+    let position: std::collections::HashMap<&str, u64> =
+        order.iter().enumerate().map(|(i, id)| (id.as_str(), i as u64 + 1)).collect();
+    let exec_order: Vec<u64> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|id| position.get(id).copied())
+        .collect();
+    let backwards = |v: &[u64]| v.windows(2).filter(|w| w[1] <= w[0]).count();
+    let mqtt_order = mqtt_order.lock().unwrap().clone();
+    println!(
+        "order (deliveries that went back in seq): webhook {} of {}, exec {} of {}, mqtt {} of {}",
+        backwards(&web.3),
+        web.3.len(),
+        backwards(&exec_order),
+        exec_order.len(),
+        backwards(&mqtt_order),
+        mqtt_order.len()
+    );
     if broker.is_some() {
         println!("mqtt:    {} delivered, {} lost", mqtt_ids.len(), lost(&mqtt_ids));
     } else {

@@ -116,14 +116,29 @@ impl Outbox {
              CREATE TABLE IF NOT EXISTS sequences (stream TEXT PRIMARY KEY, seq INTEGER NOT NULL);",
         )
         .map_err(|e| err(&path, e))?;
-        // Outboxes of older versions: events without a sequence number (they sort first).
-        let has_seq = conn
-            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'seq'")
-            .and_then(|mut st| st.exists([]))
-            .map_err(|e| err(&path, e))?;
-        if !has_seq {
+        // Outboxes of older versions: events without a sequence number (they sort first), and
+        // deliveries without their stream and sequence (copied from their events).
+        let has = |table: &str, column: &str| {
+            conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = '{column}'"))
+                .and_then(|mut st| st.exists([]))
+                .map_err(|e| err(&path, e))
+        };
+        if !has("events", "seq")? {
             conn.execute_batch("ALTER TABLE events ADD COLUMN seq INTEGER").map_err(|e| err(&path, e))?;
         }
+        if !has("deliveries", "stream")? {
+            conn.execute_batch(
+                "ALTER TABLE deliveries ADD COLUMN stream TEXT;
+                 ALTER TABLE deliveries ADD COLUMN seq INTEGER;
+                 UPDATE deliveries SET
+                     stream = (SELECT e.stream FROM events e WHERE e.id = deliveries.event_id),
+                     seq = (SELECT COALESCE(e.seq, 0) FROM events e WHERE e.id = deliveries.event_id);",
+            )
+            .map_err(|e| err(&path, e))?;
+        }
+        // A sink's pending records, stream by stream in order: an index walk, no sort.
+        conn.execute_batch("CREATE INDEX IF NOT EXISTS deliveries_order ON deliveries (sink, state, stream, seq)")
+            .map_err(|e| err(&path, e))?;
         Ok(Outbox { conn, path })
     }
 
@@ -163,89 +178,72 @@ impl Outbox {
         }
         for s in sinks {
             tx.execute(
-                "INSERT OR IGNORE INTO deliveries (event_id, sink, state, next_attempt_ms) VALUES (?1, ?2, 'pending', ?3)",
-                params![event.id, s, event.unix_ms as i64],
+                "INSERT OR IGNORE INTO deliveries (event_id, sink, state, next_attempt_ms, stream, seq)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                params![event.id, s, event.unix_ms as i64, event.stream, event.seq.unwrap_or(0) as i64],
             )
             .map_err(|e| err(&self.path, e))?;
         }
         tx.commit().map_err(|e| err(&self.path, e))
     }
 
+    /// The oldest pending record of each stream of `sink`: (stream, its next attempt, ms).
+    fn heads(&self, sink: &str) -> Result<Vec<(String, u64)>> {
+        // SQLite gives the bare column of the row that holds the MIN().
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT stream, MIN(seq), next_attempt_ms FROM deliveries
+                 WHERE sink = ?1 AND state = 'pending' GROUP BY stream",
+            )
+            .map_err(|e| err(&self.path, e))?;
+        let rows = st
+            .query_map(params![sink], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(2)? as u64)))
+            .map_err(|e| err(&self.path, e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| err(&self.path, e))
+    }
+
     /// Pending deliveries of `sink` due at `now_ms`, in order: of each stream its pending
     /// records from the oldest (by `seq`) up to the first that is not due yet — a stream's
     /// later events wait behind an earlier one that is being retried, other streams go on.
     pub fn due(&self, sink: &str, now_ms: u64, limit: usize) -> Result<Vec<Due>> {
-        const PAGE: usize = 4096;
-        let mut blocked: Vec<String> = Vec::new();
-        loop {
-            // The pending records of the streams not known to be blocked, stream by stream in
-            // order (one sort per call, so a backlog drains in pages, not one query per event).
-            let exclude = if blocked.is_empty() {
-                String::new()
-            } else {
-                format!("AND e.stream NOT IN ({})", vec!["?"; blocked.len()].join(", "))
-            };
-            let sql = format!(
-                "SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms, e.stream
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms
                  FROM deliveries d JOIN events e ON e.id = d.event_id
-                 WHERE d.sink = ? AND d.state = 'pending' {exclude}
-                 ORDER BY e.stream, COALESCE(e.seq, 0), e.created_ms, e.id LIMIT {PAGE}"
-            );
-            let mut st = self.conn.prepare_cached(&sql).map_err(|e| err(&self.path, e))?;
-            let params = std::iter::once(sink.to_string()).chain(blocked.iter().cloned());
+                 WHERE d.sink = ?1 AND d.state = 'pending' AND d.stream = ?2
+                 ORDER BY d.seq, d.rowid LIMIT ?3",
+            )
+            .map_err(|e| err(&self.path, e))?;
+        let mut out = Vec::new();
+        for (stream, next) in self.heads(sink)? {
+            if next > now_ms || out.len() >= limit {
+                continue;
+            }
             let rows = st
-                .query_map(rusqlite::params_from_iter(params), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
+                .query_map(params![sink, stream, (limit - out.len()) as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
                 })
                 .map_err(|e| err(&self.path, e))?;
-            let (mut out, mut seen, mut stopped) = (Vec::new(), 0usize, None::<String>);
             for row in rows {
-                let (json, attempts, created, next, stream) = row.map_err(|e| err(&self.path, e))?;
-                seen += 1;
-                if stopped.as_deref() == Some(stream.as_str()) || out.len() >= limit {
-                    continue;
-                }
+                let (json, attempts, created, next) = row.map_err(|e| err(&self.path, e))?;
                 if next as u64 > now_ms {
-                    // This stream waits for its oldest record; the rest of it is skipped.
-                    blocked.push(stream.clone());
-                    stopped = Some(stream);
-                    continue;
+                    break; // the rest of this stream waits for this one
                 }
-                stopped = None;
                 match serde_json::from_str(&json) {
                     Ok(event) => out.push(Due { event, attempts, created_ms: created as u64 }),
                     Err(e) => tracing::error!(outbox = %self.path.display(), error = %e, "unreadable event skipped"),
                 }
             }
-            // Nothing due on a full page: look past the blocked streams.
-            if !out.is_empty() || seen < PAGE {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 
     /// When the next deliverable record of `sink` (the oldest pending one of a stream) is due
     /// (ms since the epoch).
     pub fn next_due_ms(&self, sink: &str) -> Result<Option<u64>> {
-        self.conn
-            .query_row(
-                "WITH pending AS (
-                     SELECT d.next_attempt_ms,
-                         ROW_NUMBER() OVER (PARTITION BY e.stream ORDER BY COALESCE(e.seq, 0), e.created_ms, e.id) AS rn
-                     FROM deliveries d JOIN events e ON e.id = d.event_id
-                     WHERE d.sink = ?1 AND d.state = 'pending')
-                 SELECT MIN(next_attempt_ms) FROM pending WHERE rn = 1",
-                params![sink],
-                |r| r.get::<_, Option<i64>>(0),
-            )
-            .map(|v| v.map(|v| v as u64))
-            .map_err(|e| err(&self.path, e))
+        Ok(self.heads(sink)?.into_iter().map(|(_, next)| next).min())
     }
 
     pub fn mark_delivered(&mut self, id: &str, sink: &str, now_ms: u64) -> Result<()> {
@@ -288,11 +286,13 @@ impl Outbox {
     pub fn redrive(&mut self, id: Option<&str>, now_ms: u64) -> Result<usize> {
         let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
         let filter = if id.is_some() { "WHERE event_id = ?1" } else { "WHERE ?1 IS NULL" };
+        let xfilter = if id.is_some() { "WHERE x.event_id = ?1" } else { "WHERE ?1 IS NULL" };
         let n = tx
             .execute(
                 &format!(
-                    "INSERT OR REPLACE INTO deliveries (event_id, sink, state, attempts, next_attempt_ms, last_error)
-                     SELECT event_id, sink, 'pending', 0, ?2, 'redriven: ' || reason FROM dead_letters {filter}"
+                    "INSERT OR REPLACE INTO deliveries (event_id, sink, state, attempts, next_attempt_ms, last_error, stream, seq)
+                     SELECT x.event_id, x.sink, 'pending', 0, ?2, 'redriven: ' || x.reason, e.stream, COALESCE(e.seq, 0)
+                     FROM dead_letters x JOIN events e ON e.id = x.event_id {xfilter}"
                 ),
                 params![id, now_ms as i64],
             )
@@ -515,6 +515,44 @@ mod tests {
         o.commit(&mut b, &["web"]).unwrap();
         let due = o.due("web", b.unix_ms + 1, 64).unwrap();
         assert_eq!(due.iter().map(|d| d.event.id.as_str()).collect::<Vec<_>>(), [b.id.as_str()]);
+    }
+
+    #[test]
+    fn an_outbox_of_an_older_version_is_migrated_and_its_pending_records_delivered_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (ev("s"), ev("s"));
+        {
+            let c = Connection::open(d.path().join(DB_FILE)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE events (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, stream TEXT NOT NULL,
+                     kind TEXT NOT NULL, json TEXT NOT NULL);
+                 CREATE TABLE deliveries (event_id TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+                     sink TEXT NOT NULL, state TEXT NOT NULL CHECK (state IN ('pending', 'delivered')),
+                     attempts INTEGER NOT NULL DEFAULT 0, next_attempt_ms INTEGER NOT NULL, last_error TEXT,
+                     delivered_ms INTEGER, PRIMARY KEY (event_id, sink));",
+            )
+            .unwrap();
+            for e in [&a, &b] {
+                c.execute(
+                    "INSERT INTO events VALUES (?1, ?2, ?3, 'raised', ?4)",
+                    params![e.id, e.unix_ms as i64, e.stream, e.to_json()],
+                )
+                .unwrap();
+                c.execute(
+                    "INSERT INTO deliveries (event_id, sink, state, next_attempt_ms) VALUES (?1, 'web', 'pending', 0)",
+                    params![e.id],
+                )
+                .unwrap();
+            }
+        }
+        let mut o = Outbox::open(d.path()).unwrap();
+        let due: Vec<String> = o.due("web", 1, 10).unwrap().into_iter().map(|d| d.event.id).collect();
+        assert_eq!(due, [a.id.clone(), b.id.clone()]);
+        let mut c = ev("s");
+        o.commit(&mut c, &["web"]).unwrap();
+        assert_eq!(c.seq, Some(1), "numbering starts for the new events; the old ones sort first");
+        let due: Vec<String> = o.due("web", c.unix_ms, 10).unwrap().into_iter().map(|d| d.event.id).collect();
+        assert_eq!(due, [a.id, b.id, c.id]);
     }
 
     #[test]

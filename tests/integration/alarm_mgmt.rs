@@ -6,32 +6,14 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use mpdr::audio::wav;
 
 use super::delivery::{free_port, wait_for};
 use super::monitor::{machine, write_config, Monitor, RATE};
+use super::util::json_receiver as receiver;
 
 const DETECT: &str = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }";
-
-/// A real HTTP receiver recording every body it accepts, in arrival order.
-fn receiver(listener: TcpListener) -> Arc<Mutex<Vec<serde_json::Value>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    let server = tiny_http::Server::from_listener(listener, None).unwrap();
-    std::thread::spawn(move || {
-        for mut req in server.incoming_requests() {
-            let mut body = String::new();
-            let _ = req.as_reader().read_to_string(&mut body);
-            if let Ok(v) = serde_json::from_str(&body) {
-                g.lock().unwrap().push(v);
-            }
-            let _ = req.respond(tiny_http::Response::empty(200));
-        }
-    });
-    got
-}
 
 /// `METHOD path` with a JSON body and an optional bearer token: (status, JSON answer).
 pub fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {

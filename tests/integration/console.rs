@@ -35,24 +35,11 @@ fn playwright() -> Result<PathBuf, String> {
     Ok(script)
 }
 
-/// Event kinds a webhook receiver got, in order.
+/// A webhook receiver: its URL and the events it got, in order.
 fn receiver() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = got.clone();
-    let server = tiny_http::Server::from_listener(listener, None).unwrap();
-    std::thread::spawn(move || {
-        for mut req in server.incoming_requests() {
-            let mut body = String::new();
-            let _ = req.as_reader().read_to_string(&mut body);
-            if let Ok(v) = serde_json::from_str(&body) {
-                g.lock().unwrap().push(v);
-            }
-            let _ = req.respond(tiny_http::Response::empty(200));
-        }
-    });
-    (url, got)
+    (url, super::util::json_receiver(listener))
 }
 
 fn plant(dir: &Path, hook: &str) -> PathBuf {

@@ -87,11 +87,27 @@ fn sighup_swaps_in_a_changed_bundle_and_keeps_the_old_one_when_the_new_is_refuse
     std::fs::write(bundle.join("energy.safetensors"), &original).unwrap();
     std::fs::write(bundle.join("manifest.toml"), &manifest).unwrap();
     edit_weights(&bundle, |w| w[3] *= 1.01);
+    // ... recalibrated on site: the console must say so after the reload.
+    let text = std::fs::read_to_string(bundle.join("manifest.toml")).unwrap();
+    let start = text.find("fitted_on = ").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let text = format!("{}fitted_on = \"site: 8 h recorded on the line\"{}", &text[..start], &text[end..]);
+    std::fs::write(bundle.join("manifest.toml"), text).unwrap();
+    let calibration = || {
+        let v: serde_json::Value = serde_json::from_str(&m.get("/api/streams").1).unwrap();
+        v[0]["calibration"].as_str().unwrap_or("").to_string()
+    };
+    assert!(!calibration().contains("site: 8 h"), "{}", calibration());
     m.signal("HUP");
     m.wait_metric("mpdr_config_reloads_total", |v| v == 1.0, 60);
     assert!(m.log().iter().any(|l| l.contains("model swapped in")), "{:#?}", m.log());
     let after = model_info(&m);
     assert_ne!(after, before, "mpdr_model_info names the new weights");
+    assert!(
+        calibration().contains("site: 8 h recorded on the line"),
+        "the swapped bundle's calibration: {}",
+        calibration()
+    );
     let n = m.metric("mpdr_window_decisions_total{stream=\"m\"}").unwrap();
     m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v > n + 2.0, 30);
     let (status, log) = m.stop(20);

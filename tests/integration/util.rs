@@ -54,3 +54,22 @@ pub fn f32le(samples: &[f32]) -> Vec<u8> {
 pub fn tone(freq: f64, rate: u32, n: usize, amp: f64) -> Vec<f32> {
     (0..n).map(|i| (amp * (2.0 * std::f64::consts::PI * freq * i as f64 / rate as f64).sin()) as f32).collect()
 }
+
+/// A real HTTP receiver on `listener` that records every JSON body it gets, in arrival order,
+/// and answers 200.
+pub fn json_receiver(listener: std::net::TcpListener) -> std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    let server = tiny_http::Server::from_listener(listener, None).unwrap();
+    std::thread::spawn(move || {
+        for mut req in server.incoming_requests() {
+            let mut body = String::new();
+            let _ = req.as_reader().read_to_string(&mut body);
+            if let Ok(v) = serde_json::from_str(&body) {
+                g.lock().unwrap().push(v);
+            }
+            let _ = req.respond(tiny_http::Response::empty(200));
+        }
+    });
+    got
+}
