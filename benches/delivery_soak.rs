@@ -167,11 +167,8 @@ fn main() {
     // Order: every sink must see the stream's events in the order they were recorded.
     let position: std::collections::HashMap<&str, u64> =
         order.iter().enumerate().map(|(i, id)| (id.as_str(), i as u64 + 1)).collect();
-    let exec_order: Vec<u64> = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|id| position.get(id).copied())
-        .collect();
+    let exec_order: Vec<u64> =
+        std::fs::read_to_string(&log).unwrap_or_default().lines().filter_map(|id| position.get(id).copied()).collect();
     let backwards = |v: &[u64]| v.windows(2).filter(|w| w[1] <= w[0]).count();
     let mqtt_order = mqtt_order.lock().unwrap().clone();
     println!(
