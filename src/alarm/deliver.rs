@@ -41,6 +41,15 @@ impl RetryPolicy {
                 p.push(format!("{prefix}.{k}"), format!("must be > 0, got {v}"));
             }
         }
+        if self.initial_s > self.max_s {
+            p.push(
+                format!("{prefix}.initial_s"),
+                format!(
+                    "must be at most max_s ({}), got {}: the backoff starts below its cap",
+                    self.max_s, self.initial_s
+                ),
+            );
+        }
     }
 
     /// Delay before attempt `attempts + 1`, jittered by `u` in [0, 1).

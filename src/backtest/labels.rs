@@ -44,6 +44,10 @@ pub fn wav_duration(path: &Path) -> Result<f64, InputError> {
 /// an error naming the CSV, the row and what is wrong.
 pub fn read_csv(csv: &Path) -> Result<Vec<Recording>, InputError> {
     let text = std::fs::read_to_string(csv).map_err(|e| InputError::new(csv, format!("cannot read: {e}")))?;
+    // A spreadsheet's UTF-8 byte-order mark is not part of the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    // Normal rows, checked against every anomaly row once all are read.
+    let mut normals: Vec<(usize, PathBuf, f64, f64)> = Vec::new();
     let base = csv.parent().unwrap_or(Path::new("."));
     let mut recs: Vec<Recording> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -93,6 +97,21 @@ pub fn read_csv(csv: &Path) -> Result<Vec<Recording>, InputError> {
             }
             rec.anomalies.push(Segment { start_s, end_s, anomaly });
             rec.anomalies.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+        } else {
+            normals.push((row, path, start_s, end_s));
+        }
+    }
+    // A row saying "normal" over time another says "anomaly" contradicts it: say which.
+    for (row, path, start_s, end_s) in normals {
+        let rec = recs.iter().find(|r| r.path == path);
+        if let Some(o) = rec.and_then(|r| r.anomalies.iter().find(|s| start_s < s.end_s && s.start_s < end_s)) {
+            return Err(InputError::new(
+                csv,
+                format!(
+                    "row {row}: normal segment {start_s}..{end_s} s overlaps the anomaly {}..{} s",
+                    o.start_s, o.end_s
+                ),
+            ));
         }
     }
     if recs.is_empty() {
@@ -146,6 +165,9 @@ mod tests {
         let ok = run("file,start_s,end_s,label\na.wav,0.5,1.5,anomaly\na.wav,0,0.5,normal\n").unwrap();
         assert_eq!(ok[0].anomalies, vec![Segment { start_s: 0.5, end_s: 1.5, anomaly: true }]);
         assert!((ok[0].duration_s - 2.0).abs() < 1e-9);
+        // A spreadsheet's byte-order mark before the header (issue 25: it made the header a row).
+        let bom = run("\u{feff}file,start_s,end_s,label\na.wav,0.5,1.5,anomaly\n").unwrap();
+        assert_eq!(bom[0].anomalies.len(), 1);
         for (text, want) in [
             ("file,start_s,end_s,label\nb.wav,0,1,anomaly\n", "row 2: "),
             ("a.wav,0,3,anomaly\n", "past the file's end"),
@@ -153,6 +175,11 @@ mod tests {
             ("a.wav,0,1,anomaly\na.wav,0.5,1.5,anomaly\n", "row 2: segment 0.5..1.5 s overlaps 0..1 s"),
             ("a.wav,0,1,broken\n", "normal or anomaly"),
             ("a.wav,0,1\n", "got 3 column(s)"),
+            // issue 25: a normal row inside an anomaly contradicts it (it was dropped silently).
+            (
+                "a.wav,0,2,anomaly\na.wav,0.5,1.5,normal\n",
+                "row 2: normal segment 0.5..1.5 s overlaps the anomaly 0..2 s",
+            ),
         ] {
             let e = run(text).unwrap_err().to_string();
             assert!(e.contains("l.csv") && e.contains(want), "{text:?}: {e}");

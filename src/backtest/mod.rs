@@ -248,6 +248,15 @@ pub fn run(opts: &BacktestOptions) -> Result<report::BacktestReport, BacktestErr
         .map_err(BacktestError::Daemon)?;
     let wall_s = started.elapsed().as_secs_f64();
     let tapped: Vec<Tapped> = rx.try_iter().collect();
+    // A model that decided nothing (it failed on every window, or every window was silent)
+    // says nothing about false alarms: "0 per day" would be a lie.
+    if !tapped.iter().any(|t| t.score.is_finite()) {
+        return Err(BacktestError::Invalid(format!(
+            "{}: the model scored no window of the {} recording(s) (every window failed to score or was silent): no false-alarm rate can be given",
+            opts.bundle.display(),
+            recs.len()
+        )));
+    }
     let decisions: Vec<(f64, f64)> = tapped.iter().map(|t| (t.t_s, t.score)).collect();
     let live: Vec<f64> =
         tapped.iter().filter(|t| matches!(t.transition, Some(Transition::Raised { .. }))).map(|t| t.t_s).collect();

@@ -224,6 +224,9 @@ impl MonitorConfig {
             let key = format!("stream[{i}]");
             if s.name.trim().is_empty() {
                 p.push(format!("{key}.name"), "must not be empty");
+            } else if s.name.len() > 64 || s.name.chars().all(|c| c == '.') {
+                // A name is a topic level, a file name part and a label: "." and ".." are paths.
+                p.push(format!("{key}.name"), format!("1–64 characters, not only dots, got {:?}", s.name));
             } else if !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                 p.push(format!("{key}.name"), format!("use letters, digits, '-', '_' or '.', got \"{}\"", s.name));
             } else if !names.insert(s.name.as_str()) {
@@ -240,6 +243,14 @@ impl MonitorConfig {
             p.push("state.max_events", "must be >= 1");
         }
         sink::validate(&self.sinks, &names.into_iter().collect::<Vec<_>>(), &mut p);
+        if let Ok(Some(addr)) = self.server.address() {
+            let mine = format!("tcp:{addr}");
+            for (i, s) in self.sinks.iter().enumerate() {
+                if addr.port() != 0 && s.spec().exclusive().as_ref() == Some(&mine) {
+                    p.push(format!("sink[{i}].listen"), format!("{addr} is server.listen's address"));
+                }
+            }
+        }
         p
     }
 
@@ -404,7 +415,18 @@ pub fn inspect(path: &Path, ports: bool) -> Result<(MonitorConfig, Problems), Co
     let cfg = MonitorConfig::read(path)?;
     let mut p = cfg.validate();
     cfg.check(&mut p, ports);
+    check_state_dir(&cfg.state_folder(path.parent().unwrap_or(Path::new("."))), &mut p);
     Ok((cfg, p))
+}
+
+/// The outbox folder must be a folder (or not exist yet) on a real file system.
+fn check_state_dir(dir: &Path, p: &mut Problems) {
+    let pseudo = ["/proc", "/sys", "/dev"].iter().any(|root| dir.starts_with(root));
+    if pseudo {
+        p.push("state.dir", format!("{}: a kernel pseudo-file system, not a place for the outbox", dir.display()));
+    } else if dir.exists() && !dir.is_dir() {
+        p.push("state.dir", format!("{}: not a folder", dir.display()));
+    }
 }
 
 fn state_dir(dir: Option<&Path>, config_dir: &Path) -> PathBuf {
@@ -503,6 +525,85 @@ timeout_s = 1e20
         }
         let cfg = MonitorConfig::parse("[[stream]]\nname = \"a\"\nmodel = \"m\"\nsource = { type = \"device\" }\ndetect = { window_s = 10, hop_s = 30 }\n").unwrap();
         assert_eq!(cfg.validate().0[0].key, "stream[0].detect.hop_s");
+    }
+
+    #[test]
+    fn configs_that_would_validate_and_then_fail_are_refused_with_the_key() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:9500"
+[[stream]]
+name = ".."
+model = "m"
+source = { type = "device" }
+[[stream]]
+name = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+model = "m"
+source = { type = "device" }
+[[sink]]
+type = "modbus"
+listen = "127.0.0.1:9500"
+[[sink]]
+type = "modbus"
+name = "plc2"
+listen = "127.0.0.1:9500"
+[[sink]]
+type = "file"
+path = "/tmp/a.jsonl"
+[[sink]]
+type = "file"
+name = "again"
+path = "/tmp/a.jsonl"
+retry = { initial_s = 10.0, max_s = 1.0 }
+[[sink]]
+type = "mqtt"
+host = "h"
+prefix = "$SYS"
+"#;
+        let problems = MonitorConfig::parse(text).unwrap().validate();
+        let keys: Vec<String> = problems.0.iter().map(|p| p.key.clone()).collect();
+        for k in [
+            "stream[0].name",
+            "stream[1].name",
+            "sink[0].listen",
+            "sink[1]",
+            "sink[3]",
+            "sink[3].retry.initial_s",
+            "sink[4].prefix",
+        ] {
+            assert!(keys.iter().any(|x| x == k), "{k} in {problems}");
+        }
+        let mut p = Problems::default();
+        let file: SinkConfig = crate::config::parse_toml::<W>(
+            "[sink]
+type = \"file\"
+path = \"/dev/full\"
+",
+        )
+        .unwrap()
+        .sink;
+        file.spec().check("sink[0]", &mut p, false);
+        assert!(p.0.iter().any(|x| x.message.contains("not a regular file")), "{p}");
+    }
+
+    #[test]
+    fn a_state_dir_that_is_a_file_or_under_proc_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("file");
+        std::fs::write(&f, "x").unwrap();
+        for (dir, want) in [(f.as_path(), "not a folder"), (Path::new("/proc/self"), "pseudo-file system")] {
+            let mut p = Problems::default();
+            check_state_dir(dir, &mut p);
+            assert!(p.0.len() == 1 && p.0[0].key == "state.dir" && p.0[0].message.contains(want), "{p}");
+        }
+        let mut p = Problems::default();
+        check_state_dir(&d.path().join("new"), &mut p);
+        assert!(p.is_empty(), "a folder to be created is fine");
+    }
+
+    #[derive(serde::Deserialize)]
+    struct W {
+        sink: SinkConfig,
     }
 
     #[test]

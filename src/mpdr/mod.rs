@@ -196,6 +196,12 @@ impl MpdrConfig {
                 p.push(key(k), format!("must be a finite number >= 0, got {v}"));
             }
         }
+        // Langevin chains run every step of every batch: bounds a training run can finish in.
+        for (k, v) in [("latent.steps", self.latent.steps), ("visible.steps", self.visible.steps)] {
+            if v > 10_000 {
+                p.push(key(k), format!("must be at most 10000 steps per sample, got {v}"));
+            }
+        }
         for (k, v) in [("other_ids_negatives", self.other_ids_negatives), ("shift_negatives", self.shift_negatives)] {
             if !(0.0..=1.0).contains(&v) {
                 p.push(key(k), format!("must be in [0, 1], got {v}"));

@@ -43,7 +43,14 @@ impl SinkSpec for FileSinkConfig {
             p.push(format!("{key}.path"), format!("{}: no such folder", folder.display()));
         } else if self.path.is_dir() {
             p.push(format!("{key}.path"), format!("{}: is a folder, expected a file", self.path.display()));
+        } else if self.path.exists() && !self.path.is_file() {
+            // /dev/full, a FIFO, a socket: appends would fail (or block) forever.
+            p.push(format!("{key}.path"), format!("{}: not a regular file", self.path.display()));
         }
+    }
+
+    fn exclusive(&self) -> Option<String> {
+        Some(format!("file:{}", self.path.display()))
     }
 
     fn resolve_paths(&mut self, base: &Path) {

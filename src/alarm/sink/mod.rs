@@ -76,6 +76,11 @@ pub trait SinkSpec {
     fn is_server(&self) -> bool {
         false
     }
+    /// What only one sink may hold — a file it appends to (`file:<path>`), an address it
+    /// listens on (`tcp:<addr>`) — so two sinks (or a sink and the HTTP server) cannot share it.
+    fn exclusive(&self) -> Option<String> {
+        None
+    }
     /// The factory. An error is one line (the caller prefixes the sink's name).
     fn build(&self, ctx: &BuildContext) -> Result<Built, String>;
 }
@@ -172,6 +177,11 @@ pub fn validate(sinks: &[SinkConfig], streams: &[&str], p: &mut Problems) {
             }
         }
         s.spec().validate(&key, p);
+        if let Some(r) = s.spec().exclusive() {
+            if sinks[..i].iter().any(|o| o.spec().exclusive().as_ref() == Some(&r)) {
+                p.push(format!("{key}"), format!("{r} is used by another sink"));
+            }
+        }
     }
 }
 

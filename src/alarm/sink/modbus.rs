@@ -79,6 +79,10 @@ impl SinkSpec for ModbusConfig {
         crate::config::warn_if_public(w, &format!("{key}.listen"), self.listen);
     }
 
+    fn exclusive(&self) -> Option<String> {
+        (self.listen.port() != 0).then(|| format!("tcp:{}", self.listen))
+    }
+
     fn check(&self, key: &str, p: &mut Problems, ports: bool) {
         if ports {
             if let Err(e) = TcpListener::bind(self.listen) {

@@ -139,7 +139,7 @@ impl SinkSpec for MqttConfig {
             ("telemetry_topic", &self.telemetry_topic, &EVENT[..3]),
             ("discovery_prefix", &self.discovery_prefix, &[][..]),
         ] {
-            if t.is_empty() || t.contains('+') || t.contains('#') {
+            if t.is_empty() || t.contains('+') || t.contains('#') || t.chars().any(char::is_control) {
                 p.push(format!("{key}.{k}"), format!("a topic to publish to (no wildcards), got \"{t}\""));
             }
             if let Some(bad) = unknown_placeholder(t, known) {
@@ -235,6 +235,11 @@ pub fn check_prefix(prefix: &str) -> Result<(), String> {
     if prefix.is_empty() || prefix.contains(['+', '#', '{', '}']) || prefix.starts_with('/') || prefix.ends_with('/') {
         return Err(format!(
             "topic levels without wildcards, placeholders or a leading or trailing '/', got \"{prefix}\""
+        ));
+    }
+    if prefix.starts_with('$') || prefix.chars().any(char::is_control) {
+        return Err(format!(
+            "must not start with '$' (the broker's own topics) or hold control characters, got {prefix:?}"
         ));
     }
     Ok(())

@@ -85,8 +85,9 @@ impl WebhookSink {
     }
 }
 
-/// `text` with the password of any `scheme://user:password@host` in it replaced by `***`: a
-/// URL's credentials never reach logs, metrics or the outbox's last-error.
+/// `text` with the password of any `scheme://user:password@host` in it, and every value of
+/// its query string (`?token=…&api_key=…`), replaced by `***`: a URL's credentials never
+/// reach logs, metrics, the outbox's last-error or `mpdr alarms show`.
 pub fn redact(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -103,7 +104,35 @@ pub fn redact(text: &str) -> String {
             }
             _ => out.push_str(authority),
         }
-        rest = &tail[end..];
+        // The path and query, up to the end of the URL.
+        let tail = &tail[end..];
+        let mut url_end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
+        // "<url>: <error>": the colon is the message's, not the URL's.
+        if tail[..url_end].ends_with(':') {
+            url_end -= 1;
+        }
+        let (url, after) = tail.split_at(url_end);
+        match url.split_once('?') {
+            Some((path, query)) => {
+                out.push_str(path);
+                out.push('?');
+                let (query, fragment) = query.split_once('#').map_or((query, None), |(q, f)| (q, Some(f)));
+                let masked: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _)) => format!("{k}=***"),
+                        None => kv.to_string(),
+                    })
+                    .collect();
+                out.push_str(&masked.join("&"));
+                if let Some(f) = fragment {
+                    out.push('#');
+                    out.push_str(f);
+                }
+            }
+            None => out.push_str(url),
+        }
+        rest = after;
     }
     out.push_str(rest);
     out
@@ -162,5 +191,12 @@ mod tests {
         assert_eq!(redact("http://user:s3cret@host:8080/a"), "http://user:***@host:8080/a");
         assert_eq!(redact("https://host/a: error"), "https://host/a: error");
         assert_eq!(redact("x http://u:p@h/ y http://h:1/z"), "x http://u:***@h/ y http://h:1/z");
+        // Tokens in a query string (issue 25): every value masked, keys kept.
+        assert_eq!(
+            redact("http://h/hook?token=abc123&api_key=k9: Connection refused"),
+            "http://h/hook?token=***&api_key=***: Connection refused"
+        );
+        assert_eq!(redact("\"https://u:p@h:1/a?x=1#frag\" failed"), "\"https://u:***@h:1/a?x=***#frag\" failed");
+        assert_eq!(redact("http://h/a?flag"), "http://h/a?flag");
     }
 }

@@ -104,6 +104,10 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refused> {
     if req.header("transfer-encoding").is_some() {
         return Err(refuse(411, "chunked bodies are not accepted: send Content-Length"));
     }
+    // Two lengths are how request smuggling starts (RFC 9112 §6.3): refuse, whatever they say.
+    if req.headers.iter().filter(|(n, _)| n == "content-length").count() > 1 {
+        return Err(refuse(400, "more than one Content-Length"));
+    }
     let length = match req.header("content-length") {
         None => 0,
         Some(v) => v.parse::<usize>().map_err(|_| refuse(400, "Content-Length is not a number"))?,
@@ -120,6 +124,14 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, Refused> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_content_lengths_are_refused() {
+        let r = parse(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}");
+        assert!(matches!(r, Err(ref e) if e.status == 400), "{r:?}");
+        let r = parse(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\ncontent-length: 3\r\n\r\n{}x");
+        assert!(matches!(r, Err(ref e) if e.status == 400), "{r:?}");
+    }
 
     fn complete(b: &[u8]) -> (Request, usize) {
         match parse(b) {

@@ -345,6 +345,10 @@ impl TrainConfig {
         if !(shift.is_finite() && shift > 0.0) {
             p.push("mpdr_schedule.pseudo_shift", format!("must be > 0, got {shift}"));
         }
+        let ema = self.mpdr_schedule.ema;
+        if !(0.0..1.0).contains(&ema) {
+            p.push("mpdr_schedule.ema", format!("must be in [0, 1) (a decay; 0 = off), got {ema}"));
+        }
         self.mpdr.validate("mpdr", &mut p);
         let d = &self.density;
         if !(1..=64).contains(&d.components) {
@@ -478,6 +482,10 @@ mod tests {
         let d = TrainConfig::default();
         assert_eq!(c.mpdr, MpdrConfig { lr: 3e-5, ..d.mpdr.clone() }, "only lr changed");
         assert_eq!(c.mpdr_schedule, MpdrSchedule { epochs: 4, ..d.mpdr_schedule.clone() });
+        // Values that would never finish or diverge are refused with their key (issue 25).
+        let bad = TrainConfig::from_toml("[mpdr.visible]\nsteps = 100000000\n[mpdr_schedule]\nema = 2.0\n").unwrap();
+        let keys: Vec<String> = bad.validate().0.into_iter().map(|p| p.key).collect();
+        assert!(keys.contains(&"mpdr.visible.steps".into()) && keys.contains(&"mpdr_schedule.ema".into()), "{keys:?}");
         assert_eq!(TrainConfig::from_toml("").unwrap(), d);
         let e = TrainConfig::from_toml("[mpdr]\nlr = \"fast\"\n").unwrap_err();
         assert!(e.starts_with("line 2, column 6: mpdr.lr: "), "{e}");
