@@ -179,7 +179,7 @@ pub fn validate(sinks: &[SinkConfig], streams: &[&str], p: &mut Problems) {
         s.spec().validate(&key, p);
         if let Some(r) = s.spec().exclusive() {
             if sinks[..i].iter().any(|o| o.spec().exclusive().as_ref() == Some(&r)) {
-                p.push(format!("{key}"), format!("{r} is used by another sink"));
+                p.push(key.clone(), format!("{r} is used by another sink"));
             }
         }
     }
