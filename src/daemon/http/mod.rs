@@ -33,6 +33,8 @@ pub const MAX_PER_CLIENT: usize = 16;
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one connection may make before it is closed.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+/// Live feeds (`/api/live`) held open at once: a console each; more would starve the rest.
+pub const MAX_LIVE: usize = 16;
 
 pub struct HttpServer {
     pub addr: SocketAddr,
@@ -114,16 +116,30 @@ fn admit(mut sock: TcpStream, ip: IpAddr, open: &Open, ctx: &Arc<Ctx>, stop: &Ar
 }
 
 /// Answer one connection's requests until it closes, errs, times out or the server stops.
-fn serve(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool) {
+fn serve(sock: TcpStream, ctx: &Ctx, stop: &AtomicBool) {
+    serve_with(sock, ctx, stop, IO_TIMEOUT)
+}
+
+/// [`serve`], where each request must arrive whole within `head_timeout` of its first byte (or
+/// of the previous answer): a client trickling a byte at a time is cut off (408), however
+/// often it sends, so slow clients cannot hold the connection slots.
+fn serve_with(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool, head_timeout: Duration) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let mut served = 0;
+    let mut since = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) && served < MAX_REQUESTS_PER_CONNECTION {
         match request::parse(&buf) {
             Ok(Parsed::Complete(req, used)) => {
                 buf.drain(..used);
                 served += 1;
+                since = std::time::Instant::now();
                 if req.method == "GET" && req.path == "/api/live" {
+                    let Some(_feed) = LiveSlot::take() else {
+                        let r = Response::text(503, &format!("at most {MAX_LIVE} live feeds at once\n"));
+                        let _ = r.write(&mut sock, false);
+                        return;
+                    };
                     return live(sock, ctx, stop);
                 }
                 let keep = req.keep_alive() && served < MAX_REQUESTS_PER_CONNECTION;
@@ -131,15 +147,44 @@ fn serve(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool) {
                     return;
                 }
             }
-            Ok(Parsed::Incomplete) => match sock.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            },
+            Ok(Parsed::Incomplete) => {
+                let left = head_timeout.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    if !buf.is_empty() {
+                        let _ = Response::text(408, "the request took too long to arrive\n").write(&mut sock, false);
+                    }
+                    return;
+                }
+                let _ = sock.set_read_timeout(Some(left));
+                match sock.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
             Err(refused) => {
                 let _ = Response::text(refused.status, &format!("{}\n", refused.reason)).write(&mut sock, false);
                 return;
             }
         }
+    }
+}
+
+/// One of the [`MAX_LIVE`] live-feed slots, given back when dropped.
+struct LiveSlot;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl LiveSlot {
+    fn take() -> Option<LiveSlot> {
+        LIVE.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < MAX_LIVE).then_some(n + 1))
+            .ok()
+            .map(|_| LiveSlot)
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -210,6 +255,7 @@ fn reason(status: u16) -> &'static str {
         409 => "Conflict",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
@@ -299,5 +345,41 @@ mod tests {
         stop.store(true, Ordering::Relaxed);
         drop(greedy);
         srv.join();
+    }
+
+    #[test]
+    fn a_client_trickling_its_request_is_cut_off_at_the_head_deadline() {
+        let m = Arc::new(Metrics::new(vec![], vec![]));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let ctx = Ctx { metrics: m, console: None };
+            serve_with(sock, &ctx, &AtomicBool::new(false), Duration::from_millis(600));
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        // One byte every 100 ms: each read is quick, the request never completes.
+        let mut cut = false;
+        for b in b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+            if c.write_all(&[*b]).is_err() {
+                cut = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server.join().unwrap();
+        let mut answer = String::new();
+        let _ = c.read_to_string(&mut answer);
+        assert!(cut || answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    }
+
+    #[test]
+    fn live_feeds_are_capped() {
+        let slots: Vec<LiveSlot> = std::iter::from_fn(LiveSlot::take).take(MAX_LIVE + 5).collect();
+        assert_eq!(slots.len(), MAX_LIVE);
+        assert!(LiveSlot::take().is_none());
+        drop(slots);
+        assert!(LiveSlot::take().is_some());
     }
 }
