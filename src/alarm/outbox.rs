@@ -210,7 +210,7 @@ impl Outbox {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms
+                "SELECT e.json, d.attempts, e.created_ms, d.next_attempt_ms, e.id
                  FROM deliveries d JOIN events e ON e.id = d.event_id
                  WHERE d.sink = ?1 AND d.state = 'pending' AND d.stream = ?2
                  ORDER BY d.seq, d.rowid LIMIT ?3",
@@ -223,21 +223,48 @@ impl Outbox {
             }
             let rows = st
                 .query_map(params![sink, stream, (limit - out.len()) as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
                 })
                 .map_err(|e| err(&self.path, e))?;
+            let mut unreadable = Vec::new();
             for row in rows {
-                let (json, attempts, created, next) = row.map_err(|e| err(&self.path, e))?;
+                let (json, attempts, created, next, id) = row.map_err(|e| err(&self.path, e))?;
                 if next as u64 > now_ms {
                     break; // the rest of this stream waits for this one
                 }
                 match serde_json::from_str(&json) {
                     Ok(event) => out.push(Due { event, attempts, created_ms: created as u64 }),
-                    Err(e) => tracing::error!(outbox = %self.path.display(), error = %e, "unreadable event skipped"),
+                    Err(e) => unreadable.push((id, e.to_string())),
                 }
+            }
+            // An event that cannot be read never will be: a dead letter, said once (it was
+            // re-read and logged on every pass).
+            for (id, e) in unreadable {
+                tracing::error!(outbox = %self.path.display(), event = %id, error = %e, "unreadable event: moved to dead letters");
+                self.bury(&id, sink, &format!("unreadable event: {e}"), now_ms)?;
             }
         }
         Ok(out)
+    }
+
+    /// [`dead_letter`](Self::dead_letter) through a shared borrow (the due scan finds them).
+    fn bury(&self, id: &str, sink: &str, reason: &str, now_ms: u64) -> Result<()> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| err(&self.path, e))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO dead_letters (event_id, sink, attempts, reason, dead_ms)
+             SELECT event_id, sink, attempts, ?3, ?4 FROM deliveries WHERE event_id = ?1 AND sink = ?2",
+            params![id, sink, reason, now_ms as i64],
+        )
+        .map_err(|e| err(&self.path, e))?;
+        tx.execute("DELETE FROM deliveries WHERE event_id = ?1 AND sink = ?2", params![id, sink])
+            .map_err(|e| err(&self.path, e))?;
+        tx.commit().map_err(|e| err(&self.path, e))
     }
 
     /// When the next deliverable record of `sink` (the oldest pending one of a stream) is due
@@ -553,6 +580,22 @@ mod tests {
         assert_eq!(c.seq, Some(1), "numbering starts for the new events; the old ones sort first");
         let due: Vec<String> = o.due("web", c.unix_ms, 10).unwrap().into_iter().map(|d| d.event.id).collect();
         assert_eq!(due, [a.id, b.id, c.id]);
+    }
+
+    #[test]
+    fn an_unreadable_event_is_dead_lettered_once_and_the_stream_goes_on() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(d.path()).unwrap();
+        let (mut a, mut b) = (ev("s"), ev("s"));
+        o.commit(&mut a, &["web"]).unwrap();
+        o.commit(&mut b, &["web"]).unwrap();
+        o.conn.execute("UPDATE events SET json = '{broken' WHERE id = ?1", params![a.id]).unwrap();
+        let due: Vec<String> = o.due("web", b.unix_ms, 10).unwrap().into_iter().map(|d| d.event.id).collect();
+        assert_eq!(due, [b.id.clone()]);
+        assert_eq!(o.counts("web").unwrap(), SinkCounts { pending: 1, delivered: 0, dead: 1 });
+        let (_, rows) = o.show(&b.id).unwrap().unwrap();
+        assert_eq!(rows[0].state, "pending");
+        assert_eq!(o.list(Some("dead"), 10).unwrap()[0].id, a.id, "not re-read on the next pass");
     }
 
     #[test]

@@ -231,12 +231,14 @@ fn record(outbox: &mut Outbox, ev: &mut crate::alarm::AlarmEvent, slots: &[SinkS
         tries += 1;
         if tries >= 5 {
             metrics.outbox_errors.fetch_add(1, Ordering::Relaxed);
+            metrics.outbox_failing.store(true, Ordering::Relaxed);
             tracing::error!(event = %ev.id, error = %e, event_json = %ev.to_json(), "cannot write the event to the outbox: logged here instead");
             metrics.remember_event(ev.to_json());
             return;
         }
         std::thread::sleep(Duration::from_millis(100 * tries));
     }
+    metrics.outbox_failing.store(false, Ordering::Relaxed);
     metrics.remember_event(ev.to_json());
     for s in wanted {
         s.worker.wake();

@@ -425,6 +425,9 @@ pub struct Metrics {
     /// Delivery counters per sink; replaced on reload (counters of kept sinks carry over).
     pub sinks: std::sync::Mutex<Vec<std::sync::Arc<SinkMetrics>>>,
     pub outbox_errors: AtomicU64,
+    /// The last event could not be committed to the outbox (a full or failing disk): `/readyz`
+    /// is not ready until one is.
+    pub outbox_failing: AtomicBool,
     pub reloads: AtomicU64,
     /// Unix seconds of the start, and of the last configuration loaded (start or reload).
     pub started_unix_s: u64,
@@ -452,6 +455,7 @@ impl Metrics {
             events: Default::default(),
             sinks: std::sync::Mutex::new(Vec::new()),
             outbox_errors: AtomicU64::new(0),
+            outbox_failing: AtomicBool::new(false),
             reloads: AtomicU64::new(0),
             started_unix_s: unix_s(),
             last_reload_unix_s: AtomicU64::new(unix_s()),

@@ -177,6 +177,16 @@ impl Monitor {
         }
     }
 
+    /// The log sink's events once there are at least `n` (it delivers from the outbox on its
+    /// own thread, a moment after the metrics count them), waiting up to `secs`.
+    pub fn events_at_least(&self, n: usize, secs: u64) -> Vec<serde_json::Value> {
+        let until = Instant::now() + Duration::from_secs(secs);
+        while self.events().len() < n && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.events()
+    }
+
     /// The alarm events logged by the log sink, parsed.
     pub fn events(&self) -> Vec<serde_json::Value> {
         self.log()
@@ -231,7 +241,7 @@ fn an_anomaly_raises_exactly_one_alarm_that_clears_after_it_ends() {
     let scored = m.metric("mpdr_vectors_scored_total{stream=\"m\"}").unwrap();
     assert!((scored - (70.0 * 16000.0 / 512.0 - 4.0)).abs() < 3.0, "every vector scored: {scored}");
     assert_eq!(m.metric("mpdr_audio_dropped_samples_total{stream=\"m\"}"), Some(0.0), "a fast replay is lossless");
-    let events = m.events();
+    let events = m.events_at_least(3, 10);
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["stream-up", "raised", "cleared"], "{events:#?}");
     let (raised, cleared) = (&events[1], &events[2]);
@@ -283,7 +293,7 @@ fn a_dead_microphone_raises_signal_lost_and_no_anomaly() {
     signal[10 * RATE as usize..40 * RATE as usize].iter_mut().for_each(|x| *x = 0.0);
     let detect = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 0.0, off_delay_s = 1.0 }";
     let m = replay_to_the_end(d.path(), &signal, detect);
-    let events = m.events();
+    let events = m.events_at_least(3, 10);
     let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["stream-up", "signal-lost", "signal-restored"], "{events:#?}");
     let lost = events[1]["stream_time_s"].as_f64().unwrap();
@@ -352,7 +362,7 @@ fn a_source_that_fails_is_reported_down_and_comes_back_up() {
     wav::write_pcm16(&w, RATE, 1, &machine(3.0, 3, |_| false)).unwrap();
     m.wait_metric("mpdr_stream_up{stream=\"m\"}", |v| v == 1.0, 30);
     m.wait_metric("mpdr_vectors_scored_total{stream=\"m\"}", |v| v > 0.0, 30);
-    let kinds: Vec<String> = m.events().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    let kinds: Vec<String> = m.events_at_least(2, 10).iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
     assert_eq!(kinds, ["stream-down", "stream-up"]);
     assert_eq!(m.metric("mpdr_stream_outages_total{stream=\"m\"}"), Some(1.0));
     let (status, _) = m.stop(15);

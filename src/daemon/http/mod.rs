@@ -300,6 +300,8 @@ pub fn respond(req: &Request, ctx: &Ctx) -> Response {
                 Response::text(503, "starting\n")
             } else if !blind.is_empty() {
                 Response::text(503, &format!("scoring fails for stream(s): {}\n", blind.join(", ")))
+            } else if m.outbox_failing.load(Ordering::Relaxed) {
+                Response::text(503, "outbox: the last event could not be committed (a full or failing disk?)\n")
             } else if !failing.is_empty() {
                 Response::text(503, &format!("degraded: sink {}\n", failing.join("; sink ")))
             } else {
@@ -341,6 +343,13 @@ mod tests {
         m.streams[0].scoring_up.store(false, Ordering::Relaxed);
         let r = get(srv.addr, "/readyz");
         assert!(r.starts_with("HTTP/1.1 503") && r.contains("stream(s): a"), "{r}");
+        m.streams[0].scoring_up.store(true, Ordering::Relaxed);
+        m.outbox_failing.store(true, Ordering::Relaxed);
+        let r = get(srv.addr, "/readyz");
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.contains("outbox"),
+            "not ready while events cannot be committed: {r}"
+        );
         assert!(get(srv.addr, "/nope").starts_with("HTTP/1.1 404"));
         stop.store(true, Ordering::Relaxed);
         drop(greedy);
