@@ -216,15 +216,17 @@ pub fn problems(m: &Manifest) -> Problems {
                     );
                 }
             }
+            // Explanations divide by the spread: a zero one makes every band infinitely abnormal.
+            if b.std.iter().any(|x| *x <= 0.0) {
+                p.push("band_stats.std", "every band's spread must be > 0");
+            }
         }
     }
     if let Some(s) = &m.scaler {
         scaler(&mut p, s, input);
     }
     if let Some(t) = &m.threshold {
-        if !t.value.is_finite() {
-            p.push("threshold.value", format!("must be finite, got {}", t.value));
-        }
+        threshold(&mut p, t);
     }
     if let Some(f) = &m.fusion {
         let ok = [f.energy_mean, f.reference_mean].iter().all(|v| v.is_finite())
@@ -234,6 +236,23 @@ pub fn problems(m: &Manifest) -> Problems {
         }
     }
     p
+}
+
+/// A threshold a detector can use, and a calibration the console's false-alarm estimate and
+/// the daemon's window check can read.
+fn threshold(p: &mut Problems, t: &crate::model::Threshold) {
+    if !(t.value.is_finite() && t.value.abs() < 1e30) {
+        p.push("threshold.value", format!("must be a finite number of sensible size, got {}", t.value));
+    }
+    let d = &t.details;
+    for k in ["gamma_shape", "gamma_scale", "window_s", "target_false_alarms_per_day"] {
+        if let Some(v) = d.get(k).filter(|v| !(v.is_finite() && **v > 0.0)) {
+            p.push(format!("threshold.details.{k}"), format!("must be > 0, got {v}"));
+        }
+    }
+    if let Some(v) = d.get("window_exceedance_probability").filter(|v| !(**v > 0.0 && **v <= 1.0)) {
+        p.push("threshold.details.window_exceedance_probability", format!("must be a probability in (0, 1], got {v}"));
+    }
 }
 
 /// The first variable holding a NaN or an infinity, by name.
@@ -299,7 +318,34 @@ mod tests {
                     }
                 }),
             ),
+            // issue 25: calibrations a detector or the console cannot use.
+            ("threshold.value", Box::new(|m| m.threshold = Some(threshold(1e308, &[])))),
+            (
+                "threshold.details.gamma_shape",
+                Box::new(|m| m.threshold = Some(threshold(1.0, &[("gamma_shape", 0.0)]))),
+            ),
+            ("threshold.details.window_s", Box::new(|m| m.threshold = Some(threshold(1.0, &[("window_s", f64::NAN)])))),
+            (
+                "threshold.details.window_exceedance_probability",
+                Box::new(|m| m.threshold = Some(threshold(1.0, &[("window_exceedance_probability", 2.0)]))),
+            ),
+            (
+                "band_stats.std",
+                Box::new(|m| {
+                    m.band_stats =
+                        Some(crate::model::BandStats { windows: 4, mean: vec![0.1; 128], std: vec![0.0; 128] })
+                }),
+            ),
         ];
+        fn threshold(value: f64, details: &[(&str, f64)]) -> crate::model::Threshold {
+            crate::model::Threshold {
+                value,
+                method: "gamma-moments".into(),
+                details: details.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                warnings: vec![],
+                fitted_on: None,
+            }
+        }
         for (key, edit) in cases {
             let mut m = audio_ae();
             edit(&mut m);
