@@ -646,3 +646,37 @@ fn operators_acknowledge_and_shelve_over_mqtt_command_topics_and_the_retained_st
     broker.kill().unwrap();
     broker.wait().unwrap();
 }
+
+#[test]
+fn a_large_message_on_the_boxs_status_topic_does_not_drop_the_sinks_session() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(mut broker) = mosquitto(d.path(), port) else {
+        eprintln!("SKIP: mosquitto is not installed (make setup installs it)");
+        return;
+    };
+    let sink = format!("[identity]\nbox = \"b3\"\n[[sink]]\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n");
+    let w = d.path().join("normal.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(5.0, 2, |_| false)).unwrap();
+    let source =
+        format!("{{ type = \"file\", path = \"{}\", realtime = true, speed = 1.0, loop = true }}", w.display());
+    let cfg = write_config(d.path(), "monitor.toml", &source, DETECT, &sink);
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_line(|l| l.contains("MQTT connected"), 30).expect("the sink connects");
+    // A hostile client: 50 KiB, not retained, on the daemon's own status topic, five times.
+    let mut o = rumqttc::MqttOptions::new("hostile", "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut conn) = rumqttc::Client::new(o, 10);
+    std::thread::spawn(move || for _ in conn.iter() {});
+    for _ in 0..5 {
+        client.publish("mpdr/b3/status", rumqttc::QoS::AtMostOnce, false, vec![b'x'; 50 * 1024]).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let lost = m.log().iter().filter(|l| l.contains("MQTT connection lost")).count();
+    assert_eq!(lost, 0, "the session survived: {:#?}", m.log());
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+    broker.kill().unwrap();
+    broker.wait().unwrap();
+}

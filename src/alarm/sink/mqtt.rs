@@ -274,6 +274,10 @@ pub fn client_options(
 ) -> MqttOptions {
     let mut o = MqttOptions::new(client_id, host, port);
     o.set_keep_alive(Duration::from_secs(10));
+    // rumqttc drops the whole connection on an incoming packet over its limit (10 KiB by
+    // default): anyone who can publish 50 KiB on a topic we read (our own status topic) could
+    // keep the sink disconnected. 1 MiB in, and our own events are far below it out.
+    o.set_max_packet_size(1 << 20, 1 << 20);
     if let Some(u) = username {
         o.set_credentials(u, password.unwrap_or_default());
     }
