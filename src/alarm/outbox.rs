@@ -247,19 +247,20 @@ impl Outbox {
             // re-read and logged on every pass).
             for (id, e) in unreadable {
                 tracing::error!(outbox = %self.path.display(), event = %id, error = %e, "unreadable event: moved to dead letters");
-                self.bury(&id, sink, &format!("unreadable event: {e}"), now_ms)?;
+                self.bury(&id, sink, &format!("unreadable event: {e}"), now_ms, 0)?;
             }
         }
         Ok(out)
     }
 
-    /// [`dead_letter`](Self::dead_letter) through a shared borrow (the due scan finds them).
-    fn bury(&self, id: &str, sink: &str, reason: &str, now_ms: u64) -> Result<()> {
+    /// Move a delivery to the dead-letter table, counting `attempted` more attempts (0 for
+    /// an event that could not even be read). A shared borrow: the due scan finds those.
+    fn bury(&self, id: &str, sink: &str, reason: &str, now_ms: u64, attempted: u32) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(|e| err(&self.path, e))?;
         tx.execute(
             "INSERT OR REPLACE INTO dead_letters (event_id, sink, attempts, reason, dead_ms)
-             SELECT event_id, sink, attempts, ?3, ?4 FROM deliveries WHERE event_id = ?1 AND sink = ?2",
-            params![id, sink, reason, now_ms as i64],
+             SELECT event_id, sink, attempts + ?5, ?3, ?4 FROM deliveries WHERE event_id = ?1 AND sink = ?2",
+            params![id, sink, reason, now_ms as i64, attempted],
         )
         .map_err(|e| err(&self.path, e))?;
         tx.execute("DELETE FROM deliveries WHERE event_id = ?1 AND sink = ?2", params![id, sink])
@@ -297,16 +298,7 @@ impl Outbox {
 
     /// Move a delivery to the dead-letter table.
     pub fn dead_letter(&mut self, id: &str, sink: &str, reason: &str, now_ms: u64) -> Result<()> {
-        let tx = self.conn.transaction().map_err(|e| err(&self.path, e))?;
-        tx.execute(
-            "INSERT OR REPLACE INTO dead_letters (event_id, sink, attempts, reason, dead_ms)
-             SELECT event_id, sink, attempts + 1, ?3, ?4 FROM deliveries WHERE event_id = ?1 AND sink = ?2",
-            params![id, sink, reason, now_ms as i64],
-        )
-        .map_err(|e| err(&self.path, e))?;
-        tx.execute("DELETE FROM deliveries WHERE event_id = ?1 AND sink = ?2", params![id, sink])
-            .map_err(|e| err(&self.path, e))?;
-        tx.commit().map_err(|e| err(&self.path, e))
+        self.bury(id, sink, reason, now_ms, 1)
     }
 
     /// Put dead letters (of one event, or all with `None`) back to pending, due now.

@@ -251,6 +251,11 @@ impl SinkMetrics {
         Some(self.failing_since_ms.load(Ordering::Relaxed)).filter(|&t| t > 0)
     }
 
+    /// How long, at `now_ms`, the sink's deliveries have been failing.
+    pub fn failing_for_s(&self, now_ms: u64) -> Option<f64> {
+        self.failing_since_ms().map(|t| now_ms.saturating_sub(t) as f64 / 1000.0)
+    }
+
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }

@@ -193,7 +193,7 @@ impl Metrics {
         }
         let _ = writeln!(o, "# HELP mpdr_sink_failing_seconds How long the sink's deliveries have been failing (0: they succeed)\n# TYPE mpdr_sink_failing_seconds gauge");
         for s in &sinks {
-            let for_s = s.failing_since_ms().map_or(0.0, |t| now.saturating_sub(t) as f64 / 1000.0);
+            let for_s = s.failing_for_s(now).unwrap_or(0.0);
             let _ = writeln!(o, "mpdr_sink_failing_seconds{{sink=\"{}\"}} {for_s}", label(&s.name));
         }
         let _ = writeln!(

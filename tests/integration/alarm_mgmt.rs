@@ -3,7 +3,6 @@
 //! revertible threshold overrides, shelving that expires and survives a restart, machine-off
 //! suppression, named operators and viewers, sink health in `/readyz`.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 
@@ -17,19 +16,8 @@ const DETECT: &str = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_d
 
 /// `METHOD path` with a JSON body and an optional bearer token: (status, JSON answer).
 pub fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let json = text.split("\r\n\r\n").nth(1).and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-    (status, json)
+    let (status, text) = super::util::http_call(addr, method, path, token, body.as_bytes());
+    (status, serde_json::from_str(&text).unwrap_or_default())
 }
 
 fn stream(m: &Monitor) -> serde_json::Value {

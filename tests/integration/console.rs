@@ -2,7 +2,6 @@
 //! developing fault, its console driven by headless Chromium through playwright-core
 //! (`tests/console/drive.mjs`), a real webhook receiver; then the API's refusals of bad input.
 
-use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::monitor::Monitor;
-use super::util::mpdr;
+use super::util::{http_call as call, mpdr};
 
 /// playwright-core in `target/browser` (npm), or why not.
 fn playwright() -> Result<PathBuf, String> {
@@ -161,24 +160,6 @@ fn the_console_shows_the_plant_live_and_acknowledges_and_tunes_in_a_real_browser
     assert_ne!(fan["threshold"].as_f64(), Some(123.25));
     let (status, _) = m.stop(30);
     assert!(status.success());
-}
-
-/// `METHOD path` with `body` and optional bearer token: (status, body).
-fn call(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    let _ = s.write_all(body);
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, text.split("\r\n\r\n").nth(1).unwrap_or("").to_string())
 }
 
 #[test]

@@ -20,6 +20,7 @@ pub fn topic(template: &str, stream: &str) -> String {
 /// One stream's telemetry message (JSON; non-finite numbers as null).
 pub fn payload(m: &Metrics, s: &StreamMetrics) -> String {
     let finite = |v: f64| v.is_finite().then_some(v);
+    let shelf = s.suppressed();
     serde_json::json!({
         "stream": s.name,
         "box": m.identity.box_name,
@@ -28,10 +29,10 @@ pub fn payload(m: &Metrics, s: &StreamMetrics) -> String {
         "level_dbfs": finite(s.level_dbfs.get()),
         "state": s.display_state(),
         "priority": s.priority,
-        "alarm": s.alarm_state().is_raised() && s.suppressed().is_none(),
+        "alarm": s.alarm_state().is_raised() && shelf.is_none(),
         "acknowledged": s.acknowledged(),
-        "shelved": s.suppressed().is_some_and(|x| x.kind == "shelved"),
-        "maintenance": s.suppressed().is_some_and(|x| x.kind == "maintenance"),
+        "shelved": shelf.as_ref().is_some_and(|x| x.kind == "shelved"),
+        "maintenance": shelf.as_ref().is_some_and(|x| x.kind == "maintenance"),
         "machine_off": s.machine_off.load(Ordering::Relaxed),
         "alarms_raised": s.alarms_raised.load(Ordering::Relaxed),
         "unix_s": crate::metrics::unix_s(),

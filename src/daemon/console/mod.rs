@@ -235,37 +235,46 @@ impl Console {
 
     /// A command from a sink (MQTT, Modbus) for stream `Some(i)` or every stream.
     pub fn command(&self, stream: Option<usize>, cmd: crate::metrics::Command, by: &str) -> Result<String, String> {
-        use crate::metrics::Command;
-        let all: Vec<usize> = match stream {
-            Some(i) => vec![i],
-            None => (0..self.metrics.streams.len()).collect(),
+        let done = match stream {
+            Some(i) => self.one_command(i, &cmd, by).map(|line| vec![line]),
+            None => self.every_stream(|i| self.one_command(i, &cmd, by)),
         };
-        let mut done = Vec::new();
-        for i in all {
-            let name = &self.stream(i).map_err(|e| e.message)?.name;
-            let r = match &cmd {
-                Command::Ack { raised_id } => match self.metrics.acknowledge(i, by, raised_id.as_deref()) {
-                    Ok(id) => Ok(format!("{name}: acknowledged {id}")),
-                    Err(e) => Err(api_error(409, format!("{name}: not acknowledged ({e:?})"))),
-                },
-                Command::Shelve { minutes, reason } => {
-                    self.shelve(i, Shelf::Shelved, *minutes, reason, by).map(|_| format!("{name}: shelved"))
-                }
-                Command::Unshelve => self.unshelve(i, Shelf::Shelved, by).map(|_| format!("{name}: unshelved")),
-                Command::Maintenance { minutes, reason } => (self.shelve(i, Shelf::Maintenance, *minutes, reason, by))
-                    .map(|_| format!("{name}: in maintenance")),
-                Command::EndMaintenance => {
-                    self.unshelve(i, Shelf::Maintenance, by).map(|_| format!("{name}: maintenance ended"))
-                }
-            };
-            match r {
-                Ok(line) => done.push(line),
-                // Box-wide: a stream the command does not apply to is skipped.
-                Err(e) if stream.is_none() && e.status == 409 => {}
-                Err(e) => return Err(e.message),
+        done.map(|lines| lines.join("; ")).map_err(|e| e.message)
+    }
+
+    fn one_command(&self, i: usize, cmd: &crate::metrics::Command, by: &str) -> Result<String, ApiError> {
+        use crate::metrics::Command;
+        let name = &self.stream(i)?.name;
+        match cmd {
+            Command::Ack { raised_id } => match self.metrics.acknowledge(i, by, raised_id.as_deref()) {
+                Ok(id) => Ok(format!("{name}: acknowledged {id}")),
+                Err(e) => Err(api_error(409, format!("{name}: not acknowledged ({e:?})"))),
+            },
+            Command::Shelve { minutes, reason } => {
+                self.shelve(i, Shelf::Shelved, *minutes, reason, by).map(|_| format!("{name}: shelved"))
+            }
+            Command::Unshelve => self.unshelve(i, Shelf::Shelved, by).map(|_| format!("{name}: unshelved")),
+            Command::Maintenance { minutes, reason } => {
+                self.shelve(i, Shelf::Maintenance, *minutes, reason, by).map(|_| format!("{name}: in maintenance"))
+            }
+            Command::EndMaintenance => {
+                self.unshelve(i, Shelf::Maintenance, by).map(|_| format!("{name}: maintenance ended"))
             }
         }
-        Ok(done.join("; "))
+    }
+
+    /// `f` for every stream, in order: what each did; a stream it does not apply to (409) is
+    /// skipped, any other refusal ends it (a box-wide maintenance from the API, MQTT, Modbus).
+    pub fn every_stream(&self, f: impl Fn(usize) -> Result<String, ApiError>) -> Result<Vec<String>, ApiError> {
+        let mut done = Vec::new();
+        for i in 0..self.metrics.streams.len() {
+            match f(i) {
+                Ok(line) => done.push(line),
+                Err(e) if e.status == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
     }
 
     fn stream(&self, i: usize) -> Result<&crate::metrics::StreamMetrics, ApiError> {

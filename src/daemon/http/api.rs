@@ -148,7 +148,7 @@ pub fn sinks(ctx: &Ctx) -> serde_json::Value {
         .iter()
         .map(|s| {
             let since = s.failing_since_ms();
-            let failing_s = since.map(|t| now.saturating_sub(t) as f64 / 1000.0);
+            let failing_s = s.failing_for_s(now);
             let state = match failing_s {
                 Some(f) if f >= degraded_s => "degraded",
                 Some(_) => "failing",
@@ -286,18 +286,13 @@ pub fn route(req: &Request, ctx: &Ctx) -> Option<Response> {
         ("POST" | "DELETE", ["api", "streams", name, "maintenance"]) => shelve(req, ctx, name, Shelf::Maintenance),
         ("POST" | "DELETE", ["api", "maintenance"]) => change(req, ctx, |c, by| {
             let shelf = (req.method == "POST").then(|| shelf_body(req)).transpose()?;
-            let mut changed = Vec::new();
-            for (i, s) in ctx.metrics.streams.iter().enumerate() {
-                let done = match &shelf {
+            let changed = c.every_stream(|i| {
+                match &shelf {
                     Some((minutes, reason)) => c.shelve(i, Shelf::Maintenance, *minutes, reason, by).map(|_| ()),
                     None => c.unshelve(i, Shelf::Maintenance, by),
-                };
-                match done {
-                    Ok(()) => changed.push(s.name.clone()),
-                    Err(e) if e.status == 409 => {}
-                    Err(e) => return Err(e),
                 }
-            }
+                .map(|()| ctx.metrics.streams[i].name.clone())
+            })?;
             Ok(serde_json::json!({ "maintenance": shelf.is_some(), "streams": changed, "by": by }))
         }),
         (_, ["api", ..]) | (_, ["evidence", ..]) => error(api_error(404, format!("no {} {}", req.method, req.path))),

@@ -290,7 +290,7 @@ pub fn respond(req: &Request, ctx: &Ctx) -> Response {
             let now = crate::alarm::deliver::now_ms();
             let failing: Vec<String> = (m.sinks.lock().map(|v| v.clone()).unwrap_or_default().iter())
                 .filter_map(|s| {
-                    let for_s = now.saturating_sub(s.failing_since_ms()?) as f64 / 1000.0;
+                    let for_s = s.failing_for_s(now)?;
                     (for_s >= after).then(|| {
                         format!("{} failing for {for_s:.0} s ({})", s.name, s.last_error().unwrap_or_default())
                     })
