@@ -47,3 +47,79 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
     })
 }
+
+/// What kind of thing `meta` describes, for "expected a regular file" errors.
+fn kind_of(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Open `path` for reading only if it is a regular file: a FIFO, socket or device is refused
+/// at once (opened non-blocking, so a FIFO with no writer cannot hang the caller) with one
+/// line naming what it is. Every input file (weights, recordings, secrets, configs) goes
+/// through here.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f =
+        std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} (expected a regular file)", kind_of(&meta)),
+        ));
+    }
+    Ok(f)
+}
+
+/// [`std::fs::read`] for regular files only (see [`open_regular`]).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut f = open_regular(path)?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// [`std::fs::read_to_string`] for regular files only (see [`open_regular`]).
+pub fn read_regular_string(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
+/// Bytes free for an unprivileged writer on the file system holding `path`.
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(path).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifos_and_folders_are_refused_at_once_and_regular_files_read() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("weights.pt");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = read_regular(&fifo).unwrap_err().to_string();
+        assert!(e.contains("a FIFO (expected a regular file)"), "{e}");
+        let e = read_regular(d.path()).unwrap_err().to_string();
+        assert!(e.contains("folder") || e.contains("directory"), "{e}");
+        let f = d.path().join("ok.txt");
+        std::fs::write(&f, "hi").unwrap();
+        assert_eq!(read_regular_string(&f).unwrap(), "hi");
+        assert!(free_bytes(d.path()).unwrap() > 0);
+    }
+}

@@ -33,23 +33,56 @@ pub struct Evidence {
     pub streams: HashMap<String, StreamAudio>,
 }
 
+/// Free space kept for the outbox when evidence is written, bytes.
+const RESERVE_BYTES: u64 = 4 << 20;
+/// Room counted for one spectrogram PNG, bytes.
+const PNG_BYTES: u64 = 1 << 20;
+
 impl Evidence {
     pub fn new(state_dir: &Path, streams: HashMap<String, StreamAudio>) -> Self {
         Evidence { dir: state_dir.join("evidence"), streams }
     }
 
-    /// For a `raised` event of a stream with audio: write its WAV and PNG and record them in
-    /// the event. Failures are logged; the event goes on without evidence.
-    pub fn attach(&self, ev: &mut AlarmEvent) {
+    /// For a committed `raised` event of a stream with audio: write its WAV and PNG and record
+    /// them in the event (true). Only with room to spare on the disk: evidence is the first
+    /// thing dropped when space is short, before any event. Failures are logged, partial files
+    /// removed; the event goes on without evidence.
+    pub fn attach(&self, ev: &mut AlarmEvent) -> bool {
         if ev.kind != EventKind::Raised {
-            return;
+            return false;
         }
-        let Some(src) = self.streams.get(&ev.stream) else { return };
-        let Some(samples) = ev.audio.take() else { return };
+        let Some(src) = self.streams.get(&ev.stream) else { return false };
+        let Some(samples) = ev.audio.take() else { return false };
+        let needed = RESERVE_BYTES + 2 * samples.len() as u64 + PNG_BYTES;
+        let _ = std::fs::create_dir_all(&self.dir);
+        match crate::files::free_bytes(&self.dir) {
+            Some(free) if free < needed => {
+                tracing::warn!(event = %ev.id, free_bytes = free, needed_bytes = needed,
+                    "alarm evidence not saved: the state folder is short of space (events come first)");
+                return false;
+            }
+            _ => {}
+        }
         match self.write(ev, src, &samples) {
-            Ok(files) => ev.evidence = Some(files),
-            Err(e) => tracing::warn!(event = %ev.id, error = %e, "alarm evidence not saved"),
+            Ok(files) => {
+                ev.evidence = Some(files);
+                true
+            }
+            Err(e) => {
+                self.remove(ev);
+                tracing::warn!(event = %ev.id, error = %e, "alarm evidence not saved");
+                false
+            }
         }
+    }
+
+    /// Remove an event's evidence files (after a failed write, or when the event could not be
+    /// updated to name them).
+    pub fn remove(&self, ev: &mut AlarmEvent) {
+        for ext in ["wav", "png"] {
+            let _ = std::fs::remove_file(self.dir.join(format!("{}.{ext}", ev.id)));
+        }
+        ev.evidence = None;
     }
 
     fn write(&self, ev: &AlarmEvent, src: &StreamAudio, samples: &[f32]) -> Result<EvidenceFiles, String> {

@@ -4,7 +4,6 @@
 //! workers are replaced; undelivered records of kept sink names carry over.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -107,8 +106,9 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     evidence: Option<crate::alarm::evidence::Evidence>,
 ) -> Result<Events, DaemonError> {
-    let mut outbox = Outbox::open(&state_dir)?;
+    let mut committer = super::commit::Committer::new(Outbox::open(&state_dir)?, evidence);
     let (replace, replaced) = bounded::<Vec<Replacement>>(4);
+    let retry = crossbeam_channel::tick(Duration::from_secs(1));
     for s in &slots {
         s.worker.start(None);
     }
@@ -125,27 +125,16 @@ pub fn spawn(
                             ev.priority = Some(s.priority);
                         }
                         suppressed.judge(&mut ev, &metrics);
-                        if let Some(e) = &evidence {
-                            e.attach(&mut ev);
-                        }
-                        record(&mut outbox, &mut ev, &slots, &metrics);
+                        committer.take(*ev, &slots, &metrics);
                         since_prune += 1;
                         if since_prune >= 256 {
                             since_prune = 0;
-                            match outbox.prune(max_events) {
-                                Ok(n) if n > 0 => {
-                                    tracing::debug!(pruned = n, "outbox pruned");
-                                    if let Some(ev) = &evidence {
-                                        ev.prune(|id| outbox.has_event(id).unwrap_or(true));
-                                    }
-                                }
-                                Ok(_) => {}
-                                Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
-                            }
+                            committer.prune(max_events);
                         }
                     }
                     Err(_) => break,
                 },
+                recv(retry) -> _ => committer.drain(&slots, &metrics),
                 recv(replaced) -> new => if let Ok(new) = new {
                     // Old workers finish their delivery in progress; a new worker of the same
                     // sink starts only after its predecessor has exited, the others at once.
@@ -212,35 +201,5 @@ impl Suppressed {
             EventKind::Cleared => ev.suppressed = self.0.remove(&ev.stream),
             _ => {}
         }
-    }
-}
-
-/// Commit the event with one delivery per interested sink, then wake those sinks.
-fn record(outbox: &mut Outbox, ev: &mut crate::alarm::AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) {
-    let k = EventKind::ALL.iter().position(|&k| k == ev.kind).unwrap_or(0);
-    metrics.events[k].fetch_add(1, Ordering::Relaxed);
-    // A suppressed alarm (shelved, maintenance) is recorded, not delivered.
-    let wanted: Vec<&SinkSlot> = slots
-        .iter()
-        .filter(|s| ev.suppressed.is_none() && (s.streams.is_empty() || s.streams.contains(&ev.stream)))
-        .collect();
-    let names: Vec<&str> = wanted.iter().map(|s| s.worker.name.as_str()).collect();
-    // Retry the commit briefly (a busy disk); an event is never handed to a sink uncommitted.
-    let mut tries = 0;
-    while let Err(e) = outbox.commit(ev, &names) {
-        tries += 1;
-        if tries >= 5 {
-            metrics.outbox_errors.fetch_add(1, Ordering::Relaxed);
-            metrics.outbox_failing.store(true, Ordering::Relaxed);
-            tracing::error!(event = %ev.id, error = %e, event_json = %ev.to_json(), "cannot write the event to the outbox: logged here instead");
-            metrics.remember_event(ev.to_json());
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100 * tries));
-    }
-    metrics.outbox_failing.store(false, Ordering::Relaxed);
-    metrics.remember_event(ev.to_json());
-    for s in wanted {
-        s.worker.wake();
     }
 }

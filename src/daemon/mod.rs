@@ -21,6 +21,7 @@
 //! joined, within `pipeline.shutdown_timeout_s`.
 
 pub mod access;
+pub mod commit;
 pub mod config;
 pub mod console;
 pub mod error;

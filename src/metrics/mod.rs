@@ -433,6 +433,12 @@ pub struct Metrics {
     /// The last event could not be committed to the outbox (a full or failing disk): `/readyz`
     /// is not ready until one is.
     pub outbox_failing: AtomicBool,
+    /// Why the last commit failed (while `outbox_failing`).
+    pub outbox_last_error: std::sync::Mutex<Option<String>>,
+    /// Events held in memory until the outbox takes writes again, and those dropped because
+    /// the hold was full.
+    pub events_held: AtomicU64,
+    pub events_dropped: AtomicU64,
     pub reloads: AtomicU64,
     /// Unix seconds of the start, and of the last configuration loaded (start or reload).
     pub started_unix_s: u64,
@@ -461,6 +467,9 @@ impl Metrics {
             sinks: std::sync::Mutex::new(Vec::new()),
             outbox_errors: AtomicU64::new(0),
             outbox_failing: AtomicBool::new(false),
+            outbox_last_error: std::sync::Mutex::new(None),
+            events_held: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             started_unix_s: unix_s(),
             last_reload_unix_s: AtomicU64::new(unix_s()),

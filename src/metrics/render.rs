@@ -156,6 +156,8 @@ impl Metrics {
             let _ = writeln!(o, "mpdr_events_total{{kind=\"{k}\"}} {}", c.load(r));
         }
         let _ = writeln!(o, "# HELP mpdr_outbox_errors_total Events that could not be written to the outbox\n# TYPE mpdr_outbox_errors_total counter\nmpdr_outbox_errors_total {}", self.outbox_errors.load(r));
+        let _ = writeln!(o, "# HELP mpdr_events_held Events held in memory until the outbox takes writes again\n# TYPE mpdr_events_held gauge\nmpdr_events_held {}", self.events_held.load(r));
+        let _ = writeln!(o, "# HELP mpdr_events_dropped_total Events dropped because the outbox refused writes and the hold was full\n# TYPE mpdr_events_dropped_total counter\nmpdr_events_dropped_total {}", self.events_dropped.load(r));
         let _ = writeln!(o, "# HELP mpdr_ready 1 once sources, models and sinks are up\n# TYPE mpdr_ready gauge");
         let _ = writeln!(o, "mpdr_ready {}", self.ready.load(r) as u8);
     }

@@ -184,23 +184,31 @@ fn on_small_disk(state: &Path, size: &str, config: &Path) -> Option<std::process
 }
 
 #[test]
-fn a_full_state_folder_refuses_new_events_loudly_keeps_the_committed_ones_and_recovers() {
+fn a_full_state_folder_holds_new_events_and_delivers_every_one_to_every_sink_when_space_returns() {
     let d = tempfile::tempdir().unwrap();
     let state = d.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
-    // 4 s normal, 4 s faulty, looped: an alarm raised and cleared every loop.
+    // 6 cycles of 4 s normal, 4 s faulty at twice real time: an alarm raised and cleared every 4 s.
     let w = d.path().join("cycle.wav");
-    wav::write_pcm16(&w, RATE, 1, &machine(8.0, 3, |t| t >= 4.0)).unwrap();
+    let one: Vec<f32> = machine(8.0, 3, |t| t >= 4.0);
+    wav::write_pcm16(&w, RATE, 1, &one.repeat(6)).unwrap();
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let hooked = crate::util::json_receiver(hook);
+    let jsonl = d.path().join("events.jsonl"); // the file sink lives outside the small disk
     let cfg = d.path().join("monitor.toml");
     std::fs::write(
         &cfg,
         format!(
             "[server]\nlisten = \"127.0.0.1:0\"\n[state]\ndir = \"{}\"\n[[stream]]\nname = \"m\"\nmodel = \"{}\"\n\
-             source = {{ type = \"file\", path = \"{}\", realtime = true, speed = 4.0, loop = true }}\n\
-             detect = {{ window_s = 1.0, hop_s = 0.5, on_delay_s = 0.5, off_delay_s = 0.5, threshold = \"model\" }}\n",
+             source = {{ type = \"file\", path = \"{}\", realtime = true, speed = 2.0 }}\n\
+             detect = {{ window_s = 1.0, hop_s = 0.5, on_delay_s = 0.5, off_delay_s = 0.5, threshold = \"model\" }}\n\
+             [[sink]]\ntype = \"log\"\n[[sink]]\ntype = \"file\"\npath = \"{}\"\n\
+             [[sink]]\ntype = \"webhook\"\nurl = \"http://{hook_addr}/h\"\nretry = {{ initial_s = 0.1, max_s = 0.5 }}\n",
             state.display(),
             model().display(),
-            w.display()
+            w.display(),
+            jsonl.display()
         ),
     )
     .unwrap();
@@ -210,53 +218,61 @@ fn a_full_state_folder_refuses_new_events_loudly_keeps_the_committed_ones_and_re
     };
     let m = Monitor::spawn(cmd);
     let pid = m.child.id();
-    let seen = |m: &Monitor| m.events().iter().filter(|e| e["kind"] == "raised").count();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while seen(&m) < 2 && std::time::Instant::now() < until {
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    assert!(seen(&m) >= 2, "{:#?}", m.log());
-    let committed: Vec<String> = m.events().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+    assert!(m.events_at_least(2, 60).iter().any(|e| e["kind"] == "raised"), "{:#?}", m.log());
 
-    // The daemon's view of the state folder, from outside its mount namespace.
-    let inside = PathBuf::from(format!("/proc/{pid}/root{}", state.display()));
-    let filler = inside.join("filler");
+    // Fill the daemon's state folder, seen from outside its mount namespace.
+    let filler = PathBuf::from(format!("/proc/{pid}/root{}", state.display())).join("filler");
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&filler).unwrap();
         let block = vec![0u8; 64 * 1024];
         while f.write_all(&block).and_then(|_| f.sync_data()).is_ok() {}
     }
-    m.wait_line(|l| l.contains("cannot write the event to the outbox"), 60).expect("a loud refusal");
-    assert!(m.metric("mpdr_outbox_errors_total").unwrap() >= 1.0);
+    m.wait_line(|l| l.contains("cannot commit the event to the outbox: held in memory"), 60).expect("held, loudly");
+    let (code, why) = m.get("/readyz");
+    assert_eq!(code, 503, "{why}");
+    assert!(why.contains("held in memory"), "{why}");
+    m.wait_metric("mpdr_events_held", |v| v >= 2.0, 30);
     std::fs::remove_file(&filler).unwrap();
 
-    // Space is back: new events are committed and delivered again.
-    let errors = m.metric("mpdr_outbox_errors_total").unwrap();
-    let n = m.events().len();
+    // Space is back: the held events are committed, the replay ends, every event decided
+    // reaches every sink.
+    m.wait_line(|l| l.contains("every held event is committed"), 30).expect("re-committed");
+    m.wait_metric("mpdr_stream_ended{stream=\"m\"}", |v| v == 1.0, 60);
+    m.wait_metric("mpdr_events_held", |v| v == 0.0, 30);
+    let (code, _) = m.get("/readyz");
+    assert_ne!(code, 503, "ready again");
+    let (_, body) = m.get("/metrics");
+    let decided: f64 = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("mpdr_events_total{"))
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<f64>().ok())
+        .sum();
+    let raised = m.metric("mpdr_events_total{kind=\"raised\"}").unwrap();
+    assert!(raised >= 4.0, "alarms while the disk was full and after: {raised}");
+    assert_eq!(m.metric("mpdr_events_dropped_total"), Some(0.0));
+    let n = decided as usize;
+    let logged = m.events_at_least(n, 60);
+    let ids = |v: &[serde_json::Value]| {
+        v.iter().map(|e| e["id"].as_str().unwrap().to_string()).collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(logged.len(), n, "log sink: {:#?}", m.log());
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while m.events().len() < n + 3 && std::time::Instant::now() < until {
+    let filed = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    while (filed().len() < n || hooked.lock().unwrap().len() < n) && std::time::Instant::now() < until {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    assert!(m.events().len() >= n + 3, "events flow again: {:#?}", m.log());
-    let later = m.metric("mpdr_outbox_errors_total").unwrap();
-    assert!(later <= errors + 1.0, "no more refusals once space is back ({errors} -> {later})");
-
-    // Nothing committed before the disk filled was lost.
-    // Read inside its namespaces: SQLite resolves the /proc/<pid>/root link to our own view.
-    let o = std::process::Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-U", "-m", "--preserve-credentials", env!("CARGO_BIN_EXE_mpdr")])
-        .args(["alarms", "--state-dir", state.to_str().unwrap(), "list", "--json", "--limit", "100000"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stored: std::collections::BTreeSet<String> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_string())
-        .collect();
-    for id in &committed {
-        assert!(stored.contains(id), "{id} lost: stored {stored:?}\n{}", String::from_utf8_lossy(&o.stderr));
-    }
+    assert_eq!(ids(&filed()), ids(&logged), "file sink");
+    assert_eq!(ids(&hooked.lock().unwrap()), ids(&logged), "webhook");
+    // In order and without gaps, per stream.
+    let seqs: Vec<u64> = logged.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>());
     let (status, log) = m.stop(30);
     assert!(status.success(), "{log:#?}");
 }

@@ -301,7 +301,14 @@ pub fn respond(req: &Request, ctx: &Ctx) -> Response {
             } else if !blind.is_empty() {
                 Response::text(503, &format!("scoring fails for stream(s): {}\n", blind.join(", ")))
             } else if m.outbox_failing.load(Ordering::Relaxed) {
-                Response::text(503, "outbox: the last event could not be committed (a full or failing disk?)\n")
+                let why = m.outbox_last_error.lock().ok().and_then(|e| e.clone()).unwrap_or_default();
+                Response::text(
+                    503,
+                    &format!(
+                        "outbox: {} event(s) held in memory, not committed (a full or failing disk?): {why}\n",
+                        m.events_held.load(Ordering::Relaxed)
+                    ),
+                )
             } else if !failing.is_empty() {
                 Response::text(503, &format!("degraded: sink {}\n", failing.join("; sink ")))
             } else {
