@@ -73,6 +73,8 @@ pub enum OutboxError {
     Folder { path: PathBuf, error: std::io::Error },
     #[error("{}: {error}", path.display())]
     Db { path: PathBuf, error: rusqlite::Error },
+    #[error("{}: the outbox is damaged ({check}); it is left as it is: move it aside (and keep it for recovery) to start a new one", path.display())]
+    Damaged { path: PathBuf, check: String },
     #[error("{}: event {id} is not readable: {error}", path.display())]
     Event { path: PathBuf, id: String, error: serde_json::Error },
 }
@@ -90,6 +92,14 @@ impl Outbox {
         let path = dir.join(DB_FILE);
         let conn = Connection::open(&path).map_err(|e| err(&path, e))?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(|e| err(&path, e))?;
+        // Before anything is written: a damaged outbox is refused and left byte for byte.
+        let check: Vec<String> = conn
+            .prepare("PRAGMA quick_check(5)")
+            .and_then(|mut st| st.query_map([], |r| r.get::<_, String>(0))?.collect())
+            .unwrap_or_else(|e| vec![e.to_string()]);
+        if check != ["ok"] {
+            return Err(OutboxError::Damaged { path, check: check.join("; ") });
+        }
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
@@ -459,6 +469,30 @@ mod tests {
 
     fn ev(stream: &str) -> AlarmEvent {
         AlarmEvent::new(EventKind::Raised, stream, 1.0)
+    }
+
+    #[test]
+    fn an_outbox_damaged_in_the_middle_is_refused_with_its_path_and_left_byte_for_byte() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let mut o = Outbox::open(d.path()).unwrap();
+            for i in 0..400 {
+                let mut e = ev(&format!("s{}", i % 3));
+                e.message = "x".repeat(900);
+                o.add(&e, &["web"]).unwrap();
+            }
+        }
+        let db = d.path().join(DB_FILE);
+        let mut bytes = std::fs::read(&db).unwrap();
+        assert!(bytes.len() > 200_000, "{}", bytes.len());
+        let mid = bytes.len() / 2 / 4096 * 4096;
+        for (i, b) in bytes[mid..mid + 4096].iter_mut().enumerate() {
+            *b = (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1];
+        }
+        std::fs::write(&db, &bytes).unwrap();
+        let e = Outbox::open(d.path()).err().expect("refused").to_string();
+        assert!(e.contains(DB_FILE) && e.contains("damaged"), "{e}");
+        assert_eq!(std::fs::read(&db).unwrap(), bytes, "left byte for byte");
     }
 
     #[test]
