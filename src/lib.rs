@@ -8,6 +8,7 @@ pub mod alarm;
 pub mod audio;
 pub mod backtest;
 pub mod bench;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod daemon;

@@ -147,7 +147,7 @@ fn fortran_to_c(data: &[f32], shape: &[usize]) -> Vec<f32> {
 
 /// Read a `.npy` file.
 pub fn read(path: &Path) -> Result<NpyArray, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| InputError::new(path, format!("cannot read: {e}")))?;
+    let bytes = crate::files::read_regular(path).map_err(|e| InputError::new(path, format!("cannot read: {e}")))?;
     parse(&bytes).map_err(|m| InputError::new(path, m))
 }
 

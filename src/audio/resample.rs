@@ -29,6 +29,9 @@ pub fn resample(signal: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Resample
         let o = r.process(&[&input[pos..pos + chunk]], None).map_err(|e| err(e.to_string()))?;
         out.extend_from_slice(&o[0]);
         pos += chunk;
+        if crate::cancel::requested() {
+            return Err(err(crate::cancel::STOPPED.into()));
+        }
     }
     let tail = &input[pos..];
     let o = r.process_partial(Some(&[tail]), None).map_err(|e| err(e.to_string()))?;

@@ -17,10 +17,19 @@ pub struct Decoded {
     pub channels: u16,
 }
 
+/// A WAV reader on `path`, a regular file only (a FIFO or device is refused at once).
+pub fn open_wav(path: &Path) -> hound::Result<WavReader<std::io::BufReader<std::fs::File>>> {
+    WavReader::new(std::io::BufReader::new(crate::files::open_regular(path)?))
+}
+
 fn describe(e: hound::Error) -> String {
     match e {
         hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::NotFound => format!("cannot open: {io}"),
-        hound::Error::IoError(io) if io.kind() == std::io::ErrorKind::PermissionDenied => format!("cannot open: {io}"),
+        hound::Error::IoError(io)
+            if matches!(io.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidInput) =>
+        {
+            format!("cannot open: {io}")
+        }
         hound::Error::IoError(io) => format!("truncated or empty: the file ends inside the WAV header ({io})"),
         hound::Error::FormatError(m) if m.contains("bits per sample") => {
             format!("unsupported encoding: {m} (PCM 8/16/24/32-bit or float32 expected)")
@@ -34,13 +43,24 @@ fn describe(e: hound::Error) -> String {
 }
 
 /// A header mpdr can read: channels and a rate, the channel asked for among them.
+/// The sample rates a recording may have, Hz: below, a header is nonsense (a 1-Hz file
+/// resampled to 16 kHz would need 16,000x its size); above, no microphone records.
+pub const MIN_RATE: u32 = 1_000;
+/// The most a file read whole (training, eval, `features`, a resampled replay) may decode to,
+/// bytes of f32 samples: 1 GiB, about 4.6 h at 16 kHz.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+pub const MAX_RATE: u32 = 384_000;
+
 fn check_spec(path: &Path, spec: &WavSpec, channel: ChannelSelect) -> Result<(), InputError> {
     let fail = |m: String| Err(InputError::new(path, m));
     if spec.channels == 0 {
         return fail("header declares 0 channels".into());
     }
-    if spec.sample_rate == 0 {
-        return fail("header declares a sample rate of 0 Hz".into());
+    if !(MIN_RATE..=MAX_RATE).contains(&spec.sample_rate) {
+        return fail(format!(
+            "header declares a sample rate of {} Hz (expected {MIN_RATE} to {MAX_RATE} Hz)",
+            spec.sample_rate
+        ));
     }
     match channel {
         ChannelSelect::Index(c) if c >= spec.channels => {
@@ -60,12 +80,43 @@ pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError
     let bytes_per_frame = (spec.bits_per_sample as usize).div_ceil(8).max(1) * spec.channels as usize;
     let room = std::fs::metadata(path).map(|m| m.len() as usize / bytes_per_frame).unwrap_or(0);
     let mut samples = Vec::with_capacity(stream.frames().min(room));
-    stream.read(usize::MAX, &mut samples)?;
+    // A block at a time, so a stop request is honoured during a long decode.
+    let mut block = Vec::new();
+    loop {
+        stream.read(1 << 20, &mut block)?;
+        if block.is_empty() {
+            break;
+        }
+        if crate::cancel::requested() {
+            return Err(InputError::new(path, crate::cancel::STOPPED));
+        }
+        samples.extend_from_slice(&block);
+    }
     Ok(Decoded { samples, sample_rate: spec.sample_rate, channels: spec.channels })
 }
 
 /// Decode and bring to `target_rate`: resample when `opts.resample`, else refuse a mismatch.
 pub fn read_mono(path: &Path, target_rate: u32, opts: &AudioOptions) -> Result<Vec<f32>, InputError> {
+    // Bounded before anything is allocated: the samples at the file's rate and after resampling.
+    let head = WavStream::open(path, opts.channel)?;
+    let frames = head.frames().min(
+        std::fs::metadata(path).map(|m| m.len() as usize).unwrap_or(usize::MAX)
+            / ((head.spec.bits_per_sample as usize).div_ceil(8).max(1) * head.spec.channels as usize),
+    ) as u64;
+    let resampled = frames * target_rate as u64 / head.sample_rate() as u64;
+    let bytes = 4 * frames.max(if opts.resample { resampled } else { 0 });
+    if bytes > MAX_DECODE_BYTES {
+        return Err(InputError::new(
+            path,
+            format!(
+                "{:.1} h of audio ({} MiB decoded) is more than a file read whole may hold ({} MiB): split it, or replay it with the monitor's file source at the model's rate, which streams it",
+                frames as f64 / head.sample_rate() as f64 / 3600.0,
+                bytes >> 20,
+                MAX_DECODE_BYTES >> 20
+            ),
+        ));
+    }
+    drop(head);
     let d = decode(path, opts.channel)?;
     if d.samples.is_empty() {
         return Err(InputError::new(path, "contains no audio samples"));
@@ -103,7 +154,7 @@ pub struct WavStream {
 impl WavStream {
     pub fn open(path: &Path, channel: ChannelSelect) -> Result<Self, InputError> {
         let fail = |m: String| InputError::new(path, m);
-        let reader = WavReader::open(path).map_err(|e| fail(describe(e)))?;
+        let reader = open_wav(path).map_err(|e| fail(describe(e)))?;
         let spec = reader.spec();
         check_spec(path, &spec, channel)?;
         if !matches!(

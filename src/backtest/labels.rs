@@ -43,7 +43,7 @@ pub fn wav_duration(path: &Path) -> Result<f64, InputError> {
 /// Recordings of a labels CSV; paths in it are relative to the CSV's folder. Every bad row is
 /// an error naming the CSV, the row and what is wrong.
 pub fn read_csv(csv: &Path) -> Result<Vec<Recording>, InputError> {
-    let text = std::fs::read_to_string(csv).map_err(|e| InputError::new(csv, format!("cannot read: {e}")))?;
+    let text = crate::files::read_regular_string(csv).map_err(|e| InputError::new(csv, format!("cannot read: {e}")))?;
     // A spreadsheet's UTF-8 byte-order mark is not part of the header.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     // Normal rows, checked against every anomaly row once all are read.

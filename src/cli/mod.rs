@@ -142,7 +142,7 @@ pub struct TrainArgs {
 
 /// Read a recipe file over the defaults (validated later, once, after the overrides).
 fn read_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = crate::files::read_regular_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     crate::mpdr::recipe::TrainConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
@@ -293,7 +293,12 @@ pub struct MonitorArgs {
 
 /// Run the daemon: SIGTERM/SIGINT drain and stop, SIGHUP reloads the configuration.
 pub fn monitor(args: &MonitorArgs) -> Result<()> {
-    let ctl = crate::daemon::RunControl { exit_when_done: args.exit_when_done, ..Default::default() };
+    // The daemon's stop flag is the process's: long loads and checks see it too.
+    let ctl = crate::daemon::RunControl {
+        stop: crate::cancel::flag(),
+        exit_when_done: args.exit_when_done,
+        ..Default::default()
+    };
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, ctl.stop.clone()).context("installing the signal handlers")?;
     }

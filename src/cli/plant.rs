@@ -63,7 +63,7 @@ pub fn plant(a: &PlantArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("--password-env: {e}"))?
         .map(|p| String::from_utf8_lossy(&p).to_string());
     let ca = match &a.ca_file {
-        Some(f) => Some(std::fs::read(f).with_context(|| format!("--ca-file {}", f.display()))?),
+        Some(f) => Some(crate::files::read_regular(f).with_context(|| format!("--ca-file {}", f.display()))?),
         None => None,
     };
     let o = ListenOptions { host, port, prefix: a.prefix.clone(), username: a.username.clone(), password, ca };

@@ -155,7 +155,8 @@ pub fn parse_toml<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 
 /// Read and parse a TOML file (not yet validated).
 pub fn read_toml<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
+    let text =
+        crate::files::read_regular_string(path).map_err(|error| ConfigError::Read { path: path.into(), error })?;
     parse_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
 }
 

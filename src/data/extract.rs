@@ -54,7 +54,7 @@ fn one(
     cache: Option<&Path>,
 ) -> Result<LogMel, InputError> {
     let Some(cache) = cache else { return load_logmel_with(kernel, path, params, audio) };
-    let bytes = std::fs::read(path).map_err(|e| InputError::new(path, format!("cannot read: {e}")))?;
+    let bytes = crate::files::read_regular(path).map_err(|e| InputError::new(path, format!("cannot read: {e}")))?;
     let entry = cache.join("features").join(format!("{}.npy", cache_key(&bytes, params, audio)));
     if let Ok(a) = npy::read(&entry) {
         if a.shape.len() == 2 && a.shape[1] == params.n_mels {

@@ -20,7 +20,7 @@ const MAX_INFLATED: u64 = 1 << 30;
 /// Read an unsigned-byte IDX file with `want_dims` dimensions (3 for images, 1 for labels).
 pub fn read_idx(path: &Path, want_dims: usize) -> Result<Idx, InputError> {
     let e = |m: String| InputError::new(path, m);
-    let raw = std::fs::read(path).map_err(|err| e(format!("cannot read: {err}")))?;
+    let raw = crate::files::read_regular(path).map_err(|err| e(format!("cannot read: {err}")))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])

@@ -21,7 +21,7 @@ const MAX_ENTRY: u64 = 2 << 30;
 /// Read `X` and `y` from an `.npz` (stored or deflated) and check them.
 pub fn read_table(path: &Path) -> Result<Table, InputError> {
     let e = |m: String| InputError::new(path, m);
-    let file = std::fs::File::open(path).map_err(|err| e(format!("cannot open: {err}")))?;
+    let file = crate::files::open_regular(path).map_err(|err| e(format!("cannot open: {err}")))?;
     let mut zip = zip::ZipArchive::new(file).map_err(|err| e(format!("not an .npz (zip) file: {err}")))?;
     let mut get = |key: &str| -> Result<npy::NpyArray, InputError> {
         let mut entry = zip

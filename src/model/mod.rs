@@ -511,7 +511,7 @@ impl Bundle {
     /// Read and parse a bundle's `manifest.toml` only (no weights): for config checks.
     pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
         let mpath = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&mpath)
+        let text = crate::files::read_regular_string(&mpath)
             .map_err(|e| BundleError::Io { path: mpath.clone(), message: format!("cannot read: {e}") })?;
         // Check the schema version before the full parse, so old/new bundles get that message.
         if let Ok(v) = text.parse::<toml::Table>() {

@@ -10,16 +10,16 @@ use tch::nn;
 use super::BundleError;
 
 pub(super) fn sha256_file(path: &Path) -> Result<(String, u64), BundleError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
+    let bytes = crate::files::read_regular(path)
+        .map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
     let digest = Sha256::digest(&bytes);
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes.len() as u64))
 }
 
 /// Names and shapes in a safetensors file, from its JSON header.
 fn safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<i64>>, BundleError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
+    let bytes = crate::files::read_regular(path)
+        .map_err(|e| BundleError::Io { path: path.into(), message: format!("cannot read: {e}") })?;
     safetensors_header(&bytes).map_err(|detail| BundleError::Mismatch { path: path.into(), detail })
 }
 

@@ -10,7 +10,7 @@ use super::monitor::{machine, model, Monitor, RATE};
 use super::util::mpdr;
 
 /// A copy of the test bundle in `dir`.
-fn copy_bundle(dir: &Path, name: &str) -> PathBuf {
+pub fn copy_bundle(dir: &Path, name: &str) -> PathBuf {
     let to = dir.join(name);
     std::fs::create_dir_all(&to).unwrap();
     for f in std::fs::read_dir(model()).unwrap() {
@@ -41,7 +41,7 @@ fn edit_weights(bundle: &Path, edit: impl Fn(&mut [f32])) {
     std::fs::write(&manifest, text.replace(&old, &new)).unwrap();
 }
 
-fn config(dir: &Path, streams: &[(&str, &Path)], wav: &Path) -> PathBuf {
+pub fn config(dir: &Path, streams: &[(&str, &Path)], wav: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let mut text = String::from("[server]\nlisten = \"127.0.0.1:0\"\n");
     for (name, bundle) in streams {

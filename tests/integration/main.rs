@@ -14,6 +14,7 @@ mod dev_data;
 mod fleet;
 mod fuzz_regressions;
 mod golden;
+mod hangs;
 mod hardening;
 mod install;
 mod monitor;

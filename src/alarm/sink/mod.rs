@@ -229,7 +229,8 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<
         if !meta.is_file() || meta.len() > 65_536 {
             return Err(format!("{}: a secret file must be a regular file of at most 64 KiB", path.display()));
         }
-        let mut bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read the secret: {e}", path.display()))?;
+        let mut bytes =
+            crate::files::read_regular(path).map_err(|e| format!("{}: cannot read the secret: {e}", path.display()))?;
         while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             bytes.pop();
         }

@@ -181,7 +181,7 @@ impl SinkSpec for MqttConfig {
     fn check(&self, key: &str, p: &mut Problems, _ports: bool) {
         check_secret(key, "password", &self.password_env, &self.password_file, p);
         if let Some(ca) = &self.ca_file {
-            if let Err(e) = std::fs::read(ca) {
+            if let Err(e) = crate::files::read_regular(ca) {
                 p.push(format!("{key}.ca_file"), format!("{}: {e}", ca.display()));
             }
         }
@@ -197,7 +197,7 @@ impl SinkSpec for MqttConfig {
         let password = read_secret(self.password_env.as_deref(), self.password_file.as_deref())?
             .map(|p| String::from_utf8_lossy(&p).to_string());
         let ca = match &self.ca_file {
-            Some(f) => Some(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?),
+            Some(f) => Some(crate::files::read_regular(f).map_err(|e| format!("{}: {e}", f.display()))?),
             None => None,
         };
         let sink = MqttSink::connect(self.clone(), password, ca, ctx.metrics.clone())?;

@@ -62,13 +62,26 @@ impl SourceSpec for FileConfig {
     fn check(&self, key: &str, features: &crate::features::FeatureParams, p: &mut Problems) {
         let rate = features.sample_rate;
         for f in wav_files(&self.path).unwrap_or_default() {
-            let spec = match hound::WavReader::open(&f) {
+            let spec = match wav::open_wav(&f) {
                 Ok(r) => r.spec(),
                 Err(e) => {
                     p.push(format!("{key}.path"), format!("{}: not a readable WAV: {e}", f.display()));
                     continue;
                 }
             };
+            if !(wav::MIN_RATE..=wav::MAX_RATE).contains(&spec.sample_rate) {
+                p.push(
+                    format!("{key}.path"),
+                    format!(
+                        "{}: header declares {} Hz (expected {} to {} Hz)",
+                        f.display(),
+                        spec.sample_rate,
+                        wav::MIN_RATE,
+                        wav::MAX_RATE
+                    ),
+                );
+                continue;
+            }
             if spec.sample_rate != rate && !self.audio.resample {
                 p.push(
                     format!("{key}.path"),
@@ -167,6 +180,9 @@ impl FileSource {
                     check.read(1 << 16, &mut block)?;
                     if block.is_empty() {
                         break;
+                    }
+                    if crate::cancel::requested() {
+                        return Err(SourceError::File { path: f, message: crate::cancel::STOPPED.into() });
                     }
                 }
                 self.stream = Some(wav::WavStream::open(&f, self.cfg.audio.channel)?);

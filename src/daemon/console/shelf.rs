@@ -61,7 +61,7 @@ impl Console {
     /// The shelves of the state folder; those that expired while the daemon was down end now.
     pub(super) fn load_suppressions(&self) {
         let path = self.state_dir.join(SUPPRESSIONS_FILE);
-        let saved: BTreeMap<String, Suppressed> = match std::fs::read_to_string(&path) {
+        let saved: BTreeMap<String, Suppressed> = match crate::files::read_regular_string(&path) {
             Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
                 tracing::warn!(file = %path.display(), error = %e, "shelves unreadable: none applies");
                 BTreeMap::new()

@@ -41,7 +41,7 @@ fn setting_key(s: ThresholdSetting) -> String {
 /// The overrides kept in `state_dir` (none when the file is absent or unreadable).
 pub fn read(state_dir: &Path) -> BTreeMap<String, Override> {
     let path = state_dir.join(THRESHOLDS_FILE);
-    match std::fs::read_to_string(&path) {
+    match crate::files::read_regular_string(&path) {
         Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
             tracing::warn!(file = %path.display(), error = %e, "runtime thresholds unreadable: the config's apply");
             BTreeMap::new()
