@@ -4,6 +4,7 @@
 //! bench): audio in ([`audio`]), DCASE log-mel features ([`features`]), dataset readers
 //! ([`data`]), metrics ([`eval`]), configuration ([`config`]) and tch devices ([`device`]).
 
+pub mod admission;
 pub mod alarm;
 pub mod audio;
 pub mod backtest;

@@ -330,7 +330,7 @@ fn mqtt_events_and_retained_state_arrive_and_survive_a_broker_restart() {
 }
 
 /// Raw Modbus TCP: one request PDU, the response PDU.
-fn modbus(sock: &mut TcpStream, tid: u16, pdu: &[u8]) -> Vec<u8> {
+pub fn modbus(sock: &mut TcpStream, tid: u16, pdu: &[u8]) -> Vec<u8> {
     let mut frame = tid.to_be_bytes().to_vec();
     frame.extend_from_slice(&[0, 0]);
     frame.extend_from_slice(&((pdu.len() + 1) as u16).to_be_bytes());
@@ -345,7 +345,7 @@ fn modbus(sock: &mut TcpStream, tid: u16, pdu: &[u8]) -> Vec<u8> {
     body
 }
 
-fn regs(resp: &[u8]) -> Vec<u16> {
+pub fn regs(resp: &[u8]) -> Vec<u16> {
     resp[2..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect()
 }
 

@@ -17,6 +17,7 @@ mod golden;
 mod hangs;
 mod hardening;
 mod install;
+mod lockouts;
 mod monitor;
 mod mpdr_parity;
 mod mpdr_switches;

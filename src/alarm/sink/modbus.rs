@@ -22,11 +22,10 @@
 //! address; a connection that sends no request for `idle_timeout_s` (default 60) is closed,
 //! so idle clients cannot lock a PLC out.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -308,36 +307,22 @@ impl ModbusServer {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let clients: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+        let clients = crate::admission::table(MAX_CLIENTS, MAX_PER_ADDRESS);
         let handle = std::thread::Builder::new()
             .name("mpdr-modbus".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((sock, peer)) => {
-                            let ip = peer.ip();
-                            let admitted = clients.lock().map(|mut map| {
-                                let total: usize = map.values().sum();
-                                let mine = map.entry(ip).or_insert(0);
-                                let ok = total < MAX_CLIENTS && *mine < MAX_PER_ADDRESS;
-                                *mine += usize::from(ok);
-                                ok
-                            });
-                            if !admitted.unwrap_or(false) {
-                                tracing::warn!(%peer, "Modbus: too many clients (32 in all, 8 per address), connection refused");
+                            // Full: the least recently active client makes room for this one.
+                            let Ok(conn) = crate::admission::admit(&clients, peer.ip(), &sock) else {
+                                tracing::warn!(%peer, "Modbus: too many clients (32 in all, 8 per address, none idle), connection refused");
                                 continue;
-                            }
+                            };
                             let (state, stop, clients) = (state.clone(), stop2.clone(), clients.clone());
                             let _ = std::thread::Builder::new().name("mpdr-modbus-client".into()).spawn(move || {
-                                serve(sock, &state, &stop, idle);
-                                if let Ok(mut map) = clients.lock() {
-                                    if let Some(n) = map.get_mut(&ip) {
-                                        *n -= 1;
-                                        if *n == 0 {
-                                            map.remove(&ip);
-                                        }
-                                    }
-                                }
+                                serve(sock, &state, &stop, idle, &conn);
+                                crate::admission::release(&clients, &conn);
                             });
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -365,7 +350,7 @@ impl Drop for ModbusServer {
 }
 
 /// One client: MBAP frames in, responses out, until EOF, an error or stop.
-fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool, idle: Duration) {
+fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool, idle: Duration, conn: &crate::admission::Conn) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_read_timeout(Some(Duration::from_millis(200)));
     let _ = sock.set_write_timeout(Some(Duration::from_secs(5)));
@@ -384,6 +369,7 @@ fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool, idle: Dura
         if !matches!(read_full(&mut sock, &mut pdu, stop, Instant::now() + idle), Ok(true)) {
             return;
         }
+        conn.waiting(false);
         let resp = state.handle(&pdu);
         let mut frame = Vec::with_capacity(7 + resp.len());
         frame.extend_from_slice(&header[..4]);
@@ -393,6 +379,7 @@ fn serve(mut sock: TcpStream, state: &ModbusState, stop: &AtomicBool, idle: Dura
         if sock.write_all(&frame).is_err() {
             return;
         }
+        conn.waiting(true);
     }
 }
 
@@ -472,7 +459,7 @@ mod tests {
     fn the_maintenance_register_commands_every_stream_when_enabled() {
         let mut s = state();
         s.maintenance_writes = true;
-        let got = Arc::new(Mutex::new(Vec::new()));
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
         let g = got.clone();
         *s.metrics.on_command.lock().unwrap() = Some(crate::metrics::CommandHook(Box::new(move |i, c, by| {
             g.lock().unwrap().push((i, c, by.to_string()));

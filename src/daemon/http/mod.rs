@@ -1,6 +1,7 @@
 //! `/metrics`, `/healthz`, `/readyz`, the console and its API ([`api`]) on a small blocking
 //! HTTP/1.1 server: one thread per
-//! connection, at most [`MAX_CONNECTIONS`] in all and [`MAX_PER_CLIENT`] from one address,
+//! connection, at most [`MAX_CONNECTIONS`] in all (the longest-waiting evicted for a newcomer,
+//! see [`crate::admission`]) and [`MAX_PER_CLIENT`] from one address, request heads under a deadline,
 //! reads and writes under timeouts — so a client that pipelines requests and never reads the
 //! answers, or holds idle connections, only ever blocks its own connections while health checks
 //! from everyone else are answered. Health: the scorer went round its loop recently. Ready:
@@ -10,22 +11,23 @@
 pub mod api;
 pub mod request;
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::error::{thread, DaemonError};
+use crate::admission;
 
 pub use api::Ctx;
 use request::{Parsed, Request};
 
 /// Seconds of scorer silence after which `/healthz` reports unhealthy.
 pub const HEALTHY_WITHIN_S: f64 = 10.0;
-/// Open connections at most; one more is answered 503 and closed.
+/// Open connections at most; when full, the longest-waiting one is evicted for a newcomer
+/// (or, with none waiting, the newcomer gets 503).
 pub const MAX_CONNECTIONS: usize = 64;
 /// Open connections from one client address at most.
 pub const MAX_PER_CLIENT: usize = 16;
@@ -41,9 +43,6 @@ pub struct HttpServer {
     handle: JoinHandle<()>,
 }
 
-/// Open connections per client address.
-type Open = Arc<Mutex<HashMap<IpAddr, usize>>>;
-
 impl HttpServer {
     pub fn start(listen: SocketAddr, ctx: Ctx, stop: Arc<AtomicBool>) -> Result<Self, DaemonError> {
         let ctx = Arc::new(ctx);
@@ -51,7 +50,7 @@ impl HttpServer {
         let listener = TcpListener::bind(listen).map_err(|e| fail(format!("cannot listen: {e}")))?;
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         listener.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
-        let open: Open = Arc::default();
+        let open = admission::table(MAX_CONNECTIONS, MAX_PER_CLIENT);
         let handle = std::thread::Builder::new()
             .name("mpdr-http".into())
             .spawn(move || {
@@ -77,53 +76,36 @@ impl HttpServer {
     }
 }
 
-/// Start a connection's thread, or answer 503 when the limits are reached.
-fn admit(mut sock: TcpStream, ip: IpAddr, open: &Open, ctx: &Arc<Ctx>, stop: &Arc<AtomicBool>) {
+/// Start a connection's thread, or answer 503 when the limits are reached (see [`crate::admission`]).
+fn admit(mut sock: TcpStream, ip: IpAddr, open: &admission::Open, ctx: &Arc<Ctx>, stop: &Arc<AtomicBool>) {
     let _ = sock.set_nonblocking(false);
     let _ = sock.set_read_timeout(Some(IO_TIMEOUT));
     let _ = sock.set_write_timeout(Some(IO_TIMEOUT));
-    let admitted = {
-        let Ok(mut map) = open.lock() else { return };
-        let total: usize = map.values().sum();
-        let mine = map.entry(ip).or_insert(0);
-        if total >= MAX_CONNECTIONS || *mine >= MAX_PER_CLIENT {
-            false
-        } else {
-            *mine += 1;
-            true
+    let conn = match admission::admit(open, ip, &sock) {
+        Ok(c) => c,
+        Err(why) => {
+            let text = match why {
+                admission::Refused::PerClient => "too many connections from your address: try again\n",
+                admission::Refused::Full => "too many connections: try again\n",
+            };
+            let _ = Response::text(503, text).write(&mut sock, false);
+            return;
         }
     };
-    if !admitted {
-        let r = Response::text(503, "too many connections: try again\n");
-        let _ = r.write(&mut sock, false);
-        return;
-    }
     let (open, ctx, stop) = (open.clone(), ctx.clone(), stop.clone());
     let spawned = std::thread::Builder::new().name("mpdr-http-conn".into()).spawn(move || {
-        serve(sock, &ctx, &stop);
-        if let Ok(mut map) = open.lock() {
-            if let Some(n) = map.get_mut(&ip) {
-                *n -= 1;
-                if *n == 0 {
-                    map.remove(&ip);
-                }
-            }
-        }
+        serve_with(sock, &ctx, &stop, IO_TIMEOUT, &conn);
+        admission::release(&open, &conn);
     });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start an HTTP connection thread");
     }
 }
 
-/// Answer one connection's requests until it closes, errs, times out or the server stops.
-fn serve(sock: TcpStream, ctx: &Ctx, stop: &AtomicBool) {
-    serve_with(sock, ctx, stop, IO_TIMEOUT)
-}
-
 /// [`serve`], where each request must arrive whole within `head_timeout` of its first byte (or
 /// of the previous answer): a client trickling a byte at a time is cut off (408), however
 /// often it sends, so slow clients cannot hold the connection slots.
-fn serve_with(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool, head_timeout: Duration) {
+fn serve_with(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool, head_timeout: Duration, conn: &admission::Conn) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let mut served = 0;
@@ -132,6 +114,7 @@ fn serve_with(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool, head_timeout: D
         match request::parse(&buf) {
             Ok(Parsed::Complete(req, used)) => {
                 buf.drain(..used);
+                conn.waiting(false);
                 served += 1;
                 since = std::time::Instant::now();
                 if req.method == "GET" && req.path == "/api/live" {
@@ -146,6 +129,7 @@ fn serve_with(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool, head_timeout: D
                 if respond(&req, ctx).write(&mut sock, keep).is_err() || !keep {
                     return;
                 }
+                conn.waiting(true);
             }
             Ok(Parsed::Incomplete) => {
                 let left = head_timeout.saturating_sub(since.elapsed());
@@ -371,7 +355,7 @@ mod tests {
         let server = std::thread::spawn(move || {
             let (sock, _) = listener.accept().unwrap();
             let ctx = Ctx { metrics: m, console: None };
-            serve_with(sock, &ctx, &AtomicBool::new(false), Duration::from_millis(600));
+            serve_with(sock, &ctx, &AtomicBool::new(false), Duration::from_millis(600), &admission::Conn::detached());
         });
         let mut c = TcpStream::connect(addr).unwrap();
         // One byte every 100 ms: each read is quick, the request never completes.
