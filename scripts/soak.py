@@ -3,9 +3,12 @@
 machine type, each looping a recording whose second half has a developing fault, so alarms
 raise and clear all the time) delivering to a real webhook receiver and a real mosquitto
 broker; the receiver and the broker are stopped and restarted every few minutes, the daemon
-is killed with SIGKILL midway and started again. At the end every `raised` event in the
-outbox must have reached both sinks at least once, and resident memory after warm-up must
-stay flat. Usage: scripts/soak.py [--minutes 60] [--out target/soak]. Summary: <out>/soak.json.
+is killed with SIGKILL midway and started again; with --disk-full (issue 25; root, for the
+tmpfs) the state folder is a 1 GiB tmpfs that is filled to the last byte for 60 s every 5
+minutes (never across the kill). At the end every `raised` event the detector decided must be
+in the outbox and have reached both sinks at least once, and resident memory after warm-up
+must stay flat. Usage: scripts/soak.py [--minutes 60] [--out target/soak] [--disk-full].
+Summary: <out>/soak.json.
 """
 import argparse, http.server, json, os, shutil, signal, socket, subprocess, sys, threading, time
 
@@ -82,6 +85,7 @@ def main():
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "soak"))
     ap.add_argument("--speed", type=float, default=4.0)
+    ap.add_argument("--disk-full", action="store_true", help="fill the state folder (a tmpfs) now and then")
     args = ap.parse_args()
     out = os.path.abspath(args.out)
     shutil.rmtree(out, ignore_errors=True)
@@ -109,6 +113,29 @@ def main():
         # its restarts. Ignored when not root.
         f.write(f"listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {out}/\nuser root\n")
     mosq_bin = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    state = os.path.join(out, "state")
+    os.makedirs(state)
+    if args.disk_full:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g", "soak-state", state], check=True)
+    filler = os.path.join(state, "filler")
+
+    def fill():
+        with open(filler, "wb") as f:
+            block = b"\0" * (1 << 20)
+            try:
+                while True:
+                    f.write(block)
+                    f.flush()
+            except OSError:
+                pass
+        # the last bytes too
+        try:
+            with open(filler, "ab") as f:
+                while True:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+        except OSError:
+            pass
 
     def broker():
         return subprocess.Popen([mosq_bin, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -152,7 +179,10 @@ def main():
     run = 0
     next_web, next_mqtt, next_rss = t0 + 120, t0 + 200, t0
     web_down_until = mqtt_down_until = None
-    outages = {"webhook": 0, "broker": 0}
+    outages = {"webhook": 0, "broker": 0, "disk_full": 0}
+    next_fill, full_until = t0 + 150, None
+    decided = {0: 0.0, 1: 0.0}  # raised events the detector decided, per run (metrics)
+    held_max = 0.0
     while time.time() < end:
         now = time.time()
         if now >= next_rss:
@@ -175,6 +205,17 @@ def main():
             if sub.poll() is not None:
                 sub = subscriber()
             note("broker started")
+        if args.disk_full and full_until is None and now >= next_fill and not (kill_at - 90 < now < kill_at + 30):
+            fill(); full_until = now + 60; outages["disk_full"] += 1
+            note("state folder filled")
+        elif full_until is not None and now >= full_until:
+            os.remove(filler); full_until = None; next_fill = now + 240
+            note("state folder freed")
+        if full_until is not None:
+            held_max = max(held_max, metric(http_port, "mpdr_events_held") or 0.0)
+        v = metric(http_port, 'mpdr_events_total{kind="raised"}')
+        if v is not None:
+            decided[run] = max(decided[run], v)
         if not killed and now >= kill_at:
             d.send_signal(signal.SIGKILL); d.wait()
             note("daemon killed with SIGKILL")
@@ -194,6 +235,13 @@ def main():
         mosq = broker(); time.sleep(1)
     if sub.poll() is not None:
         sub = subscriber()
+    if full_until is not None:
+        os.remove(filler); full_until = None
+    time.sleep(10)
+    v = metric(http_port, 'mpdr_events_total{kind="raised"}')
+    if v is not None:
+        decided[run] = max(decided[run], v)
+    dropped = metric(http_port, "mpdr_events_dropped_total")
     note("draining")
     d.send_signal(signal.SIGTERM)
     try:
@@ -249,6 +297,7 @@ def main():
         "minutes": args.minutes, "streams": 16, "speed": args.speed,
         "outages": outages, "kill9": killed,
         "raised": len(raised),
+        "raised_decided": decided[0] + decided[1], "events_held_max": held_max, "events_dropped": dropped,
         "delivered_webhook": len(raised & recv.ids), "delivered_mqtt": len(raised & mqtt_ids),
         "missing_webhook": sorted(raised - recv.ids)[:20], "missing_mqtt": sorted(raised - mqtt_ids)[:20],
         "webhook_requests": recv.requests,
@@ -258,6 +307,8 @@ def main():
     json.dump(summary, open(os.path.join(out, "soak.json"), "w"), indent=1)
     short = {k: v for k, v in summary.items() if k != "rss_samples"}
     note(json.dumps(short))
+    if args.disk_full:
+        subprocess.run(["umount", state])
     ok = raised and summary["delivered_webhook"] == len(raised) and summary["delivered_mqtt"] == len(raised)
     return 0 if ok else 1
 

@@ -74,6 +74,12 @@ pub enum StreamMsg {
         event: crate::detect::run::RunEvent,
         t_s: f64,
     },
+    /// A signal fault began or ended (`[stream.health]`, the bundle's level range).
+    Fault {
+        stream: usize,
+        event: crate::detect::signal_fault::FaultEvent,
+        t_s: f64,
+    },
     /// The signal's health changed (`[stream.health]`).
     Health {
         stream: usize,
@@ -292,7 +298,7 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                                 crate::audio::ring::AudioRing::new((seconds * f.sample_rate as f64) as usize)
                             }),
                             sample_rate: f.sample_rate,
-                            failed_batches: 0,
+                            health: Default::default(),
                             profile: profile_window(&f, &s.detect),
                         }
                     })
@@ -324,12 +330,13 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let mut stream_threads: Vec<JoinHandle<()>> = Vec::new();
     for (i, s) in cfg.streams.iter().enumerate() {
         let features = manifests[stream_model[i]].features.clone().unwrap_or_default();
+        let range = manifests[stream_model[i]].levels;
         let (s, tx, metrics, stop, pl) =
             (s.clone(), tx.clone(), metrics.clone(), stream_stop.clone(), cfg.pipeline.clone());
         stream_threads.push(
             std::thread::Builder::new()
                 .name(format!("mpdr-stream-{i}"))
-                .spawn(move || stream_loop(i, &s, &features, &tx, &metrics, &stop, &pl))
+                .spawn(move || stream_loop(i, &s, (&features, range), &tx, &metrics, &stop, &pl))
                 .map_err(thread("stream"))?,
         );
     }
@@ -464,9 +471,11 @@ fn touches_digital_silence(v: &[f32], n_mels: usize) -> bool {
     v.chunks_exact(n_mels.max(1)).any(|f| f.iter().all(|&x| x < SILENT_FRAME_DB))
 }
 
-/// A stream's level watchers: signal health and, with `[stream.run]`, the machine's running state.
+/// A stream's level watchers: signal health, signal faults and, with `[stream.run]`, the
+/// machine's running state.
 struct Levels {
     health: crate::detect::health::HealthMonitor,
+    faults: crate::detect::signal_fault::SignalFaults,
     run: Option<crate::detect::run::RunMonitor>,
     rate: f64,
 }
@@ -483,12 +492,16 @@ impl Levels {
         if let Some(event) = event {
             control(StreamMsg::Health { stream: idx, event, t_s });
         }
-        let Some(run) = &mut self.run else { return h.silent };
+        if let Some(event) = self.faults.push(block) {
+            control(StreamMsg::Fault { stream: idx, event, t_s });
+        }
+        let faulty = self.faults.unscored();
+        let Some(run) = &mut self.run else { return h.silent || faulty };
         let (scored, change) = run.push(h.rms_dbfs, block.len() as f64 / self.rate);
         if let Some(event) = change {
             control(StreamMsg::Run { stream: idx, event, t_s });
         }
-        h.silent || !scored
+        h.silent || faulty || !scored
     }
 }
 
@@ -496,7 +509,7 @@ impl Levels {
 fn stream_loop(
     idx: usize,
     cfg: &StreamConfig,
-    features: &FeatureParams,
+    (features, range): (&FeatureParams, Option<crate::detect::signal_fault::LevelRange>),
     tx: &Sender<StreamMsg>,
     metrics: &Metrics,
     stop: &AtomicBool,
@@ -511,6 +524,12 @@ fn stream_loop(
     let mut stacker = crate::features::stream::VectorStacker::new(features.n_mels, features.frames);
     let mut levels = Levels {
         health: crate::detect::health::HealthMonitor::new(cfg.health.clone(), features.sample_rate),
+        faults: crate::detect::signal_fault::SignalFaults::new(
+            cfg.health.clone(),
+            features.sample_rate,
+            range,
+            cfg.run.as_ref().map(|r| r.off_below_dbfs),
+        ),
         run: cfg.run.clone().map(crate::detect::run::RunMonitor::new),
         rate: features.sample_rate as f64,
     };

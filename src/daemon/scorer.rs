@@ -64,8 +64,8 @@ pub struct ScoredStream {
     /// log-mel replay.
     pub audio: Option<crate::audio::ring::AudioRing>,
     pub sample_rate: u32,
-    /// Batches in a row whose scoring failed (reset by the first one that scores).
-    pub failed_batches: u32,
+    /// Whether its model scores (see [`Health`]).
+    pub health: Health,
     /// A profile bundle's running window over this stream's frames (one kernel with batch
     /// extraction, [`crate::features::profile::ProfileWindow`]); `None` for stacked vectors.
     pub profile: Option<ProfileWindow>,
@@ -86,6 +86,42 @@ fn profile_hop(features: &crate::features::FeatureParams, detect: &DetectConfig)
 
 /// Failed batches in a row after which a stream is reported down (`stream-down`, `/readyz`).
 pub const FAILED_BATCHES_DOWN: u32 = 3;
+/// Batches in a row that must score before a stream that was down is reported up again: a
+/// model that scores now and then, failing in between, stays down.
+pub const SCORED_BATCHES_UP: u32 = 5;
+
+/// A stream's scoring health: down after [`FAILED_BATCHES_DOWN`] failed batches in a row, up
+/// again only after [`SCORED_BATCHES_UP`] scored batches in a row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    failed_in_row: u32,
+    scored_in_row: u32,
+    down: bool,
+}
+
+impl Health {
+    /// A batch failed: true when the stream goes down with it.
+    pub fn failed(&mut self) -> bool {
+        self.scored_in_row = 0;
+        self.failed_in_row = self.failed_in_row.saturating_add(1);
+        if !self.down && self.failed_in_row >= FAILED_BATCHES_DOWN {
+            self.down = true;
+            return true;
+        }
+        false
+    }
+
+    /// A batch scored: true when the stream comes back up with it.
+    pub fn scored(&mut self) -> bool {
+        self.failed_in_row = 0;
+        self.scored_in_row = self.scored_in_row.saturating_add(1);
+        if self.down && self.scored_in_row >= SCORED_BATCHES_UP {
+            self.down = false;
+            return true;
+        }
+        false
+    }
+}
 
 pub struct Scorer {
     pub models: Vec<LoadedModel>,
@@ -165,7 +201,7 @@ impl Scorer {
                         // A new model starts with a clean slate of failures (and, when its
                         // profile differs, with a new window).
                         for (i, s) in self.streams.iter_mut().enumerate().filter(|(_, s)| s.model == model) {
-                            s.failed_batches = 0;
+                            s.health = Health::default();
                             if new_window {
                                 s.profile = profile_window(&features, s.detector.config());
                             }
@@ -317,9 +353,7 @@ impl Scorer {
     }
 
     fn stream_failed(&mut self, stream: usize, error: &str) {
-        let s = &mut self.streams[stream];
-        s.failed_batches = s.failed_batches.saturating_add(1);
-        if s.failed_batches == FAILED_BATCHES_DOWN {
+        if self.streams[stream].health.failed() {
             self.metrics.streams[stream].scoring_up.store(false, Ordering::Relaxed);
             let msg = format!("stream down: its model fails to score ({error}); nothing is detected until it does");
             self.status_event(stream, EventKind::StreamDown, msg);
@@ -327,12 +361,10 @@ impl Scorer {
     }
 
     fn stream_scored(&mut self, stream: usize) {
-        let s = &mut self.streams[stream];
-        let was_down = s.failed_batches >= FAILED_BATCHES_DOWN;
-        s.failed_batches = 0;
-        if was_down {
+        if self.streams[stream].health.scored() {
             self.metrics.streams[stream].scoring_up.store(true, Ordering::Relaxed);
-            self.status_event(stream, EventKind::StreamUp, "stream up: its model scores again".into());
+            let msg = format!("stream up: its model scores again ({SCORED_BATCHES_UP} batches in a row)");
+            self.status_event(stream, EventKind::StreamUp, msg);
         }
     }
 
@@ -381,6 +413,21 @@ impl Scorer {
                     ),
                 };
                 self.status_event_at(stream, kind, message, t_s);
+            }
+            StreamMsg::Fault { stream, event, t_s } => {
+                use crate::detect::signal_fault::FaultEvent;
+                let sm = &self.metrics.streams[stream];
+                let (kind, message, reason) = match event {
+                    FaultEvent::Fault { reason, detail } => {
+                        sm.signal_fault.store(true, Ordering::Relaxed);
+                        (EventKind::SignalFault, format!("signal fault ({}): {detail} — the input, not the machine; not scored, no anomaly raised until it is fine", reason.as_str()), Some(reason.as_str().to_string()))
+                    }
+                    FaultEvent::Ok { rms_dbfs } => {
+                        sm.signal_fault.store(false, Ordering::Relaxed);
+                        (EventKind::SignalOk, format!("signal fine again ({rms_dbfs:.0} dBFS): scoring resumes"), None)
+                    }
+                };
+                self.status_event_with(stream, kind, message, t_s, reason);
             }
             StreamMsg::Run { stream, event, t_s } => {
                 use crate::detect::run::RunEvent;
@@ -437,10 +484,16 @@ impl Scorer {
     }
 
     fn status_event_at(&self, stream: usize, kind: EventKind, message: String, t_s: f64) {
+        self.status_event_with(stream, kind, message, t_s, None);
+    }
+
+    /// [`Self::status_event_at`] with a `reason` (a signal fault's).
+    fn status_event_with(&self, stream: usize, kind: EventKind, message: String, t_s: f64, reason: Option<String>) {
         let s = &self.streams[stream];
         let mut ev = AlarmEvent::new(kind, &s.name, t_s);
         ev.model_id = Some(self.models[s.model].id.clone());
         ev.message = format!("{}: {message}", s.name);
+        ev.reason = reason;
         let _ = self.events.send(Box::new(ev));
     }
 
@@ -517,5 +570,30 @@ impl Scorer {
             }
         };
         let _ = self.events.send(Box::new(ev));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_that_scores_now_and_then_goes_down_once_and_stays_down() {
+        let mut h = Health::default();
+        let mut changes = Vec::new();
+        for round in 0..20 {
+            for _ in 0..3 {
+                if h.failed() {
+                    changes.push(("down", round));
+                }
+            }
+            if h.scored() {
+                changes.push(("up", round));
+            }
+        }
+        assert_eq!(changes, [("down", 0)]);
+        let ups: Vec<bool> = (0..SCORED_BATCHES_UP).map(|_| h.scored()).collect();
+        assert_eq!(ups.iter().filter(|u| **u).count(), 1, "up after {SCORED_BATCHES_UP} in a row: {ups:?}");
+        assert!(!h.failed() && !h.failed() && h.failed(), "down again after 3 failures in a row");
     }
 }

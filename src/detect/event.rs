@@ -34,11 +34,16 @@ pub enum EventKind {
     MachineOff,
     /// ... and runs again.
     MachineOn,
+    /// The input is wrong, not the machine (`reason`: dc-offset, level-low, level-high,
+    /// clipping): the stream is not scored until it is fine again.
+    SignalFault,
+    /// ... and the input is fine again.
+    SignalOk,
 }
 
 impl EventKind {
     /// Every kind, in the order of `mpdr_events_total`.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Raised,
         EventKind::Cleared,
         EventKind::StreamDown,
@@ -54,6 +59,8 @@ impl EventKind {
         EventKind::MaintenanceEnded,
         EventKind::MachineOff,
         EventKind::MachineOn,
+        EventKind::SignalFault,
+        EventKind::SignalOk,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,12 +80,21 @@ impl EventKind {
             EventKind::MaintenanceEnded => "maintenance-ended",
             EventKind::MachineOff => "machine-off",
             EventKind::MachineOn => "machine-on",
+            EventKind::SignalFault => "signal-fault",
+            EventKind::SignalOk => "signal-ok",
         }
     }
 
     /// A problem (logged as a warning), not a recovery.
     pub fn is_problem(self) -> bool {
-        matches!(self, EventKind::Raised | EventKind::StreamDown | EventKind::SignalLost | EventKind::Clipping)
+        matches!(
+            self,
+            EventKind::Raised
+                | EventKind::StreamDown
+                | EventKind::SignalLost
+                | EventKind::Clipping
+                | EventKind::SignalFault
+        )
     }
 }
 

@@ -21,6 +21,15 @@ pub struct HealthConfig {
     pub clip_share: f64,
     /// ... at most once every this many seconds.
     pub clip_every_s: f64,
+    /// Signal faults (`signal-fault`, the stream not scored meanwhile; see
+    /// [`super::signal_fault`]): a mean of at least this (full scale = 1) is a DC offset ...
+    pub dc_offset: f64,
+    /// ... a level this many dB outside the range the model was trained on ...
+    pub level_margin_db: f64,
+    /// ... this share of a second's samples clipped is sustained clipping ...
+    pub clip_fault_share: f64,
+    /// ... each for this many seconds in a row.
+    pub fault_after_s: f64,
 }
 
 impl Default for HealthConfig {
@@ -32,6 +41,10 @@ impl Default for HealthConfig {
             clip_level: 0.999,
             clip_share: 0.001,
             clip_every_s: 300.0,
+            dc_offset: 0.1,
+            level_margin_db: 30.0,
+            clip_fault_share: 0.05,
+            fault_after_s: 2.0,
         }
     }
 }
@@ -52,6 +65,17 @@ impl HealthConfig {
             if !(v.is_finite() && v >= 0.0) {
                 p.push(format!("{prefix}.{k}"), format!("must be >= 0, got {v}"));
             }
+        }
+        for (k, v) in [("dc_offset", self.dc_offset), ("clip_fault_share", self.clip_fault_share)] {
+            if !(v > 0.0 && v <= 1.0) {
+                p.push(format!("{prefix}.{k}"), format!("must be in (0, 1] (of full scale), got {v}"));
+            }
+        }
+        if !(self.level_margin_db.is_finite() && self.level_margin_db > 0.0) {
+            p.push(format!("{prefix}.level_margin_db"), format!("must be > 0 dB, got {}", self.level_margin_db));
+        }
+        if !(self.fault_after_s.is_finite() && self.fault_after_s >= 1.0) {
+            p.push(format!("{prefix}.fault_after_s"), format!("must be >= 1 s, got {}", self.fault_after_s));
         }
         if !(self.clip_level > 0.0 && self.clip_level <= 1.0) {
             p.push(format!("{prefix}.clip_level"), format!("must be in (0, 1], got {}", self.clip_level));

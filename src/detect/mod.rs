@@ -8,6 +8,7 @@ pub mod event;
 pub mod health;
 pub mod machine;
 pub mod run;
+pub mod signal_fault;
 pub mod window;
 
 use serde::{Deserialize, Serialize};

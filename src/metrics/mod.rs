@@ -103,6 +103,8 @@ pub struct StreamMetrics {
     pub peak_dbfs: Gauge,
     pub clipped_samples: AtomicU64,
     pub signal_lost: AtomicBool,
+    /// The input is faulty (DC offset, level far out of range, sustained clipping).
+    pub signal_fault: AtomicBool,
     /// False while the stream's model keeps failing to score its vectors (the stream is blind).
     pub scoring_up: AtomicBool,
     /// The alarm now raised (its `raised` events) and who acknowledged it.
@@ -183,6 +185,7 @@ impl StreamMetrics {
             peak_dbfs: Gauge::default(),
             clipped_samples: AtomicU64::new(0),
             signal_lost: AtomicBool::new(false),
+            signal_fault: AtomicBool::new(false),
             scoring_up: AtomicBool::new(true),
             occurrence: Default::default(),
             priority: Default::default(),
@@ -266,13 +269,15 @@ pub const DELIVERY_BUCKETS: &[f64] =
 
 impl StreamMetrics {
     /// The stream's state as people see it: `down` (source down, or its model fails to
-    /// score), `signal-lost`, else its alarm state (`normal`, `pending`, `alarm`, `clearing`).
+    /// score), `signal-lost`, `signal-fault`, `machine-off`, else its alarm state (`normal`, `pending`, `alarm`, `clearing`).
     pub fn display_state(&self) -> &'static str {
         let down = !self.up.load(Ordering::Relaxed) && !self.ended.load(Ordering::Relaxed);
         if down || !self.scoring_up.load(Ordering::Relaxed) {
             "down"
         } else if self.signal_lost.load(Ordering::Relaxed) {
             "signal-lost"
+        } else if self.signal_fault.load(Ordering::Relaxed) {
+            "signal-fault"
         } else if self.machine_off.load(Ordering::Relaxed) {
             "machine-off"
         } else {

@@ -18,12 +18,18 @@ impl Metrics {
     /// One line per stream and series.
     fn render_streams(&self, o: &mut String) {
         type Field = fn(&StreamMetrics) -> f64;
-        let per_stream: [(&str, &str, &str, Field); 22] = [
+        let per_stream: [(&str, &str, &str, Field); 23] = [
             ("mpdr_stream_level_dbfs", "gauge", "RMS level of the last audio block, dBFS", |s| s.level_dbfs.get()),
             ("mpdr_stream_peak_dbfs", "gauge", "Peak level of the last audio block, dBFS", |s| s.peak_dbfs.get()),
             ("mpdr_stream_clipped_samples_total", "counter", "Samples at or above the clip level", |s| {
                 s.clipped_samples.load(Ordering::Relaxed) as f64
             }),
+            (
+                "mpdr_stream_signal_fault",
+                "gauge",
+                "1 while the input is faulty (DC offset, level out of range, clipping)",
+                |s| s.signal_fault.load(Ordering::Relaxed) as u8 as f64,
+            ),
             ("mpdr_stream_signal_lost", "gauge", "1 while the signal is silent (dead microphone)", |s| {
                 s.signal_lost.load(Ordering::Relaxed) as u8 as f64
             }),

@@ -222,6 +222,9 @@ pub fn problems(m: &Manifest) -> Problems {
             }
         }
     }
+    if let Some(Err((k, why))) = m.levels.as_ref().map(|l| l.check()) {
+        p.push(format!("levels.{k}"), why);
+    }
     if let Some(s) = &m.scaler {
         scaler(&mut p, s, input);
     }

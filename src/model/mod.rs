@@ -244,6 +244,11 @@ pub struct Manifest {
     /// by how far it is above its normal share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub band_stats: Option<BandStats>,
+    /// The RMS level range of the training recordings (one-second blocks): the monitor tells
+    /// a signal far outside it (a dead microphone's hiss, a gain turned up) from a machine
+    /// fault. Absent for bundles trained on log-mel files or before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<crate::detect::signal_fault::LevelRange>,
     /// Weight files by name, filled in by `save`.
     #[serde(default)]
     pub files: BTreeMap<String, FileEntry>,
@@ -311,6 +316,7 @@ impl Manifest {
             threshold: None,
             fusion: None,
             band_stats: None,
+            levels: None,
             provenance: Provenance { mpdr_version: env!("CARGO_PKG_VERSION").into(), ..Default::default() },
             files: BTreeMap::new(),
         }

@@ -202,6 +202,32 @@ fn into_clips(
     (out, cut)
 }
 
+/// The level range of the training WAVs (one-second blocks at the model's rate, as the
+/// monitor measures them); `None` when they are log-mel files. Unreadable files were already
+/// reported by the extraction; here they are skipped.
+fn training_levels(
+    files: &[DcaseFile],
+    params: &FeatureParams,
+    audio: &crate::audio::AudioOptions,
+) -> Option<crate::detect::signal_fault::LevelRange> {
+    let mut levels = Vec::new();
+    for f in files.iter().filter(|f| f.path.extension().is_some_and(|e| e.eq_ignore_ascii_case("wav"))) {
+        if let Ok(x) = crate::audio::wav::read_mono(&f.path, params.sample_rate, audio) {
+            levels.extend(crate::detect::signal_fault::block_levels(&x, params.sample_rate));
+        }
+    }
+    let range = crate::detect::signal_fault::LevelRange::fit(&mut levels);
+    if let Some(r) = &range {
+        tracing::info!(
+            low_dbfs = r.rms_dbfs_low,
+            high_dbfs = r.rms_dbfs_high,
+            blocks = r.blocks,
+            "training level range"
+        );
+    }
+    range
+}
+
 fn fingerprint(files: &[DcaseFile]) -> String {
     let mut h = Sha256::new();
     for f in files {
@@ -469,6 +495,7 @@ pub fn train(opts: &TrainOptions) -> Result<Bundle> {
     bundle.manifest.scaler = Some(scaler);
     bundle.manifest.provenance.data = md.root.display().to_string();
     bundle.manifest.provenance.data_fingerprint = fingerprint(&own);
+    bundle.manifest.levels = training_levels(&own, &params, &cfg.audio);
     bundle.manifest.provenance.machine_id = opts.id.clone();
     bundle.manifest.provenance.metrics.insert("train_vectors".into(), n as f64);
 

@@ -24,6 +24,7 @@ mod mpdr_switches;
 mod ops_files;
 mod profiles;
 mod recipe;
+mod signal_faults;
 mod tch_link;
 mod train_eval;
 mod util;

@@ -215,7 +215,7 @@ pub fn write_config(dir: &Path, name: &str, stream_source: &str, detect: &str, e
 }
 
 /// `signal` replayed as fast as possible by a monitor with `detect`, run until it has ended.
-fn replay_to_the_end(dir: &Path, signal: &[f32], detect: &str) -> Monitor {
+pub fn replay_to_the_end(dir: &Path, signal: &[f32], detect: &str) -> Monitor {
     let w = dir.join("replay.wav");
     wav::write_pcm16(&w, RATE, 1, signal).unwrap();
     let source = format!("{{ type = \"file\", path = \"{}\", realtime = false }}", w.display());

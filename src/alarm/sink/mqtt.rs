@@ -482,7 +482,8 @@ pub fn state_after(kind: EventKind) -> Option<&'static str> {
         EventKind::StreamUp | EventKind::SignalRestored => "up",
         EventKind::SignalLost => "signal-lost",
         EventKind::MachineOff => "machine-off",
-        EventKind::MachineOn => "up",
+        EventKind::MachineOn | EventKind::SignalOk => "up",
+        EventKind::SignalFault => "signal-fault",
         EventKind::Clipping
         | EventKind::Acknowledged
         | EventKind::ThresholdChanged
