@@ -303,6 +303,33 @@ fn a_source_that_disappears_mid_run_goes_down_and_comes_back_when_it_returns() {
 }
 
 #[test]
+fn a_recording_replaced_or_deleted_mid_run_is_noticed_and_reopened() {
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path().join("live.wav");
+    let audio = machine(30.0, 4, |_| false);
+    wav::write_pcm16(&w, RATE, 1, &audio).unwrap();
+    let cfg = config(d.path(), &[("m", model())], &w);
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("speed = 5.0, loop = true", "speed = 1.0");
+    std::fs::write(&cfg, format!("[pipeline]\nretry_max_s = 1.0\n{text}")).unwrap();
+    let m = Monitor::start(&cfg, &[]);
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v >= 2.0, 30);
+    // Replaced by garbage: down, naming why.
+    std::fs::write(&w, vec![0x5au8; 50_000]).unwrap();
+    m.wait_line(|l| l.contains("stream-down") && l.contains("replaced or changed on disk"), 10).expect("noticed");
+    assert_eq!(m.wait_metric("mpdr_stream_up{stream=\"m\"}", |v| v == 0.0, 10), 0.0);
+    // A good recording again: up, scoring.
+    wav::write_pcm16(&w, RATE, 1, &audio).unwrap();
+    m.wait_metric("mpdr_stream_up{stream=\"m\"}", |v| v == 1.0, 30);
+    let n = m.metric("mpdr_window_decisions_total{stream=\"m\"}").unwrap();
+    m.wait_metric("mpdr_window_decisions_total{stream=\"m\"}", |v| v > n, 30);
+    // Deleted: down again.
+    std::fs::remove_file(&w).unwrap();
+    m.wait_line(|l| l.contains("stream-down") && l.contains("deleted on disk"), 10).expect("deletion noticed");
+    let (status, _) = m.stop(20);
+    assert!(status.success());
+}
+
+#[test]
 fn broken_bundles_are_refused_by_validate_eval_and_monitor_naming_the_field() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data/machine");

@@ -1,7 +1,7 @@
 //! `type = "file"`: replay of a WAV file, or of a folder's WAVs in name order.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +129,18 @@ pub struct FileSource {
     emitted: u64,
     t0: Instant,
     stream_above: u64,
+    /// The current file as it was when loaded (inode, size, mtime), and when that was last
+    /// compared with the disk: a recording replaced or deleted mid-run is noticed.
+    loaded_as: Option<FileStamp>,
+    checked: Instant,
+}
+
+/// What identifies a file's content on disk without reading it.
+type FileStamp = (u64, u64, Option<std::time::SystemTime>);
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.ino(), m.len(), m.modified().ok()))
 }
 
 /// Files larger than this (bytes) are streamed rather than decoded whole (~35 min of 16-bit
@@ -149,6 +161,8 @@ impl FileSource {
             emitted: 0,
             t0: Instant::now(),
             stream_above: STREAM_ABOVE_BYTES,
+            loaded_as: None,
+            checked: Instant::now(),
         }
     }
 
@@ -168,6 +182,7 @@ impl FileSource {
     fn load(&mut self, index: usize) -> Result<(), SourceError> {
         let f = self.files.get(index).ok_or_else(|| self.error("no WAV files"))?.clone();
         (self.stream, self.samples, self.pos) = (None, Vec::new(), 0);
+        self.loaded_as = stamp(&f);
         let large = std::fs::metadata(&f).is_ok_and(|m| m.len() > self.stream_above);
         let probe = if large { Some(wav::WavStream::open(&f, self.cfg.audio.channel)?) } else { None };
         match probe.filter(|p| p.sample_rate() == self.rate) {
@@ -228,6 +243,18 @@ impl Source for FileSource {
 
     fn next(&mut self, out: &mut Vec<f32>) -> Result<Next, SourceError> {
         out.clear();
+        if self.checked.elapsed() >= Duration::from_secs(1) {
+            self.checked = Instant::now();
+            if let Some(f) = self.files.get(self.current) {
+                if stamp(f) != self.loaded_as {
+                    let what = if f.exists() { "replaced or changed" } else { "deleted" };
+                    return Err(SourceError::File {
+                        path: f.clone(),
+                        message: format!("the recording was {what} on disk while it was replayed: reopening"),
+                    });
+                }
+            }
+        }
         if self.pending.is_empty() {
             self.read_block()?;
             while self.pending.is_empty() {
