@@ -139,8 +139,11 @@ impl FeatureParams {
         if !(1..=64).contains(&self.frames) {
             problems.push(key("frames"), format!("must be in 1..=64, got {}", self.frames));
         }
-        if !(self.power.is_finite() && self.power > 0.0) {
-            problems.push(key("power"), format!("must be a finite number > 0, got {}", self.power));
+        if !(self.power.is_finite() && self.power > 0.0 && self.power <= 4.0) {
+            problems.push(
+                key("power"),
+                format!("must be in (0, 4] (1: magnitude, 2: power spectrogram), got {}", self.power),
+            );
         }
         let nyquist = self.sample_rate as f64 / 2.0;
         if !(self.fmin.is_finite() && self.fmin >= 0.0) {
@@ -155,6 +158,23 @@ impl FeatureParams {
             }
         } else if self.fmin >= nyquist && self.sample_rate > 0 {
             problems.push(key("fmin"), format!("must be below sample_rate/2 = {nyquist}, got {}", self.fmin));
+        }
+        if problems.is_empty() {
+            // Mel bands narrower than an FFT bin are empty: their log-mel is a constant floor.
+            let bank =
+                mel::MelFilterbank::slaney(self.sample_rate as f64, self.n_fft, self.n_mels, self.fmin, self.fmax_hz());
+            let empty = bank.bands.iter().filter(|b| b.weights.is_empty()).count();
+            if empty > 0 {
+                problems.push(
+                    key("fmax"),
+                    format!(
+                        "{empty} of the {} mel bands between fmin = {} and fmax = {} Hz hold no FFT bin: widen the range, lower n_mels or raise n_fft",
+                        self.n_mels,
+                        self.fmin,
+                        self.fmax_hz()
+                    ),
+                );
+            }
         }
         if let Some(p) = &self.profile {
             p.validate(&key("profile"), problems);

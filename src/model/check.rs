@@ -82,6 +82,9 @@ fn net(p: &mut Problems, key: &str, n: &NetSpec) -> Option<(i64, i64, i64)> {
 
 fn autoencoder(p: &mut Problems, key: &str, s: &AeSpec) -> Option<i64> {
     size(p, &format!("{key}.latent"), s.latent);
+    if !(s.l2_enc.is_finite() && s.l2_enc >= 0.0) {
+        p.push(format!("{key}.l2_enc"), format!("must be finite and >= 0, got {}", s.l2_enc));
+    }
     let enc = net(p, &format!("{key}.encoder"), &s.encoder);
     let dec = net(p, &format!("{key}.decoder"), &s.decoder);
     let (Some((input, enc_out, _)), Some((dec_in, dec_out, _))) = (enc, dec) else { return None };
@@ -183,9 +186,38 @@ fn scaler(p: &mut Problems, s: &Scaler, dim: Option<i64>) {
     }
 }
 
+/// The energy a kind of bundle is trained with, and whether it has manifold autoencoders.
+fn kind_matches(p: &mut Problems, m: &Manifest) {
+    use crate::model::ModelKind as K;
+    let name = |e: &EnergySpec| match e {
+        EnergySpec::Ae(_) => "autoencoder",
+        EnergySpec::Idnn(_) => "IDNN",
+        EnergySpec::Scalar(_) => "scalar",
+        EnergySpec::Gaussian(_) => "gaussian",
+        EnergySpec::GaussResidual(_) => "gaussian-residual",
+        EnergySpec::Gmm(_) => "gmm",
+    };
+    let want = match m.kind {
+        K::Ae | K::MpdrR => "autoencoder",
+        K::Idnn | K::MpdrIdnn => "IDNN",
+        K::MpdrS => "scalar",
+        K::Gaussian => "gaussian",
+        K::Gmm => "gmm",
+        K::MpdrGaussian => "gaussian-residual",
+    };
+    if name(&m.energy) != want {
+        p.push("energy", format!("a {} bundle has a {want} energy, this one has a {} energy", m.kind, name(&m.energy)));
+    }
+    if m.kind.is_mpdr() == m.manifold.is_empty() {
+        let need = if m.kind.is_mpdr() { "one or more [[manifold]] autoencoders" } else { "no [[manifold]]" };
+        p.push("manifold", format!("a {} bundle has {need}, this one has {}", m.kind, m.manifold.len()));
+    }
+}
+
 /// Every problem of a manifest, keys as in `manifest.toml`.
 pub fn problems(m: &Manifest) -> Problems {
     let mut p = Problems::default();
+    kind_matches(&mut p, m);
     let input = energy(&mut p, &m.energy);
     for (k, ae) in m.manifold.iter().enumerate() {
         let key = format!("manifold[{k}]");
@@ -230,6 +262,14 @@ pub fn problems(m: &Manifest) -> Problems {
     }
     if let Some(t) = &m.threshold {
         threshold(&mut p, t);
+        // A reconstruction error is never negative: a threshold <= 0 alarms on everything.
+        let error_energy = matches!(m.kind, crate::model::ModelKind::Ae | crate::model::ModelKind::Idnn);
+        if error_energy && m.fusion.is_none() && t.value <= 0.0 {
+            p.push(
+                "threshold.value",
+                format!("must be > 0 for a {} bundle (its scores are errors >= 0), got {}", m.kind, t.value),
+            );
+        }
     }
     if let Some(f) = &m.fusion {
         let ok = [f.energy_mean, f.reference_mean].iter().all(|v| v.is_finite())
@@ -241,9 +281,15 @@ pub fn problems(m: &Manifest) -> Problems {
     p
 }
 
+/// How a threshold may have been set.
+pub const THRESHOLD_METHODS: [&str; 4] = ["gamma-moments", "empirical-quantile", "gamma-fit", "manual"];
+
 /// A threshold a detector can use, and a calibration the console's false-alarm estimate and
 /// the daemon's window check can read.
 fn threshold(p: &mut Problems, t: &crate::model::Threshold) {
+    if !THRESHOLD_METHODS.contains(&t.method.as_str()) {
+        p.push("threshold.method", format!("must be one of {}, got {:?}", THRESHOLD_METHODS.join(", "), t.method));
+    }
     if !(t.value.is_finite() && t.value.abs() < 1e30) {
         p.push("threshold.value", format!("must be a finite number of sensible size, got {}", t.value));
     }
@@ -332,6 +378,25 @@ mod tests {
                 "threshold.details.window_exceedance_probability",
                 Box::new(|m| m.threshold = Some(threshold(1.0, &[("window_exceedance_probability", 2.0)]))),
             ),
+            ("threshold.value", Box::new(|m| m.threshold = Some(threshold(-1.0, &[])))),
+            (
+                "threshold.method",
+                Box::new(|m| {
+                    m.threshold = Some(crate::model::Threshold { method: "vibes".into(), ..threshold(1.0, &[]) })
+                }),
+            ),
+            ("features.fmax", Box::new(|m| m.features.as_mut().unwrap().fmax = Some(10.0))),
+            ("features.power", Box::new(|m| m.features.as_mut().unwrap().power = 100.0)),
+            (
+                "energy.l2_enc",
+                Box::new(|m| {
+                    if let EnergySpec::Ae(a) = &mut m.energy {
+                        a.l2_enc = f64::NAN
+                    }
+                }),
+            ),
+            ("manifold", Box::new(|m| m.kind = ModelKind::MpdrR)),
+            ("energy", Box::new(|m| m.kind = ModelKind::MpdrS)),
             (
                 "band_stats.std",
                 Box::new(|m| {

@@ -476,6 +476,24 @@ impl Bundle {
     pub fn load(dir: &Path, device: Device) -> Result<Self, BundleError> {
         let manifest = Self::read_manifest(dir)?;
         let mpath = dir.join("manifest.toml");
+        // Every integrity entry: its file there, of its size and checksum (extra entries too).
+        for (name, entry) in &manifest.files {
+            let path = dir.join(name);
+            let (actual, bytes) = sha256_file(&path)?;
+            if bytes != entry.bytes {
+                return Err(BundleError::Manifest {
+                    path: mpath.clone(),
+                    message: format!(
+                        "files.\"{name}\".bytes: {} says {} bytes, the file has {bytes}",
+                        path.display(),
+                        entry.bytes
+                    ),
+                });
+            }
+            if actual != entry.sha256 {
+                return Err(BundleError::Checksum { path, expected: entry.sha256.clone(), actual });
+            }
+        }
         let mut b = Bundle::build(manifest, device);
         let mut expected: Vec<(String, usize)> = vec![("energy.safetensors".into(), usize::MAX)];
         expected.extend((0..b.manifold.len()).map(|k| (format!("manifold_{k}.safetensors"), k)));
@@ -484,13 +502,11 @@ impl Bundle {
         }
         for (name, k) in expected {
             let path = dir.join(&name);
-            let entry = b.manifest.files.get(&name).ok_or_else(|| BundleError::Manifest {
-                path: mpath.clone(),
-                message: format!("files.\"{name}\" is missing"),
-            })?;
-            let (actual, _) = sha256_file(&path)?;
-            if actual != entry.sha256 {
-                return Err(BundleError::Checksum { path, expected: entry.sha256.clone(), actual });
+            if !b.manifest.files.contains_key(&name) {
+                return Err(BundleError::Manifest {
+                    path: mpath.clone(),
+                    message: format!("files.\"{name}\" is missing"),
+                });
             }
             let vs = match k {
                 usize::MAX => &mut b.energy_vs,

@@ -358,6 +358,26 @@ fn broken_bundles_are_refused_by_validate_eval_and_monitor_naming_the_field() {
         ("hidden_2_40", manifest_edit("hidden = [", "hidden = [1099511627776, "), "energy.encoder.hidden[0]"),
         ("power_negative", manifest_edit("power = 2.0", "power = -2.0"), "features.power"),
         ("nan_weight", Box::new(|b: &Path| edit_weights(b, |w| w[0] = f32::NAN)), "NaN"),
+        // issue 25: front-end nonsense, kind/energy mismatches, calibrations and integrity
+        // entries that do not hold.
+        ("fmax_10", manifest_edit("fmin = 0.0", "fmin = 0.0\nfmax = 10.0"), "features.fmax"),
+        ("power_100", manifest_edit("power = 2.0", "power = 100.0"), "features.power"),
+        ("l2_enc_nan", manifest_edit("l2_enc = 0.00001", "l2_enc = nan"), "energy.l2_enc"),
+        ("mpdr_r_no_manifold", manifest_edit("kind = \"ae\"", "kind = \"mpdr-r\""), "manifold"),
+        ("mpdr_s_ae_energy", manifest_edit("kind = \"ae\"", "kind = \"mpdr-s\""), "energy"),
+        ("threshold_negative", manifest_edit("value = 1.", "value = -1."), "threshold.value"),
+        ("method_unknown", manifest_edit("method = \"gamma-moments\"", "method = \"vibes\""), "threshold.method"),
+        ("bytes_wrong", manifest_edit("bytes = ", "bytes = 1"), "bytes"),
+        (
+            "integrity_file_missing",
+            Box::new(|b: &Path| {
+                let p = b.join("manifest.toml");
+                let text = std::fs::read_to_string(&p).unwrap();
+                std::fs::write(&p, format!("{text}\n[files.\"manifold_0.safetensors\"]\nsha256 = \"00\"\nbytes = 4\n"))
+                    .unwrap();
+            }),
+            "manifold_0.safetensors",
+        ),
     ];
     for (name, edit, field) in cases {
         let b = copy_bundle(d.path(), name);
