@@ -17,9 +17,73 @@ pub struct Decoded {
     pub channels: u16,
 }
 
-/// A WAV reader on `path`, a regular file only (a FIFO or device is refused at once).
-pub fn open_wav(path: &Path) -> hound::Result<WavReader<std::io::BufReader<std::fs::File>>> {
-    WavReader::new(std::io::BufReader::new(crate::files::open_regular(path)?))
+/// A WAV reader on `path`, a regular file only (a FIFO or device is refused at once); odd-sized
+/// chunks before `data` may be padded (as the RIFF spec says) or not (as some writers do).
+pub fn open_wav(path: &Path) -> hound::Result<WavReader<std::io::BufReader<Padless>>> {
+    let mut f = crate::files::open_regular(path)?;
+    let skip = pad_offsets(&mut f)?;
+    WavReader::new(std::io::BufReader::new(Padless { inner: f, pos: 0, skip }))
+}
+
+/// A RIFF file as hound reads it: hound skips a chunk by its size and does not know the pad
+/// byte that follows an odd-sized one, so those bytes are dropped on the way.
+pub struct Padless {
+    inner: std::fs::File,
+    pos: u64,
+    /// Offsets of the pad bytes to drop, ascending.
+    skip: std::collections::VecDeque<u64>,
+}
+
+impl std::io::Read for Padless {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.skip.front() == Some(&self.pos) {
+            let mut pad = [0u8; 1];
+            self.inner.read_exact(&mut pad)?;
+            self.pos += 1;
+            self.skip.pop_front();
+        }
+        let room = self.skip.front().map_or(buf.len() as u64, |&at| at - self.pos).min(buf.len() as u64) as usize;
+        let n = self.inner.read(&mut buf[..room])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Where the pad bytes of the odd-sized chunks before `data` are: a zero byte after the
+/// chunk that is followed by a plausible chunk id (so an unpadded file, against the spec but
+/// common, reads too). Leaves `f` at its start.
+fn pad_offsets(f: &mut std::fs::File) -> std::io::Result<std::collections::VecDeque<u64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut skip = std::collections::VecDeque::new();
+    let len = f.metadata()?.len();
+    let mut head = [0u8; 12];
+    if f.read_exact(&mut head).is_ok() && &head[..4] == b"RIFF" && &head[8..] == b"WAVE" {
+        let mut pos = 12u64;
+        for _ in 0..64 {
+            let mut ch = [0u8; 8];
+            if pos + 8 > len || f.seek(SeekFrom::Start(pos)).and_then(|_| f.read_exact(&mut ch)).is_err() {
+                break;
+            }
+            if &ch[..4] == b"data" {
+                break;
+            }
+            let size = u32::from_le_bytes([ch[4], ch[5], ch[6], ch[7]]) as u64;
+            let mut next = pos + 8 + size;
+            if size % 2 == 1 {
+                let mut after = [0u8; 5];
+                let padded = f.seek(SeekFrom::Start(next)).and_then(|_| f.read_exact(&mut after)).is_ok()
+                    && after[0] == 0
+                    && after[1..].iter().all(|b| b.is_ascii_graphic() || *b == b' ');
+                if padded {
+                    skip.push_back(next);
+                    next += 1;
+                }
+            }
+            pos = next;
+        }
+    }
+    f.seek(SeekFrom::Start(0))?;
+    Ok(skip)
 }
 
 fn describe(e: hound::Error) -> String {
@@ -142,7 +206,7 @@ pub fn read_mono(path: &Path, target_rate: u32, opts: &AudioOptions) -> Result<V
 /// [`decode`]; a sample that is not finite, or data cut short, is an error when it is reached).
 pub struct WavStream {
     path: std::path::PathBuf,
-    reader: WavReader<std::io::BufReader<std::fs::File>>,
+    reader: WavReader<std::io::BufReader<Padless>>,
     spec: WavSpec,
     channel: ChannelSelect,
     /// Interleaved samples declared by the header, and read so far.
@@ -304,5 +368,32 @@ mod tests {
         std::fs::write(&p, bytes).unwrap();
         let e = read_mono(&p, 16000, &AudioOptions::default()).unwrap_err().to_string();
         assert!(e.contains("liar.wav") && e.contains("truncated"), "{e}");
+    }
+
+    #[test]
+    fn an_odd_sized_chunk_reads_padded_as_the_spec_says_and_unpadded_as_some_writers_do() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("plain.wav");
+        let x: Vec<f32> = (0..1000).map(|i| ((i % 50) as f32 - 25.0) / 100.0).collect();
+        write_pcm16(&p, 16000, 1, &x).unwrap();
+        let plain = std::fs::read(&p).unwrap();
+        let want = read_mono(&p, 16000, &AudioOptions::default()).unwrap();
+        let at = plain.windows(4).position(|w| w == b"data").unwrap();
+        for padded in [true, false] {
+            // A 3-byte LIST chunk before the data: odd, so the spec pads it with one byte.
+            let mut chunk = b"LIST\x03\0\0\0abc".to_vec();
+            if padded {
+                chunk.push(0);
+            }
+            let mut bytes = plain[..at].to_vec();
+            bytes.extend_from_slice(&chunk);
+            bytes.extend_from_slice(&plain[at..]);
+            let riff = (bytes.len() - 8) as u32;
+            bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+            let q = d.path().join(format!("list-{padded}.wav"));
+            std::fs::write(&q, &bytes).unwrap();
+            let got = read_mono(&q, 16000, &AudioOptions::default()).unwrap_or_else(|e| panic!("padded {padded}: {e}"));
+            assert_eq!(got, want, "padded {padded}");
+        }
     }
 }
