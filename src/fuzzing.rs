@@ -25,6 +25,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("safetensors", safetensors),
     ("http", http),
     ("modbus", modbus),
+    ("labels", labels),
+    ("signal", signal),
 ];
 
 /// Run target `name` on `data`; false when there is no such target.
@@ -133,5 +135,34 @@ pub fn modbus(data: &[u8]) {
     let state = S.get_or_init(|| crate::alarm::sink::modbus::ModbusState::new(metrics().clone()));
     for pdu in data.split(|b| *b == 0xFF) {
         let _ = state.handle(pdu);
+    }
+}
+
+/// A backtest labels CSV (BOM, quoting, overlapping rows), as `mpdr backtest --labels` reads it.
+pub fn labels(data: &[u8]) {
+    let path = as_file(data, "csv");
+    let _ = crate::backtest::labels::read_csv(&path);
+}
+
+/// Audio levels through the signal watchers (health, signal faults): the first 8 bytes set a
+/// trained level range and the block size, the rest are float32 samples of any value.
+pub fn signal(data: &[u8]) {
+    use crate::detect::health::{HealthConfig, HealthMonitor};
+    use crate::detect::signal_fault::{LevelRange, SignalFaults};
+    if data.len() < 8 {
+        return;
+    }
+    let lo = -(data[0] as f64);
+    let range = (data[1] != 0).then(|| LevelRange { rms_dbfs_low: lo, rms_dbfs_high: lo + data[2] as f64 / 4.0, blocks: 1 });
+    let rate = 1000 + 100 * data[3] as u32;
+    let block = 1 + u16::from_le_bytes([data[4], data[5]]) as usize;
+    let samples: Vec<f32> =
+        data[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let mut health = HealthMonitor::new(HealthConfig::default(), rate);
+    let mut faults = SignalFaults::new(HealthConfig::default(), rate, range, (data[6] != 0).then_some(-(data[7] as f64)));
+    for b in samples.chunks(block) {
+        let _ = health.push(b);
+        let _ = faults.push(b);
+        let _ = faults.unscored();
     }
 }
