@@ -153,13 +153,14 @@ pub fn signal(data: &[u8]) {
         return;
     }
     let lo = -(data[0] as f64);
-    let range = (data[1] != 0).then(|| LevelRange { rms_dbfs_low: lo, rms_dbfs_high: lo + data[2] as f64 / 4.0, blocks: 1 });
+    let range =
+        (data[1] != 0).then(|| LevelRange { rms_dbfs_low: lo, rms_dbfs_high: lo + data[2] as f64 / 4.0, blocks: 1 });
     let rate = 1000 + 100 * data[3] as u32;
     let block = 1 + u16::from_le_bytes([data[4], data[5]]) as usize;
-    let samples: Vec<f32> =
-        data[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let samples: Vec<f32> = data[8..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let mut health = HealthMonitor::new(HealthConfig::default(), rate);
-    let mut faults = SignalFaults::new(HealthConfig::default(), rate, range, (data[6] != 0).then_some(-(data[7] as f64)));
+    let mut faults =
+        SignalFaults::new(HealthConfig::default(), rate, range, (data[6] != 0).then_some(-(data[7] as f64)));
     for b in samples.chunks(block) {
         let _ = health.push(b);
         let _ = faults.push(b);

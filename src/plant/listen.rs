@@ -53,6 +53,13 @@ pub fn follow(
             Ok(Ok(_)) | Err(_) => {}
             Ok(Err(e)) => {
                 last_error = e.to_string();
+                if connected {
+                    // A message over the packet limit, or a link cut: retained messages may be
+                    // missing from the view until it is whole again.
+                    plant.note_incomplete(format!(
+                        "the link to the broker broke ({last_error}): messages may be missing"
+                    ));
+                }
                 if !connected && started.elapsed() > connect_timeout {
                     return Err(format!("cannot reach the broker {}:{}: {last_error}", o.host, o.port));
                 }

@@ -33,6 +33,9 @@ pub struct StreamView {
     pub priority: Option<String>,
     /// Unix ms of the newest message about this stream (any topic), as stamped by its box.
     pub updated_unix_ms: Option<u64>,
+    /// Unix ms of its newest telemetry.
+    #[serde(skip)]
+    pub telemetry_unix_ms: Option<u64>,
 }
 
 /// One box.
@@ -51,6 +54,9 @@ pub struct BoxView {
     /// Unix ms of the box's newest telemetry (as the box stamped it: the telemetry topics are
     /// retained, so a newcomer sees how old the last one is).
     pub last_telemetry_unix_ms: Option<u64>,
+    /// When this viewer received the box's status (its clock).
+    #[serde(skip)]
+    pub status_received_ms: Option<u64>,
     pub streams: BTreeMap<String, StreamView>,
 }
 
@@ -60,7 +66,14 @@ pub struct Plant {
     pub boxes: BTreeMap<String, BoxView>,
     /// Since when this viewer listens (unix ms; `None`: unknown, absence proves nothing).
     pub listening_since_ms: Option<u64>,
+    /// Why the view may be incomplete or wrong (messages it could not read, boxes beyond
+    /// [`MAX_BOXES`], a link that broke); `--check` fails while there is any.
+    pub incomplete: BTreeMap<String, u64>,
 }
+
+/// Boxes one view holds at most: beyond, new box names are ignored (and the view says so),
+/// so a publisher inventing names cannot grow it without bound.
+pub const MAX_BOXES: usize = 2000;
 
 fn num(v: &Value, k: &str) -> Option<f64> {
     v.get(k).and_then(Value::as_f64)
@@ -83,15 +96,35 @@ impl Plant {
         let levels: Vec<&str> = rest.split('/').collect();
         let raw = String::from_utf8_lossy(payload);
         let json = serde_json::from_str::<Value>(&raw).ok().filter(Value::is_object);
+        let layout = matches!(levels.as_slice(), [_, "status"] | [_, _, "state" | "event" | "telemetry"]);
+        if layout && !self.boxes.contains_key(levels[0]) && self.boxes.len() >= MAX_BOXES {
+            self.note_incomplete(format!("more than {MAX_BOXES} boxes publish here: the others are not shown"));
+            return false;
+        }
         match levels.as_slice() {
             [b, "status"] => {
                 let v = json.unwrap_or_else(|| serde_json::json!({ "status": raw.trim() }));
-                let Some(status) = text(&v, "status").filter(|s| s == "online" || s == "offline") else { return false };
+                let Some(status) = text(&v, "status").filter(|s| s == "online" || s == "offline") else {
+                    self.note_incomplete(format!("unreadable status on {topic}: ignored"));
+                    return false;
+                };
+                let since = v.get("unix_s").and_then(Value::as_u64);
                 let bx = self.boxes.entry(b.to_string()).or_default();
+                // A status older than the box's newest telemetry is stale (or spoofed): the
+                // telemetry says the box runs.
+                // (The Last Will, `lost`, carries the time the box connected: it is judged by the
+                // telemetry that follows it instead, below.)
+                let will = text(&v, "reason").as_deref() == Some("lost");
+                if let (Some(t), Some(tel), false) = (since, bx.last_telemetry_unix_ms, will) {
+                    if t.saturating_mul(1000) + 999 < tel {
+                        return false;
+                    }
+                }
+                bx.status_received_ms = Some(now_ms);
                 bx.status = status;
                 bx.reason = text(&v, "reason");
-                bx.since_unix_s = v.get("unix_s").and_then(Value::as_u64);
-                bx.telemetry_s = v.get("telemetry_s").and_then(Value::as_f64);
+                bx.since_unix_s = since.or(bx.since_unix_s);
+                bx.telemetry_s = v.get("telemetry_s").and_then(Value::as_f64).or(bx.telemetry_s);
                 if let Some(site) = text(&v, "site") {
                     bx.site = Some(site);
                 }
@@ -103,7 +136,10 @@ impl Plant {
                 }
             }
             [b, stream, what @ ("state" | "event" | "telemetry")] => {
-                let Some(v) = json else { return false }; // not JSON of the layout
+                let Some(v) = json else {
+                    self.note_incomplete(format!("unreadable {what} on {topic}: ignored"));
+                    return false;
+                };
                 let bx = self
                     .boxes
                     .entry(b.to_string())
@@ -112,6 +148,12 @@ impl Plant {
                     bx.site = text(&v, "site");
                 }
                 let s = bx.streams.entry(stream.to_string()).or_insert_with(StreamView::unknown);
+                // A state or event older than the stream's newest telemetry does not override
+                // what the telemetry says (a stale retained message, or a spoofed one).
+                let at = v.get("unix_ms").and_then(Value::as_u64);
+                if *what != "telemetry" && at.is_some() && at < s.telemetry_unix_ms {
+                    return false;
+                }
                 match *what {
                     "state" => {
                         if let Some(st) = text(&v, "state") {
@@ -156,6 +198,13 @@ impl Plant {
                             .or_else(|| v.get("unix_s").and_then(Value::as_u64).map(|t| t * 1000))
                             .unwrap_or(now_ms);
                         s.updated_unix_ms = s.updated_unix_ms.max(Some(at));
+                        s.telemetry_unix_ms = s.telemetry_unix_ms.max(Some(at));
+                        // Live telemetry stamped after this viewer got an `offline`: the box runs
+                        // (a spoofed or stale status), whatever the status said.
+                        if bx.status == "offline" && bx.status_received_ms.is_some_and(|r| at > r + 1000) {
+                            bx.status = "online".into();
+                            bx.reason = None;
+                        }
                         bx.last_telemetry_unix_ms = bx.last_telemetry_unix_ms.max(Some(at));
                     }
                 }
@@ -163,6 +212,15 @@ impl Plant {
             _ => return false,
         }
         true
+    }
+
+    /// Say the view may be incomplete, and why (counted per reason; at most 100 reasons kept).
+    pub fn note_incomplete(&mut self, why: String) {
+        if let Some(n) = self.incomplete.get_mut(&why) {
+            *n += 1;
+        } else if self.incomplete.len() < 100 {
+            self.incomplete.insert(why, 1);
+        }
     }
 
     /// A box that says it is online but whose telemetry stopped: none for three of its
@@ -179,7 +237,8 @@ impl Plant {
     /// an unacknowledged alarm, down or without signal): `mpdr plant --check`. An
     /// acknowledged alarm counts too with `acknowledged`.
     pub fn problems(&self, now_ms: u64, acknowledged: bool) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out: Vec<String> =
+            self.incomplete.iter().map(|(why, n)| format!("view incomplete: {why} ({n}x)")).collect();
         for (name, b) in &self.boxes {
             match b.status.as_str() {
                 "online" if self.is_stale(b, now_ms) => out.push(format!("{name}: online but quiet (no telemetry)")),
@@ -234,7 +293,8 @@ impl Plant {
             })
             .collect();
         let (n, online, streams, alarms) = self.counts();
-        serde_json::json!({ "boxes": boxes, "online": online, "total_boxes": n, "streams": streams, "alarms": alarms })
+        let incomplete: Vec<String> = self.incomplete.iter().map(|(why, n)| format!("{why} ({n}x)")).collect();
+        serde_json::json!({ "boxes": boxes, "online": online, "total_boxes": n, "streams": streams, "alarms": alarms, "incomplete": incomplete })
     }
 
     /// The view as a table for a terminal (one line per stream; a box without streams gets
@@ -245,6 +305,9 @@ impl Plant {
             "{n} box(es), {online} online · {streams} stream(s), {alarms} in alarm\n\n{:<16} {:<12} {:<14} {:<16} {:<12} {:<22} {:>8} {:>15}\n",
             "BOX", "SITE", "STATUS", "STREAM", "STATE", "LAST EVENT", "AGE", "SCORE / THR"
         );
+        for (why, n) in &self.incomplete {
+            out = format!("VIEW INCOMPLETE: {why} ({n}x)\n{out}");
+        }
         for (name, b) in &self.boxes {
             let status = match (&b.status[..], b.reason.as_deref()) {
                 ("offline", Some(r)) => format!("offline ({r})"),
@@ -325,6 +388,40 @@ fn age(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_or_spoofed_messages_do_not_override_telemetry_and_the_view_says_when_it_is_incomplete() {
+        let mut p = Plant::default();
+        let online = r#"{"status":"online","streams":["fan"],"unix_s":100,"telemetry_s":1.0}"#;
+        p.apply_at("mpdr", "mpdr/b/status", online.as_bytes(), 100_000);
+        p.apply_at("mpdr", "mpdr/b/fan/telemetry", br#"{"state":"alarm","unix_ms":120000}"#, 120_000);
+        // A retained `cleared` older than the telemetry does not show the alarming stream as normal.
+        p.apply_at("mpdr", "mpdr/b/fan/event", br#"{"kind":"cleared","unix_ms":110000}"#, 121_000);
+        assert_eq!(p.boxes["b"].streams["fan"].state, "alarm");
+        assert!(p.problems(121_000, false).iter().any(|l| l.contains("b/fan: alarm")), "--check reports it");
+        // An `offline` older than the telemetry is ignored; a Last Will is taken, then undone by
+        // live telemetry stamped after it arrived.
+        p.apply_at("mpdr", "mpdr/b/status", br#"{"status":"offline","reason":"stopped","unix_s":105}"#, 122_000);
+        assert_eq!(p.boxes["b"].status, "online");
+        p.apply_at("mpdr", "mpdr/b/status", br#"{"status":"offline","reason":"lost","unix_s":100}"#, 123_000);
+        assert_eq!(p.boxes["b"].status, "offline");
+        p.apply_at("mpdr", "mpdr/b/fan/telemetry", br#"{"state":"alarm","unix_ms":125000}"#, 125_000);
+        assert_eq!(p.boxes["b"].status, "online", "a running box is not hidden by a spoofed will");
+        // Garbage on a status topic blanks nothing, and says the view is incomplete.
+        assert!(!p.apply_at("mpdr", "mpdr/b/status", b"\xff\x00garbage", 126_000));
+        assert_eq!((p.boxes["b"].status.as_str(), p.boxes["b"].telemetry_s), ("online", Some(1.0)));
+        assert!(p.problems(126_000, false).iter().any(|l| l.starts_with("view incomplete: unreadable status")));
+        // Phantom boxes stop at the limit.
+        for i in 0..MAX_BOXES + 50 {
+            p.apply_at("mpdr", &format!("mpdr/ghost-{i}/status"), b"online", 127_000);
+        }
+        assert_eq!(p.boxes.len(), MAX_BOXES);
+        assert!(p.to_json(127_000)["incomplete"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v.as_str().unwrap().contains("more than")));
+    }
 
     #[test]
     fn the_plant_follows_status_state_events_and_telemetry() {

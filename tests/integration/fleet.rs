@@ -363,3 +363,86 @@ fn a_box_and_the_plant_view_speak_tls_with_a_password_to_the_broker() {
     let _ = broker.kill();
     let _ = broker.wait();
 }
+
+/// `payload` published retained at QoS 1 on `topic` as `user`; whether the broker took the
+/// connection (a refused publish is acknowledged and dropped: MQTT 3.1.1 has no way to say no).
+fn publish_as(port: u16, user: &str, password: &str, topic: &str, payload: &str) -> bool {
+    let mut o = rumqttc::MqttOptions::new(format!("pub-{user}-{}", std::process::id()), "127.0.0.1", port);
+    o.set_credentials(user, password);
+    let (client, mut conn) = rumqttc::Client::new(o, 10);
+    client.publish(topic, rumqttc::QoS::AtLeastOnce, true, payload.as_bytes().to_vec()).unwrap();
+    for n in conn.iter().take(20) {
+        match n {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                let _ = client.disconnect();
+                return true;
+            }
+            Err(_) => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+#[test]
+fn a_broker_acl_per_box_refuses_a_spoofed_retained_event_and_the_plant_view_keeps_the_alarm() {
+    let d = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let Some(bin) = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists()) else {
+        eprintln!("SKIP: no mosquitto");
+        return;
+    };
+    let pw = d.path().join("passwords");
+    for (i, (user, secret)) in [("box1", "s1"), ("evil", "s2"), ("plant", "s3")].iter().enumerate() {
+        let mut c = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            c.arg("-c");
+        }
+        assert!(c.args(["-b", pw.to_str().unwrap(), user, secret]).status().unwrap().success());
+    }
+    // The README's ACL: every box writes only under its own name; the plant viewer reads all.
+    let acl = d.path().join("acl");
+    std::fs::write(&acl, "pattern write mpdr/%u/#\npattern read mpdr/%u/#\nuser plant\ntopic read mpdr/#\n").unwrap();
+    let conf = d.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\nuser root\n",
+            pw.display(),
+            acl.display()
+        ),
+    )
+    .unwrap();
+    let mut broker = std::process::Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let now = mpdr::alarm::deliver::now_ms();
+    let status = format!(r#"{{"status":"online","box":"box1","streams":["fan"],"unix_s":{}}}"#, now / 1000);
+    assert!(publish_as(port, "box1", "s1", "mpdr/box1/status", &status));
+    let alarm = format!(r#"{{"state":"alarm","kind":"raised","unix_ms":{now}}}"#);
+    assert!(publish_as(port, "box1", "s1", "mpdr/box1/fan/state", &alarm));
+    // Another box's credentials, writing box1's topics: the broker drops it.
+    let spoof = format!(r#"{{"state":"normal","kind":"cleared","unix_ms":{}}}"#, now + 1000);
+    publish_as(port, "evil", "s2", "mpdr/box1/fan/state", &spoof);
+    publish_as(port, "evil", "s2", "mpdr/box1/status", r#"{"status":"offline","reason":"lost"}"#);
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_mpdr"))
+        .args(["plant", "--mqtt", &format!("127.0.0.1:{port}"), "--username", "plant", "--password-env", "PLANT_PW"])
+        .args(["--check", "--wait-s", "3"])
+        .env("PLANT_PW", "s3")
+        .output()
+        .unwrap();
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("box1/fan: alarm"), "the spoofed clear was refused by the broker: {err}");
+    assert!(!err.contains("offline"), "{err}");
+}
