@@ -283,6 +283,9 @@ impl MonitorConfig {
                 );
             }
             s.source.check(&format!("{key}.source"), features, p);
+            if let (crate::audio::source::SourceConfig::File(f), Some(audio)) = (&s.source, manifest.audio) {
+                f.check_trained_channel(&format!("{key}.model"), audio.channel, &s.model, p);
+            }
         }
         sink::check(&self.sinks, p, ports);
         crate::alarm::sink::check_secret("server", "token", &self.server.token_env, &self.server.token_file, p);

@@ -108,6 +108,30 @@ impl SourceSpec for FileConfig {
     }
 }
 
+impl FileConfig {
+    /// A bundle trained on channel `c` of its recordings (`[audio] channel`) cannot judge
+    /// files that do not have it: the same refusal as `mpdr eval`'s, at `validate` and start.
+    pub fn check_trained_channel(&self, key: &str, trained: ChannelSelect, bundle: &Path, p: &mut Problems) {
+        let ChannelSelect::Index(c) = trained else { return };
+        for f in wav_files(&self.path).unwrap_or_default() {
+            if let Ok(r) = wav::open_wav(&f) {
+                if c >= r.spec().channels {
+                    p.push(
+                        key.to_string(),
+                        format!(
+                            "{} was trained on channel {c} ([audio] channel), but {} has {} channel(s)",
+                            bundle.display(),
+                            f.display(),
+                            r.spec().channels
+                        ),
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Replays a WAV file, or a folder's WAVs in name order, at `speed` x real time or as fast as
 /// the pipeline takes it, optionally looping. A file is decoded whole, except a large one at
 /// the model's rate (over [`STREAM_ABOVE_BYTES`]), which is checked in one streaming pass and
