@@ -101,6 +101,10 @@ fn sigterm_stops_the_monitor_within_10_s_during_the_check_of_a_4_gib_recording()
     assert_eq!(m.metric("mpdr_stream_up{stream=\"m\"}"), Some(0.0), "still checking");
     let (status, log) = m.stop(10);
     assert!(status.success(), "{log:#?}");
+    // `mpdr features` reads files whole: refused from the header, before any allocation.
+    let o = within(20, &["features", w.to_str().unwrap(), "--out", d.path().join("f.npy").to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("huge.wav") && e.contains("more than a file read whole"), "{e}");
 }
 
 #[test]
