@@ -20,6 +20,9 @@ pub struct BacktestReport {
     pub detect: DetectConfig,
     pub recordings: usize,
     pub decisions: usize,
+    /// Windows scored against the windows the audio holds (total length / hop): below 1 when
+    /// windows failed to score, were silent, or the input was faulty (signal faults).
+    pub windows_scored_share: f64,
     pub normal_hours: f64,
     pub anomalous_hours: f64,
     /// Alarms the daemon raised, and what they were against the labels.
@@ -87,6 +90,16 @@ impl BacktestReport {
             detect: opts.detect.clone(),
             recordings: recs.len(),
             decisions: tapped.len(),
+            windows_scored_share: {
+                let total_s = normal_days * 86_400.0 + anomalous_s;
+                let windows = ((total_s - opts.detect.window_s) / opts.detect.hop_s).floor() + 1.0;
+                let scored = tapped.iter().filter(|t| t.score.is_finite()).count() as f64;
+                if windows >= 1.0 {
+                    (scored / windows).min(1.0)
+                } else {
+                    0.0
+                }
+            },
             normal_hours: normal_days * 24.0,
             anomalous_hours: anomalous_s / 3600.0,
             raised: o.raised,
@@ -118,8 +131,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 fn markdown(r: &BacktestReport) -> String {
     let d = &r.detect;
     let mut s = format!(
-        "# Backtest — {}\n\nData: {} ({} recording(s), {:.2} h normal, {:.2} h anomalous, {} anomalous segment(s)); replayed through the daemon in {:.0} s.\nDetector: window {} s, hop {} s, on-delay {} s, off-delay {} s; threshold {:.6}.\n\n",
-        r.bundle, r.data, r.recordings, r.normal_hours, r.anomalous_hours, r.segments, r.wall_s, d.window_s, d.hop_s, d.on_delay_s, d.off_delay_s, r.threshold
+        "# Backtest — {}\n\nData: {} ({} recording(s), {:.2} h normal, {:.2} h anomalous, {} anomalous segment(s)); replayed through the daemon in {:.0} s.\nDetector: window {} s, hop {} s, on-delay {} s, off-delay {} s; threshold {:.6}. Windows scored: {:.1}% of those the audio holds.\n\n",
+        r.bundle, r.data, r.recordings, r.normal_hours, r.anomalous_hours, r.segments, r.wall_s, d.window_s, d.hop_s, d.on_delay_s, d.off_delay_s, r.threshold, 100.0 * r.windows_scored_share
     );
     let _ = writeln!(
         s,

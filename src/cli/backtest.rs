@@ -79,6 +79,7 @@ pub fn backtest(args: &BacktestArgs) -> Result<crate::backtest::report::Backtest
         opt(r.p90_delay_s)
     );
     println!("{}", r.note);
+    println!("windows scored: {:.1}% of those the audio holds", 100.0 * r.windows_scored_share);
     Ok(r)
 }
 

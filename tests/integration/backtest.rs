@@ -64,6 +64,10 @@ fn a_synthetic_fault_is_found_within_on_delay_plus_window() {
     assert_eq!(r["budget_resolvable"], false);
     assert!(r["recommended_threshold"].is_null());
     assert!(stdout.contains("cannot show 1 false alarms/day"), "{stdout}");
+    // Every window of clean audio was scored, and the report says so.
+    let share = r["windows_scored_share"].as_f64().unwrap();
+    assert!(share > 0.95 && share <= 1.0, "{share}");
+    assert!(stdout.contains("windows scored: "), "{stdout}");
     // The sweep's point at the live threshold replays the live result.
     let t = r["threshold"].as_f64().unwrap();
     let live = r["sweep"].as_array().unwrap().iter().find(|p| p["threshold"].as_f64() == Some(t)).unwrap();
