@@ -154,6 +154,9 @@ fn work(
     let mut rng = SplitMix64::new(now_ms() ^ (name.len() as u64) << 32);
     let mut last_count = 0u64;
     let mut failing = false;
+    // Delivered, but the outbox could not record it (a full disk): not sent again, recorded
+    // once the disk takes writes.
+    let mut unrecorded: std::collections::HashSet<String> = Default::default();
     while !stop.load(Ordering::Relaxed) {
         let now = now_ms();
         if now.saturating_sub(last_count) >= 1000 {
@@ -176,18 +179,28 @@ fn work(
             let _ = woken.recv_timeout(Duration::from_millis(wait));
             continue;
         }
+        let mut stalled = false;
         for d in due {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
             let now = now_ms();
             let id = d.event.id.clone();
+            if unrecorded.contains(&id) {
+                if outbox.mark_delivered(&id, name, now).is_ok() {
+                    unrecorded.remove(&id);
+                    continue;
+                }
+                stalled = true;
+                break;
+            }
             let age_s = now.saturating_sub(d.created_ms) as f64 / 1000.0;
             let result = if age_s > policy.max_age_s {
                 Err(SinkError::Permanent(format!("undelivered after {age_s:.0} s (max_age_s {})", policy.max_age_s)))
             } else {
                 sink.deliver(&d.event)
             };
+            let delivered = result.is_ok();
             let recorded = match result {
                 Ok(()) => {
                     m.delivered.fetch_add(1, Ordering::Relaxed);
@@ -219,11 +232,20 @@ fn work(
             };
             if let Err(e) = recorded {
                 tracing::error!(sink = name, event = %id, error = %e, "outbox write failed");
+                if delivered {
+                    unrecorded.insert(id);
+                }
+                stalled = true;
+                break;
             }
             // While a sink keeps failing, do not hammer it with the rest of the batch.
             if failing {
                 break;
             }
+        }
+        // The outbox does not take writes (a full disk): wait before the next pass.
+        if stalled {
+            let _ = woken.recv_timeout(Duration::from_secs(1));
         }
     }
     // The daemon's clean stop (`finish`): one attempt at what is due now (an alarm raised just before the last
