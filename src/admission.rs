@@ -11,6 +11,9 @@ use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// A connection waiting less than this is never evicted: it has had no time to send.
+pub const MIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// One admitted connection: since when it waits for a request (`None` while answering).
 pub struct Conn {
     id: u64,
@@ -66,6 +69,8 @@ pub fn admit(open: &Open, ip: IpAddr, sock: &TcpStream) -> Result<Arc<Conn>, Ref
             .conns
             .values()
             .filter_map(|c| c.waiting_since.lock().ok().and_then(|w| *w).map(|since| (since, c.id)))
+            // A connection just made (a health check on its way) is not taken for an idle one.
+            .filter(|(since, _)| since.elapsed() >= MIN_IDLE)
             .min()
             .map(|(_, id)| id);
         let Some(victim) = oldest.and_then(|id| t.conns.remove(&id)) else { return Err(Refused::Full) };
@@ -101,6 +106,7 @@ mod tests {
         let a = admit(&open, ip(2), &sock).ok().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
         let b = admit(&open, ip(2), &sock).ok().unwrap();
+        std::thread::sleep(MIN_IDLE);
         assert!(matches!(admit(&open, ip(2), &sock), Err(Refused::PerClient)));
         let c = admit(&open, ip(3), &sock).ok().unwrap();
         a.waiting(false); // busy answering: never evicted

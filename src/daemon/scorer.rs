@@ -420,7 +420,7 @@ impl Scorer {
                 let (kind, message, reason) = match event {
                     FaultEvent::Fault { reason, detail } => {
                         sm.signal_fault.store(true, Ordering::Relaxed);
-                        (EventKind::SignalFault, format!("signal fault ({}): {detail} — the input, not the machine; not scored, no anomaly raised until it is fine", reason.as_str()), Some(reason.as_str().to_string()))
+                        (EventKind::SignalFault, format!("signal fault ({}): {detail} — not a machine anomaly; not scored, no anomaly raised until it is fine", reason.as_str()), Some(reason.as_str().to_string()))
                     }
                     FaultEvent::Ok { rms_dbfs } => {
                         sm.signal_fault.store(false, Ordering::Relaxed);

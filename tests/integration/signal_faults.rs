@@ -48,7 +48,7 @@ fn dc_offset_hiss_and_full_clipping_are_signal_faults_not_anomalies() {
         "{events:#?}"
     );
     assert_eq!(m.metric("mpdr_alarms_raised_total{stream=\"m\"}"), Some(0.0), "no anomaly raised");
-    assert!(events[1]["message"].as_str().unwrap().contains("not the machine"), "{:?}", events[1]);
+    assert!(events[1]["message"].as_str().unwrap().contains("not a machine anomaly"), "{:?}", events[1]);
     assert_eq!(m.metric("mpdr_stream_signal_fault{stream=\"m\"}"), Some(0.0));
     let (status, _) = m.stop(20);
     assert!(status.success());
