@@ -17,6 +17,9 @@ pub const MIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 /// One admitted connection: since when it waits for a request (`None` while answering).
 pub struct Conn {
     id: u64,
+    /// Admitted beyond `max` into the room kept for quick requests (health checks): the
+    /// server gives it one short request.
+    pub reserve: bool,
     ip: IpAddr,
     waiting_since: Mutex<Option<Instant>>,
     sock: Option<TcpStream>,
@@ -32,7 +35,13 @@ impl Conn {
 
     /// A connection outside any table (tests).
     pub fn detached() -> Arc<Conn> {
-        Arc::new(Conn { id: 0, ip: IpAddr::from([127, 0, 0, 1]), waiting_since: Mutex::new(None), sock: None })
+        Arc::new(Conn {
+            id: 0,
+            reserve: false,
+            ip: IpAddr::from([127, 0, 0, 1]),
+            waiting_since: Mutex::new(None),
+            sock: None,
+        })
     }
 }
 
@@ -42,13 +51,15 @@ pub struct Table {
     next: u64,
     max: usize,
     per_client: usize,
+    reserve: usize,
 }
 
 pub type Open = Arc<Mutex<Table>>;
 
-/// A table of at most `max` connections, `per_client` from one address.
-pub fn table(max: usize, per_client: usize) -> Open {
-    Arc::new(Mutex::new(Table { conns: HashMap::new(), next: 0, max, per_client }))
+/// A table of at most `max` connections, `per_client` from one address, and `reserve` more
+/// (one per address) kept for quick requests when all are busy.
+pub fn table(max: usize, per_client: usize, reserve: usize) -> Open {
+    Arc::new(Mutex::new(Table { conns: HashMap::new(), next: 0, max, per_client, reserve }))
 }
 
 /// Why a connection was not admitted.
@@ -64,7 +75,8 @@ pub fn admit(open: &Open, ip: IpAddr, sock: &TcpStream) -> Result<Arc<Conn>, Ref
     if t.conns.values().filter(|c| c.ip == ip).count() >= t.per_client {
         return Err(Refused::PerClient);
     }
-    if t.conns.len() >= t.max {
+    let mut reserve = false;
+    if t.conns.values().filter(|c| !c.reserve).count() >= t.max {
         let oldest = t
             .conns
             .values()
@@ -73,15 +85,32 @@ pub fn admit(open: &Open, ip: IpAddr, sock: &TcpStream) -> Result<Arc<Conn>, Ref
             .filter(|(since, _)| since.elapsed() >= MIN_IDLE)
             .min()
             .map(|(_, id)| id);
-        let Some(victim) = oldest.and_then(|id| t.conns.remove(&id)) else { return Err(Refused::Full) };
-        if let Some(s) = &victim.sock {
-            let _ = s.shutdown(Shutdown::Both);
+        match oldest.and_then(|id| t.conns.remove(&id)) {
+            Some(victim) => {
+                if let Some(s) = &victim.sock {
+                    let _ = s.shutdown(Shutdown::Both);
+                }
+                tracing::debug!(client = %victim.ip, "server full: the least recently active connection was closed");
+            }
+            None => {
+                // Every connection busy or just made: the room kept for quick requests, one
+                // per address.
+                let kept: Vec<&Arc<Conn>> = t.conns.values().filter(|c| c.reserve).collect();
+                if kept.len() >= t.reserve || kept.iter().any(|c| c.ip == ip) {
+                    return Err(Refused::Full);
+                }
+                reserve = true;
+            }
         }
-        tracing::debug!(client = %victim.ip, "server full: the least recently active connection was closed");
     }
     t.next += 1;
-    let conn =
-        Arc::new(Conn { id: t.next, ip, waiting_since: Mutex::new(Some(Instant::now())), sock: sock.try_clone().ok() });
+    let conn = Arc::new(Conn {
+        id: t.next,
+        reserve,
+        ip,
+        waiting_since: Mutex::new(Some(Instant::now())),
+        sock: sock.try_clone().ok(),
+    });
     t.conns.insert(conn.id, conn.clone());
     Ok(conn)
 }
@@ -101,7 +130,7 @@ mod tests {
     fn a_full_table_evicts_the_least_recently_active_connection_and_never_a_busy_one() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let sock = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let open = table(3, 2);
+        let open = table(3, 2, 0);
         let ip = |n: u8| IpAddr::from([127, 0, 0, n]);
         let a = admit(&open, ip(2), &sock).ok().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));

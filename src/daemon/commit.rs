@@ -85,6 +85,17 @@ impl Committer {
         metrics.events_held.store(0, Ordering::Relaxed);
     }
 
+    /// At shutdown: one last try, then every event still held is logged whole (it could not
+    /// be committed: the log is where it is kept).
+    pub fn finish(&mut self, slots: &[SinkSlot], metrics: &Metrics) {
+        self.drain(slots, metrics);
+        for ev in self.held.drain(..) {
+            metrics.events_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(event = %ev.id, event_json = %ev.to_json(),
+                "stopping while the outbox still refuses writes: this event was never committed (logged here)");
+        }
+    }
+
     /// Commit one event with a delivery per interested sink, add its evidence, wake the sinks.
     fn commit(&mut self, ev: &mut AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) -> Result<(), String> {
         // A suppressed alarm (shelved, maintenance) is recorded, not delivered.
@@ -93,7 +104,16 @@ impl Committer {
             .filter(|s| ev.suppressed.is_none() && (s.streams.is_empty() || s.streams.contains(&ev.stream)))
             .collect();
         let names: Vec<&str> = wanted.iter().map(|s| s.worker.name.as_str()).collect();
-        self.outbox.commit(ev, &names).map_err(|e| e.to_string())?;
+        // A busy database (another connection checkpointing) passes in moments: two quick
+        // retries before the event is held.
+        let mut tries = 0;
+        while let Err(e) = self.outbox.commit(ev, &names) {
+            tries += 1;
+            if tries >= 3 {
+                return Err(e.to_string());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50 * tries));
+        }
         if let Some(e) = &self.evidence {
             if e.attach(ev) && self.outbox.update_event(ev).is_err() {
                 e.remove(ev);

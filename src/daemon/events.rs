@@ -164,6 +164,7 @@ pub fn spawn(
                 },
             }
         }
+        committer.finish(&slots, &metrics);
         // Shutdown: the workers deliver what is due once more, then stop; what is undelivered
         // stays in the outbox for next time.
         for h in slots.into_iter().map(|s| s.worker.finish()).collect::<Vec<_>>() {

@@ -233,7 +233,8 @@ fn an_anomaly_raises_exactly_one_alarm_that_clears_after_it_ends() {
     let detect = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }";
     let m = replay_to_the_end(d.path(), &signal, detect);
     assert_eq!(m.get("/healthz").0, 200);
-    assert_eq!(m.get("/readyz").0, 200);
+    let (code, why) = m.get("/readyz");
+    assert_eq!(code, 200, "{why}");
     assert_eq!(m.metric("mpdr_alarms_raised_total{stream=\"m\"}"), Some(1.0));
     assert_eq!(m.metric("mpdr_events_total{kind=\"raised\"}"), Some(1.0));
     assert_eq!(m.metric("mpdr_events_total{kind=\"cleared\"}"), Some(1.0));

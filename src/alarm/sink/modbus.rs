@@ -307,7 +307,7 @@ impl ModbusServer {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
-        let clients = crate::admission::table(MAX_CLIENTS, MAX_PER_ADDRESS);
+        let clients = crate::admission::table(MAX_CLIENTS, MAX_PER_ADDRESS, 0);
         let handle = std::thread::Builder::new()
             .name("mpdr-modbus".into())
             .spawn(move || {

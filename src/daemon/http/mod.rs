@@ -31,6 +31,9 @@ pub const HEALTHY_WITHIN_S: f64 = 10.0;
 pub const MAX_CONNECTIONS: usize = 64;
 /// Open connections from one client address at most.
 pub const MAX_PER_CLIENT: usize = 16;
+/// Connections kept beyond [`MAX_CONNECTIONS`] (one per address) for `/healthz`, `/readyz`
+/// and `/metrics` when every other one is busy: one request each, whole within 1 s.
+pub const RESERVED: usize = 8;
 /// A connection silent this long (or a client not reading an answer) is closed.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests one connection may make before it is closed.
@@ -50,7 +53,7 @@ impl HttpServer {
         let listener = TcpListener::bind(listen).map_err(|e| fail(format!("cannot listen: {e}")))?;
         let addr = listener.local_addr().map_err(|e| fail(e.to_string()))?;
         listener.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
-        let open = admission::table(MAX_CONNECTIONS, MAX_PER_CLIENT);
+        let open = admission::table(MAX_CONNECTIONS, MAX_PER_CLIENT, RESERVED);
         let handle = std::thread::Builder::new()
             .name("mpdr-http".into())
             .spawn(move || {
@@ -94,7 +97,8 @@ fn admit(mut sock: TcpStream, ip: IpAddr, open: &admission::Open, ctx: &Arc<Ctx>
     };
     let (open, ctx, stop) = (open.clone(), ctx.clone(), stop.clone());
     let spawned = std::thread::Builder::new().name("mpdr-http-conn".into()).spawn(move || {
-        serve_with(sock, &ctx, &stop, IO_TIMEOUT, &conn);
+        let head = if conn.reserve { Duration::from_secs(1) } else { IO_TIMEOUT };
+        serve_with(sock, &ctx, &stop, head, &conn);
         admission::release(&open, &conn);
     });
     if let Err(e) = spawned {
@@ -115,6 +119,14 @@ fn serve_with(mut sock: TcpStream, ctx: &Ctx, stop: &AtomicBool, head_timeout: D
             Ok(Parsed::Complete(req, used)) => {
                 buf.drain(..used);
                 conn.waiting(false);
+                if conn.reserve {
+                    // The room kept for health checks serves nothing else, once.
+                    let health =
+                        req.method == "GET" && ["/healthz", "/readyz", "/metrics"].contains(&req.path.as_str());
+                    let r = if health { respond(&req, ctx) } else { Response::text(503, "busy: try again\n") };
+                    let _ = r.write(&mut sock, false);
+                    return;
+                }
                 served += 1;
                 since = std::time::Instant::now();
                 if req.method == "GET" && req.path == "/api/live" {
