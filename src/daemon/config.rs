@@ -258,6 +258,11 @@ impl MonitorConfig {
     /// files the model cannot take, sinks' secrets, programs and (when `ports`) addresses.
     /// A missing source file is not a problem: the stream starts `down` and retries.
     pub fn check(&self, p: &mut Problems, ports: bool) {
+        // A GPU this libtorch cannot see is a problem here, not a start that fails (and a
+        // service restarting in a loop).
+        if let Err(e) = self.scoring.device.resolve() {
+            p.push("scoring.device", e.to_string());
+        }
         let mut loaded = std::collections::BTreeMap::new();
         for (i, s) in self.streams.iter().enumerate() {
             let key = format!("stream[{i}]");

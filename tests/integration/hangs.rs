@@ -125,3 +125,20 @@ fn a_recording_whose_header_says_1_hz_is_refused_by_name_everywhere() {
     let o = within(20, &["features", "--resample", &s(&w), "--out", &s(&d.path().join("f.npy"))]);
     assert!(!o.status.success() && stderr(&o).contains("1 Hz"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_gpu_this_libtorch_cannot_see_is_refused_by_validate_naming_the_key() {
+    if tch::Cuda::is_available() {
+        eprintln!("SKIP: a GPU is visible here");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let w = d.path().join("normal.wav");
+    wav::write_pcm16(&w, RATE, 1, &machine(2.0, 1, |_| false)).unwrap();
+    let cfg = config(d.path(), &[("m", model())], &w);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("[scoring]\ndevice = \"cuda\"\n{text}")).unwrap();
+    let o = within(60, &["validate", "--config", cfg.to_str().unwrap()]);
+    let e = stderr(&o);
+    assert!(!o.status.success() && e.contains("scoring.device") && e.contains("CUDA device"), "{e}");
+}
