@@ -8,11 +8,18 @@
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 
-use super::events::SinkSlot;
+use crate::alarm::deliver::Worker;
 use crate::alarm::evidence::Evidence;
 use crate::alarm::outbox::Outbox;
 use crate::alarm::{AlarmEvent, EventKind};
 use crate::metrics::Metrics;
+
+/// A delivery worker and the streams it wants (empty = all): what a committed event is
+/// handed to.
+pub struct SinkSlot {
+    pub worker: Worker,
+    pub streams: Vec<String>,
+}
 
 /// At most this many events are held in memory while the outbox refuses writes; beyond it the
 /// oldest is dropped (logged whole, counted).

@@ -18,11 +18,7 @@ use crate::alarm::sink::{BuildContext, Built, NamedSink};
 use crate::alarm::EventKind;
 use crate::metrics::{Metrics, SinkMetrics};
 
-/// A delivery worker and the streams it wants (empty = all).
-pub struct SinkSlot {
-    pub worker: Worker,
-    pub streams: Vec<String>,
-}
+pub use super::commit::SinkSlot;
 
 /// A reload's sinks: a new worker, or the running one kept (its config did not change: an
 /// MQTT session, a webhook's connection pool survive the reload).
