@@ -137,13 +137,15 @@ fn check_spec(path: &Path, spec: &WavSpec, channel: ChannelSelect) -> Result<(),
 /// Decode a WAV file to mono f32 at its own rate, selecting or mixing channels: a
 /// [`WavStream`] read to its end.
 pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError> {
-    let mut stream = WavStream::open(path, channel)?;
-    // Reserve no more than the file can hold: a header may declare far more data than there
-    // is (a 40 KB file asking for 16 GB).
+    decode_stream(WavStream::open(path, channel)?)
+}
+
+/// [`decode`] of an opened stream.
+fn decode_stream(mut stream: WavStream) -> Result<Decoded, InputError> {
     let spec = stream.spec;
-    let bytes_per_frame = (spec.bits_per_sample as usize).div_ceil(8).max(1) * spec.channels as usize;
-    let room = std::fs::metadata(path).map(|m| m.len() as usize / bytes_per_frame).unwrap_or(0);
-    let mut samples = Vec::with_capacity(stream.frames().min(room));
+    let path = stream.path.clone();
+    let path = path.as_path();
+    let mut samples = Vec::with_capacity(stream.frames_present());
     // A block at a time, so a stop request is honoured during a long decode.
     let mut block = Vec::new();
     loop {
@@ -163,10 +165,7 @@ pub fn decode(path: &Path, channel: ChannelSelect) -> Result<Decoded, InputError
 pub fn read_mono(path: &Path, target_rate: u32, opts: &AudioOptions) -> Result<Vec<f32>, InputError> {
     // Bounded before anything is allocated: the samples at the file's rate and after resampling.
     let head = WavStream::open(path, opts.channel)?;
-    let frames = head.frames().min(
-        std::fs::metadata(path).map(|m| m.len() as usize).unwrap_or(usize::MAX)
-            / ((head.spec.bits_per_sample as usize).div_ceil(8).max(1) * head.spec.channels as usize),
-    ) as u64;
+    let frames = head.frames_present() as u64;
     let resampled = frames * target_rate as u64 / head.sample_rate() as u64;
     let bytes = 4 * frames.max(if opts.resample { resampled } else { 0 });
     if bytes > MAX_DECODE_BYTES {
@@ -180,8 +179,7 @@ pub fn read_mono(path: &Path, target_rate: u32, opts: &AudioOptions) -> Result<V
             ),
         ));
     }
-    drop(head);
-    let d = decode(path, opts.channel)?;
+    let d = decode_stream(head)?;
     if d.samples.is_empty() {
         return Err(InputError::new(path, "contains no audio samples"));
     }
@@ -242,6 +240,14 @@ impl WavStream {
     /// Mono frames in the file (as its header declares them).
     pub fn frames(&self) -> usize {
         self.declared / self.spec.channels as usize
+    }
+
+    /// Frames the file can actually hold: a header may declare far more data than there is (a
+    /// 40 KB file asking for 16 GB), so sizes are bounded by this, never by the header alone.
+    pub fn frames_present(&self) -> usize {
+        let bytes_per_frame = (self.spec.bits_per_sample as usize).div_ceil(8).max(1) * self.spec.channels as usize;
+        let room = std::fs::metadata(&self.path).map(|m| m.len() as usize / bytes_per_frame).unwrap_or(0);
+        self.frames().min(room)
     }
 
     /// The next (up to) `frames` mono samples into `out` (cleared); none at the end.
