@@ -2,14 +2,26 @@
 # Everything else (system packages, libtorch) is installed on demand by `make setup`.
 SHELL := /bin/bash
 ROOT := $(CURDIR)
-# An existing libtorch 2.13.x can be used with `make LIBTORCH=/path/to/libtorch ...`.
+# An existing libtorch 2.13.x can be used with `make LIBTORCH=/path/to/libtorch ...` (Jetson:
+# JetPack's torch). `make CUDA=1 build` fetches the full CUDA wheel set (about 5 GB) into
+# .libtorch-cuda and builds against it in target/cuda, apart from the CPU build and its libtorch.
+CUDA ?= 0
+ifeq ($(CUDA),1)
+LIBTORCH ?= $(ROOT)/.libtorch-cuda/torch
+export MPDR_TORCH := cuda
+export MPDR_LIBTORCH_DIR := $(ROOT)/.libtorch-cuda
+export MPDR_LINK_CUDA := 1
+export CARGO_TARGET_DIR := $(ROOT)/target/cuda
+else
 LIBTORCH ?= $(ROOT)/.libtorch/torch
+endif
 export LIBTORCH
 # libtorch's OpenMP workers spin and steal the CPU from the audio threads on small boxes.
 export OMP_WAIT_POLICY ?= PASSIVE
 CARGO ?= cargo
 
-.PHONY: all setup build test lint fmt bench demo models parity fuzz install clean
+.PHONY: all setup build test lint fmt bench demo models parity fuzz install clean \
+	cross-aarch64 cross-aarch64-test deb deb-test gpu-check
 
 all: build
 
@@ -19,6 +31,7 @@ setup:
 
 build: setup
 	$(CARGO) build --release --locked
+	@echo "built $${CARGO_TARGET_DIR:-target}/release/mpdr against $(LIBTORCH) ($$(cat $(LIBTORCH)/build-flavour 2>/dev/null || echo 'libtorch of your own'))"
 
 lint: setup
 	$(CARGO) fmt --all -- --check
@@ -41,6 +54,30 @@ parity: build
 # Binary + libtorch under PREFIX (default /opt/mpdr), the unit, /etc/mpdr/monitor.toml if absent.
 install:
 	scripts/install.sh
+
+# Opt-in (not in `make test`; times in BENCHMARKS.md). An aarch64 release binary built here
+# (Rust target, Debian's cross compiler, multiarch ALSA, PyPI's aarch64 libtorch in
+# .libtorch-aarch64), and that binary run under qemu-user: --version, features, train, eval and
+# a file-source monitor to the end with a file sink.
+cross-aarch64:
+	scripts/cross-aarch64.sh build
+
+cross-aarch64-test:
+	scripts/cross-aarch64.sh test
+
+# A Debian package (dpkg-deb over the `make install` layout): /opt/mpdr with the binary and the
+# libtorch it loads, the units, /etc/mpdr/monitor.toml as a conffile, the mpdr system user.
+# `make deb-test` installs it into a fresh debootstrap root and runs validate + a file stream there.
+deb: build
+	scripts/deb.sh build
+
+deb-test: build
+	scripts/deb.sh test
+
+# The prepared GPU check (<= 10 min): CUDA build, GPU really used, scoring and training timed
+# against the CPU. Runs its CPU half anywhere.
+gpu-check:
+	scripts/gpu-check.sh
 
 # Coverage-guided fuzzing (AFL++ through cargo-afl, stable Rust) of every parser: each target
 # for FUZZ_SECONDS (default 600), two at a time; summary in fuzz/out/summary.tsv.

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX=${PREFIX:-/opt/mpdr}
 DESTDIR=${DESTDIR:-}
-BIN=${MPDR_BINARY:-target/release/mpdr}
+BIN=${MPDR_BINARY:-${CARGO_TARGET_DIR:-target}/release/mpdr}
 ETC=${MPDR_ETC:-$DESTDIR/etc/mpdr}
 LINKDIR=${MPDR_BIN_LINK-$DESTDIR/usr/local/bin}
 UNITDIR=${MPDR_SYSTEMD:-$DESTDIR/etc/systemd/system}
@@ -37,6 +37,13 @@ done
 if [ -n "$LINKDIR" ]; then install -d "$LINKDIR" && ln -sf "$PREFIX/bin/mpdr" "$LINKDIR/mpdr"; fi
 install -d "$UNITDIR"
 sed "s|@PREFIX@|$PREFIX|g" systemd/mpdr-monitor.service > "$UNITDIR/mpdr-monitor.service"
+# The template (two daemons on one box): the same unit with /etc/mpdr/%i.toml and /var/lib/mpdr/%i.
+sed -e "s|@PREFIX@|$PREFIX|g" -e 's|/etc/mpdr/monitor.toml|/etc/mpdr/%i.toml|g' \
+    -e 's|^StateDirectory=mpdr$|StateDirectory=mpdr/%i|' -e 's|^WorkingDirectory=/var/lib/mpdr$|WorkingDirectory=/var/lib/mpdr/%i|' \
+    -e 's|^Description=mpdr acoustic anomaly monitor$|Description=mpdr acoustic anomaly monitor (%i)|' \
+    systemd/mpdr-monitor.service > "$UNITDIR/mpdr-monitor@.service"
+install -d "$root/share/mpdr/systemd"
+install -m 0644 systemd/jetson-devices.conf "$root/share/mpdr/systemd/jetson-devices.conf"
 install -d "$ETC"
 if [ ! -e "$ETC/monitor.toml" ]; then
   sed "s|@PREFIX@|$PREFIX|g" config/monitor.service.toml > "$ETC/monitor.toml"
@@ -44,4 +51,7 @@ if [ ! -e "$ETC/monitor.toml" ]; then
 else
   echo "kept $ETC/monitor.toml"
 fi
-echo "installed mpdr in $root ($(du -sh "$root" | cut -f1)); then: systemctl daemon-reload && systemctl enable --now mpdr-monitor"
+# A CUDA build carries several GB of CUDA libraries: say so.
+size=$(du -sh "$root" | cut -f1)
+echo "installed mpdr in $root ($size; libraries: $(du -sh "$root/lib" | cut -f1))"
+[ "${MPDR_PACKAGE:-0}" = 1 ] || echo "then: add a [[stream]] to $ETC/monitor.toml, sudo mpdr validate --as-service --config $ETC/monitor.toml, systemctl daemon-reload && systemctl enable --now mpdr-monitor"

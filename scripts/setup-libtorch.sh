@@ -5,6 +5,12 @@
 #   scripts/setup-libtorch.sh            # flavour "auto": cuda when nvidia-smi sees a GPU, else cpu
 #   MPDR_TORCH=cpu  scripts/setup-libtorch.sh
 #   MPDR_TORCH=cuda scripts/setup-libtorch.sh
+#   MPDR_TORCH_ARCH=aarch64 MPDR_LIBTORCH_DIR=.libtorch-aarch64 scripts/setup-libtorch.sh   # cross
+#
+# The wheel is the one for the host's architecture (`uname -m`: x86_64 or aarch64) unless
+# MPDR_TORCH_ARCH says otherwise. PyPI's aarch64 wheel is a CUDA 13 build too (ARM servers,
+# Jetson Thor / SBSA); its cpu flavour runs on any ARMv8.2 box (Raspberry Pi 5, Graviton, ...).
+# Jetson Orin (JetPack 6) needs JetPack's own torch: `make LIBTORCH=<its torch folder>`.
 #
 # Layout made (side by side, because libtorch_cpu.so's RPATH is $ORIGIN/../../nvidia/cu13/lib):
 #   .libtorch/torch/{lib,include,share,build-version}
@@ -25,6 +31,12 @@ CUPTI_VERSION=13.0.85
 root=$(cd "$(dirname "$0")/.." && pwd)
 dest=${MPDR_LIBTORCH_DIR:-$root/.libtorch}
 flavour=${MPDR_TORCH:-auto}
+arch=${MPDR_TORCH_ARCH:-$(uname -m)}
+case "$arch" in
+    x86_64|amd64) arch=x86_64 ;;
+    aarch64|arm64) arch=aarch64 ;;
+    *) echo "setup-libtorch: no PyPI libtorch for architecture '$arch' (x86_64 and aarch64 are served); build with make LIBTORCH=<a libtorch $TORCH_VERSION folder>" >&2; exit 1 ;;
+esac
 
 if [ -n "${LIBTORCH:-}" ] && [ "${LIBTORCH}" != "$dest/torch" ]; then
     if [ -f "$LIBTORCH/lib/libtorch_cpu.so" ]; then
@@ -46,6 +58,11 @@ case "$flavour" in cpu|cuda) ;; *) echo "setup-libtorch: MPDR_TORCH must be auto
 
 stamp="$dest/.installed-$TORCH_VERSION-$flavour"
 if [ -f "$stamp" ]; then
+    have=$(cat "$dest/torch/build-arch" 2>/dev/null || echo x86_64)
+    if [ "$have" != "$arch" ]; then
+        echo "setup-libtorch: $dest holds the $have libtorch, not $arch; remove it or set MPDR_LIBTORCH_DIR" >&2
+        exit 1
+    fi
     exit 0
 fi
 # A cuda install also serves cpu builds.
@@ -53,17 +70,19 @@ if [ "$flavour" = cpu ] && [ -f "$dest/.installed-$TORCH_VERSION-cuda" ]; then
     exit 0
 fi
 
+command -v patchelf >/dev/null || { echo "setup-libtorch: patchelf is needed (apt-get install patchelf; make setup installs it)" >&2; exit 1; }
 python=${PYTHON:-python3}
 command -v "$python" >/dev/null || { echo "setup-libtorch: python3 with pip is needed to fetch the torch wheel" >&2; exit 1; }
 
 wheels="$dest/wheels"
 mkdir -p "$wheels"
 pip_dl=("$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all:
-        --python-version 3.11 --implementation cp --platform manylinux_2_28_x86_64
-        --platform manylinux_2_27_x86_64 --platform manylinux_2_25_x86_64
-        --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$wheels")
+        --python-version 3.11 --implementation cp -d "$wheels")
+for tag in manylinux_2_28 manylinux_2_27 manylinux_2_25 manylinux_2_17 manylinux2014; do
+    pip_dl+=(--platform "${tag}_$arch")
+done
 
-echo "setup-libtorch: downloading torch==$TORCH_VERSION ($flavour) from PyPI into $wheels"
+echo "setup-libtorch: downloading torch==$TORCH_VERSION ($flavour, $arch) from PyPI into $wheels"
 if [ "$flavour" = cpu ]; then
     "${pip_dl[@]}" --no-deps "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION"
 else
@@ -76,6 +95,8 @@ import pathlib, sys, zipfile
 wheels, dest, flavour = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 keep_torch = ("torch/lib/", "torch/include/", "torch/share/")
 cpu_libs = ("libcudart.so", "libcupti.so")
+# GPU-only parts of torch/lib a cpu install leaves out (about 550 MB): nothing CPU-side loads them.
+gpu_only = ("libtorch_cuda", "libc10_cuda", "libcaffe2_nvrtc", "libtorch_nvshmem", "libtorch_python")
 for whl in sorted(wheels.glob("*.whl")):
     name = whl.name.lower()
     if not (name.startswith("torch-") or name.startswith("nvidia")):
@@ -84,7 +105,8 @@ for whl in sorted(wheels.glob("*.whl")):
         for info in z.infolist():
             n = info.filename
             if name.startswith("torch-"):
-                ok = n.startswith(keep_torch)
+                ok = n.startswith(keep_torch) and not (
+                    flavour == "cpu" and pathlib.PurePosixPath(n).name.startswith(gpu_only))
             elif flavour == "cpu":
                 ok = "/lib/" in n and pathlib.PurePosixPath(n).name.startswith(cpu_libs)
             else:
@@ -95,8 +117,16 @@ for whl in sorted(wheels.glob("*.whl")):
                 if mode:
                     (dest / n).chmod(mode)
 PY
+# libtorch.so is a shim that pulls in libtorch_cpu and libtorch_cuda. A cpu install has no
+# libtorch_cuda, and where the linker binds a C++ library symbol to the shim (aarch64 with
+# Debian's GCC 12 does), the binary would need it at start: drop that entry from the shim.
+if [ "$flavour" = cpu ] && patchelf --print-needed "$dest/torch/lib/libtorch.so" | grep -qx libtorch_cuda.so; then
+    patchelf --remove-needed libtorch_cuda.so "$dest/torch/lib/libtorch.so"
+fi
 echo "$TORCH_VERSION" > "$dest/torch/build-version"
+echo "$arch" > "$dest/torch/build-arch"
+echo "$flavour" > "$dest/torch/build-flavour"
 test -f "$dest/torch/lib/libtorch_cpu.so" || { echo "setup-libtorch: torch/lib/libtorch_cpu.so missing after unpacking" >&2; exit 1; }
 rm -rf "$wheels"
 touch "$stamp"
-echo "setup-libtorch: libtorch $TORCH_VERSION ($flavour) ready in $dest/torch"
+echo "setup-libtorch: libtorch $TORCH_VERSION ($flavour, $arch) ready in $dest/torch ($(du -sh "$dest" | cut -f1))"

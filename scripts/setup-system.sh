@@ -2,6 +2,7 @@
 # Install the Debian packages the build and the tests need, when missing.
 #   libasound2-dev, pkg-config: cpal (ALSA) for live capture
 #   python3-pip: fetching the torch wheel (scripts/setup-libtorch.sh)
+#   patchelf: the cpu libtorch's shim library stops asking for libtorch_cuda (setup-libtorch.sh)
 #   mosquitto: the real MQTT broker the alarm-delivery tests start
 #   fonts-dejavu-core: the font report plots are labelled with
 #   python3-pymodbus: an independent Modbus TCP client for the Modbus sink's test
@@ -9,7 +10,7 @@
 #   prometheus: its promtool checks the shipped alert rules (config/prometheus)
 #   (systemd-analyze, when present, verifies the service unit; that test skips otherwise)
 set -euo pipefail
-packages=(libasound2-dev pkg-config mosquitto fonts-dejavu-core python3-pymodbus chromium prometheus)
+packages=(libasound2-dev pkg-config patchelf mosquitto fonts-dejavu-core python3-pymodbus chromium prometheus)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,6 +9,34 @@ pub fn absolute(p: &mut PathBuf, base: &Path) {
     }
 }
 
+/// A secret or certificate key's value may name a systemd credential instead of a file:
+/// `credential:NAME` is `$CREDENTIALS_DIRECTORY/NAME` (the unit's `LoadCredential=NAME:…`).
+pub const CREDENTIAL: &str = "credential:";
+
+/// [`absolute`] for a secret file key: a `credential:NAME` is left as it is.
+pub fn absolute_secret(p: &mut PathBuf, base: &Path) {
+    if !p.to_str().is_some_and(|s| s.starts_with(CREDENTIAL)) {
+        absolute(p, base);
+    }
+}
+
+/// The file a secret key names: itself, or for `credential:NAME` the credential systemd
+/// handed over in `$CREDENTIALS_DIRECTORY`.
+pub fn secret_path(p: &Path) -> Result<PathBuf, String> {
+    let Some(name) = p.to_str().and_then(|s| s.strip_prefix(CREDENTIAL)) else {
+        return Ok(p.to_path_buf());
+    };
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("{}: a credential name is one file name, got {name:?}", p.display()));
+    }
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) if !dir.is_empty() => Ok(Path::new(&dir).join(name)),
+        _ => Err(format!(
+            "credential {name}: $CREDENTIALS_DIRECTORY is not set (the unit's LoadCredential={name}:/path provides it; outside systemd set it to a folder holding {name})"
+        )),
+    }
+}
+
 /// A file, or the files of a folder whose extension is `ext` (any case), sorted by name:
 /// the one rule for "a file or a folder of them" inputs (WAV replays, ADBench tables).
 pub fn file_or_folder(path: &Path, ext: &str) -> std::io::Result<Vec<std::path::PathBuf>> {

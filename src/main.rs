@@ -73,9 +73,24 @@ enum Command {
         /// Accepted for older unit files; validate never binds ports.
         #[arg(long, hide = true)]
         no_ports: bool,
+        /// Run the checks as the systemd service will (as root): as its user (--service-user,
+        /// else nobody) with the audio group, /home, /root and /run/user hidden, and the unit's
+        /// LoadCredential= files in $CREDENTIALS_DIRECTORY.
+        #[arg(long)]
+        as_service: bool,
+        /// The service's user for --as-service.
+        #[arg(long, default_value = "mpdr", requires = "as_service")]
+        service_user: String,
+        /// The unit whose LoadCredential= lines --as-service uses (default: the installed
+        /// mpdr-monitor.service and its drop-ins).
+        #[arg(long, requires = "as_service")]
+        unit: Option<PathBuf>,
     },
     /// List the audio input devices (names and indices for `source = { type = "device" }`).
     Devices,
+    /// What this box gives mpdr: architecture, the libtorch loaded (cpu or cuda build), GPUs
+    /// visible (name, memory), sound inputs; --bench times scoring (vectors/s, real-time streams).
+    Doctor(mpdr::cli::DoctorArgs),
     /// Inspect the alarm outbox: list, show, retry dead letters.
     Alarms(AlarmsArgs),
     /// Sounds of the synthetic plant: one WAV, or a DCASE-layout dataset (`mpdr synth dataset`).
@@ -156,8 +171,12 @@ fn main() -> ExitCode {
         Command::Score(a) => cli::score(&a),
         Command::Plant(a) => cli::plant(&a),
         Command::Monitor(a) => cli::monitor(&a),
-        Command::Validate { config, no_ports: _ } => cli::validate(&config, false),
+        Command::Validate { config, as_service: true, service_user, unit, .. } => {
+            cli::validate_as_service(&config, &service_user, unit.as_deref())
+        }
+        Command::Validate { config, .. } => cli::validate(&config, false),
         Command::Devices => cli::devices(),
+        Command::Doctor(a) => cli::doctor(&a),
         Command::Alarms(a) => cli::alarms(&a),
         Command::Synth(a) => cli::synth(&a),
         Command::Demo(a) => mpdr::demo::demo(&a).map(|_| ()),

@@ -12,13 +12,17 @@ use crate::features::PadMode;
 
 mod backtest;
 mod bench;
+mod doctor;
 mod plant;
 mod record;
+mod service;
 
 pub use backtest::{backtest, calibrate, score, BacktestArgs, CalibrateArgs, ScoreArgs};
 pub use bench::{bench, BenchArgs, BenchCommand};
+pub use doctor::{doctor, loaded_torch, DoctorArgs};
 pub use plant::{plant, PlantArgs};
 pub use record::{record, RecordArgs};
+pub use service::validate_as_service;
 
 /// What `mpdr features` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,7 +98,9 @@ impl DataOptions {
 /// Options of `mpdr train`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// Machine folder with train/ (normal_id_XX_*.wav|npy) and optionally test/.
+    /// Machine folder with train/ (normal_id_XX_*.wav|npy) and optionally test/; or a plain
+    /// folder of normal recordings of one machine (any WAV names, no train/: all are id 00);
+    /// or a folder of machine folders (one bundle per machine under --out).
     #[arg(long)]
     pub data: PathBuf,
     /// gmm (default) / gaussian: a density of each window's spectral profile (mean log-mel
@@ -108,8 +114,12 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Training recipe (see config/train.example.toml); default: the CPU-sized recipe of config/train.example.toml.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "quick")]
     pub config: Option<PathBuf>,
+    /// A one-minute try: the small recipe of config/train.quick.toml (built in) instead of the
+    /// default one — to see the whole path before a real run.
+    #[arg(long)]
+    pub quick: bool,
     /// Seed of the split, the initialisation and the batches (overrides the recipe's `seed`).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -139,6 +149,9 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub data_options: DataOptions,
 }
+
+/// `mpdr train --quick`: config/train.quick.toml, built in.
+pub const QUICK_RECIPE: &str = include_str!("../../config/train.quick.toml");
 
 /// Read a recipe file over the defaults (validated later, once, after the overrides).
 fn read_train_config(path: &std::path::Path) -> Result<crate::mpdr::recipe::TrainConfig> {
@@ -171,6 +184,8 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     use crate::model::ModelKind;
     let mut cfg = match &args.config {
         Some(p) => read_train_config(p)?,
+        None if args.quick => crate::mpdr::recipe::TrainConfig::from_toml(QUICK_RECIPE)
+            .map_err(|e| anyhow::anyhow!("the built-in quick recipe: {e}"))?,
         None => Default::default(),
     };
     if let Some(s) = args.seed {
@@ -201,7 +216,8 @@ pub fn train(args: &TrainArgs) -> Result<crate::model::Bundle> {
     }
     let cfg = cfg.for_kind(args.model);
     // Validated once, with the command line's overrides applied.
-    let source = args.config.as_ref().map_or("the default recipe".to_string(), |p| p.display().to_string());
+    let default = if args.quick { "the quick recipe" } else { "the default recipe" };
+    let source = args.config.as_ref().map_or(default.to_string(), |p| p.display().to_string());
     let config = crate::config::Valid::new(cfg).map_err(|p| anyhow::anyhow!("{source}: {p}"))?;
     let opts = crate::offline::TrainOptions {
         data: args.data.clone(),

@@ -39,7 +39,7 @@ pub const SHARED_USER: &str = "shared-token";
 impl UserConfig {
     pub fn resolve_paths(&mut self, base: &Path) {
         if let Some(f) = &mut self.token_file {
-            crate::files::absolute(f, base);
+            crate::files::absolute_secret(f, base);
         }
     }
 }

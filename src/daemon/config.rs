@@ -159,7 +159,7 @@ impl MonitorConfig {
             crate::files::absolute(d, base);
         }
         if let Some(f) = &mut self.server.token_file {
-            crate::files::absolute(f, base);
+            crate::files::absolute_secret(f, base);
         }
         for u in &mut self.server.user {
             u.resolve_paths(base);
@@ -215,9 +215,6 @@ impl MonitorConfig {
             if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
                 p.push(format!("pipeline.{k}"), format!("must be > 0 and at most 3600 s, got {v}"));
             }
-        }
-        if self.streams.is_empty() {
-            p.push("stream", "no [[stream]] configured: nothing to monitor");
         }
         let mut names = BTreeSet::new();
         for (i, s) in self.streams.iter().enumerate() {
@@ -306,10 +303,33 @@ impl MonitorConfig {
         if let Ok(Some(addr)) = self.server.address() {
             crate::config::warn_if_public(&mut w, "server.listen", addr);
         }
+        if self.streams.is_empty() {
+            // The installed config: the daemon runs (console, /metrics) and /readyz says why it
+            // is not ready, until a stream is added.
+            w.push("stream", "no [[stream]] configured: the daemon starts and monitors nothing (/readyz: not ready)");
+        }
         for (i, s) in self.streams.iter().enumerate() {
             s.source.spec().warnings(&format!("stream[{i}].source"), &mut w);
             // A profile bundle decides on windows of its own length (it was trained on them).
-            let features = crate::model::Bundle::read_manifest(&s.model).ok().and_then(|m| m.features);
+            let manifest = crate::model::Bundle::read_manifest(&s.model).ok();
+            let features = manifest.as_ref().and_then(|m| m.features.clone());
+            // The bundle's threshold means its false-alarm budget for windows of its length.
+            let calibrated = manifest.as_ref().and_then(|m| m.threshold.as_ref()).and_then(|t| t.window_s());
+            if let (crate::detect::ThresholdSetting::Model, Some(cal), None) =
+                (s.detect.threshold, calibrated, features.as_ref().and_then(|f| f.profile_window_s()))
+            {
+                if (cal - s.detect.window_s).abs() > 1e-9 {
+                    w.push(
+                        format!("stream[{i}].detect.window_s"),
+                        format!(
+                            "{} s, but {}'s threshold was calibrated for {cal} s windows: its false-alarm budget does not hold (set window_s = {cal}, or run `mpdr calibrate --window-s {}`)",
+                            s.detect.window_s,
+                            s.model.display(),
+                            s.detect.window_s
+                        ),
+                    );
+                }
+            }
             if let Some(model_s) = features.as_ref().and_then(|f| f.profile_window_s()) {
                 if (model_s - s.detect.window_s).abs() > 0.5 {
                     w.push(

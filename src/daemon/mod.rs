@@ -215,16 +215,9 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                 .unwrap_or_else(|| threshold_of(s.detect.threshold, &manifests[stream_model[i]]))
         })
         .collect();
-    for (i, s) in cfg.streams.iter().enumerate() {
-        let m = &manifests[stream_model[i]];
-        metrics.streams[i].threshold.set(thresholds[i]);
-        // The bundle's threshold means its false-alarm budget for windows of its length.
-        let calibrated = m.threshold.as_ref().and_then(|t| t.window_s());
-        if let (ThresholdSetting::Model, Some(w)) = (s.detect.threshold, calibrated) {
-            if (w - s.detect.window_s).abs() > 1e-9 {
-                tracing::warn!(stream = %s.name, detect_window_s = s.detect.window_s, calibrated_window_s = w, "the model's threshold was calibrated for another window length: its false-alarm budget does not hold (run `mpdr calibrate --window-s` or set detect.window_s)");
-            }
-        }
+    // (A window other than the threshold's calibration window is one of the config's warnings.)
+    for (i, t) in thresholds.iter().enumerate() {
+        metrics.streams[i].threshold.set(*t);
     }
 
     let http_stop = Arc::new(AtomicBool::new(false));

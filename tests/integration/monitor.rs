@@ -456,7 +456,7 @@ fn the_systemd_unit_verifies_with_the_built_binary() {
     let unit =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/mpdr-monitor.service")).unwrap();
     for needed in
-        ["Type=notify", "WatchdogSec=", "ExecStartPre=/usr/local/bin/mpdr validate", "ExecReload=/bin/kill -HUP"]
+        ["Type=notify", "WatchdogSec=", "ExecStartPre=@PREFIX@/bin/mpdr validate", "ExecReload=/bin/kill -HUP"]
     {
         assert!(unit.contains(needed), "{needed}");
     }
@@ -464,7 +464,7 @@ fn the_systemd_unit_verifies_with_the_built_binary() {
     let path = d.path().join("mpdr-monitor.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/mpdr", env!("CARGO_BIN_EXE_mpdr")).replace("@PREFIX@", "/opt/mpdr"),
+        unit.replace("@PREFIX@/bin/mpdr", env!("CARGO_BIN_EXE_mpdr")).replace("@PREFIX@", "/opt/mpdr"),
     )
     .unwrap();
     let o = Command::new("systemd-analyze").arg("verify").arg(&path).output().unwrap();

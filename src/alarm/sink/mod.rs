@@ -224,6 +224,7 @@ pub fn read_secret(env: Option<&str>, file: Option<&Path>) -> Result<Option<Vec<
         };
     }
     if let Some(path) = file {
+        let path = &crate::files::secret_path(path)?;
         // A regular file of reasonable size: `/dev/zero` must not be read until memory runs out.
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: cannot read the secret: {e}", path.display()))?;
         if !meta.is_file() || meta.len() > 65_536 {

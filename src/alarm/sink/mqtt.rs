@@ -23,7 +23,6 @@ use super::{check_secret, check_secret_keys, check_timeout, five, read_secret, B
 use crate::alarm::{AlarmEvent, EventKind, RetryPolicy, Sink, SinkError};
 use crate::config::identity::Identity;
 use crate::config::Problems;
-use crate::files::absolute;
 
 /// `[[sink]] type = "mqtt"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,6 +121,8 @@ impl SinkSpec for MqttConfig {
     fn validate(&self, key: &str, p: &mut Problems) {
         if self.host.trim().is_empty() {
             p.push(format!("{key}.host"), "must not be empty");
+        } else if let Some(why) = host_mistake(&self.host) {
+            p.push(format!("{key}.host"), why);
         }
         const EVENT: &[&str] = &["{prefix}", "{box}", "{stream}", "{kind}"];
         if let Err(e) = check_prefix(&self.prefix) {
@@ -181,15 +182,15 @@ impl SinkSpec for MqttConfig {
     fn check(&self, key: &str, p: &mut Problems, _ports: bool) {
         check_secret(key, "password", &self.password_env, &self.password_file, p);
         if let Some(ca) = &self.ca_file {
-            if let Err(e) = crate::files::read_regular(ca) {
-                p.push(format!("{key}.ca_file"), format!("{}: {e}", ca.display()));
+            if let Err(e) = read_ca(ca) {
+                p.push(format!("{key}.ca_file"), e);
             }
         }
     }
 
     fn resolve_paths(&mut self, base: &Path) {
         for f in [&mut self.password_file, &mut self.ca_file].into_iter().flatten() {
-            absolute(f, base);
+            crate::files::absolute_secret(f, base);
         }
     }
 
@@ -197,7 +198,7 @@ impl SinkSpec for MqttConfig {
         let password = read_secret(self.password_env.as_deref(), self.password_file.as_deref())?
             .map(|p| String::from_utf8_lossy(&p).to_string());
         let ca = match &self.ca_file {
-            Some(f) => Some(crate::files::read_regular(f).map_err(|e| format!("{}: {e}", f.display()))?),
+            Some(f) => Some(read_ca(f)?),
             None => None,
         };
         let sink = MqttSink::connect(self.clone(), password, ca, ctx.metrics.clone())?;
@@ -258,6 +259,39 @@ fn unknown_placeholder(template: &str, known: &[&str]) -> Option<String> {
             return Some(ph.to_string());
         }
         rest = &rest[i + j + 1..];
+    }
+    None
+}
+
+/// The broker's CA certificate: a file, or a `credential:NAME`.
+fn read_ca(f: &Path) -> Result<Vec<u8>, String> {
+    let path = crate::files::secret_path(f)?;
+    crate::files::read_regular(&path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A broker `host` that cannot be one: a URL, or a host with its port (it would be looked up
+/// as a name and reconnect forever). An IPv6 literal is a host.
+fn host_mistake(host: &str) -> Option<String> {
+    if let Some((scheme, rest)) = host.split_once("://") {
+        return Some(format!(
+            "\"{host}\" is a URL: give the host alone (\"{}\") and tls = {} / port",
+            rest.split(['/', ':']).next().unwrap_or(rest),
+            matches!(scheme, "mqtts" | "ssl" | "tls")
+        ));
+    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        return None;
+    }
+    if let Ok(sa) = host.parse::<std::net::SocketAddr>() {
+        return Some(format!("\"{host}\" holds a port: give host = \"{}\" and port = {}", sa.ip(), sa.port()));
+    }
+    if let Some((h, port)) = host.rsplit_once(':') {
+        if !h.contains(':') && port.parse::<u16>().is_ok() {
+            return Some(format!("\"{host}\" holds a port: give host = \"{h}\" and port = {port}"));
+        }
+    }
+    if host.chars().any(|c| c.is_whitespace() || c == '/') {
+        return Some(format!("\"{host}\" is not a host name or address"));
     }
     None
 }
@@ -575,6 +609,18 @@ impl Drop for MqttSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_holding_a_port_or_a_url_is_named() {
+        assert!(host_mistake("127.0.0.1:1883").unwrap().contains("host = \"127.0.0.1\" and port = 1883"));
+        assert!(host_mistake("broker.plant:8883").unwrap().contains("port = 8883"));
+        assert!(host_mistake("[::1]:1883").unwrap().contains("port = 1883"));
+        assert!(host_mistake("mqtt://broker:1883").unwrap().contains("URL"));
+        assert!(host_mistake("mqtts://broker").unwrap().contains("tls = true"));
+        for fine in ["127.0.0.1", "::1", "fe80::1", "broker.plant", "localhost"] {
+            assert_eq!(host_mistake(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn a_mistyped_topic_placeholder_is_named() {

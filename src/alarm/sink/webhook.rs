@@ -14,7 +14,6 @@ use super::{check_secret, check_secret_keys, check_timeout, five, read_secret, B
 use crate::alarm::hmac::webhook_signature;
 use crate::alarm::{AlarmEvent, RetryPolicy, Sink, SinkError};
 use crate::config::Problems;
-use crate::files::absolute;
 
 /// `[[sink]] type = "webhook"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -58,7 +57,7 @@ impl SinkSpec for WebhookConfig {
 
     fn resolve_paths(&mut self, base: &Path) {
         if let Some(f) = &mut self.hmac_secret_file {
-            absolute(f, base);
+            crate::files::absolute_secret(f, base);
         }
     }
 

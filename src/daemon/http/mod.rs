@@ -294,6 +294,11 @@ pub fn respond(req: &Request, ctx: &Ctx) -> Response {
                 .collect();
             if !m.ready.load(Ordering::Relaxed) {
                 Response::text(503, "starting\n")
+            } else if m.streams.is_empty() {
+                Response::text(
+                    503,
+                    "no [[stream]] configured: nothing is monitored (add one to the config, then reload)\n",
+                )
             } else if !blind.is_empty() {
                 Response::text(503, &format!("scoring fails for stream(s): {}\n", blind.join(", ")))
             } else if m.outbox_failing.load(Ordering::Relaxed) {

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# `make deb`: a Debian package over the `make install` layout (dpkg-deb, no debhelper):
+#   /opt/mpdr/{bin,lib,models,share}  the binary, the libtorch it loads (its ldd closure), the
+#                                     demo models, docs and example configs
+#   /usr/bin/mpdr                     a link to /opt/mpdr/bin/mpdr
+#   /lib/systemd/system/              mpdr-monitor.service and the template mpdr-monitor@.service
+#   /etc/mpdr/monitor.toml            a conffile (dpkg keeps your edits on upgrade)
+#   postinst                          the system user mpdr (group audio), /var/lib/mpdr/{models,}
+# The service is not enabled: the installed config monitors nothing until a stream is added.
+#
+# `make deb-test`: the package installed into a fresh Debian root made with debootstrap
+# (cached in target/deb/base), then — inside that root — `mpdr validate` of the installed
+# config, `validate --as-service`, and `mpdr monitor` on a file stream to its end, as the
+# service user, with a file sink. Needs root (chroot, mount) and debootstrap; opt-in.
+#   MPDR_BINARY (default target/release/mpdr), MPDR_DEB_ARCH (default: dpkg's architecture)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+mode=${1:-build}
+bin=${MPDR_BINARY:-${CARGO_TARGET_DIR:-target}/release/mpdr}
+arch=${MPDR_DEB_ARCH:-$(dpkg --print-architecture)}
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+work=target/deb
+pkg=$work/mpdr_${version}_$arch.deb
+
+build() {
+    local t0=$SECONDS stage=$work/stage
+    rm -rf "$stage" && mkdir -p "$stage/DEBIAN"
+    PREFIX=/opt/mpdr DESTDIR="$stage" MPDR_BINARY="$bin" MPDR_ETC="$stage/etc/mpdr" \
+        MPDR_BIN_LINK="$stage/usr/bin" MPDR_SYSTEMD="$stage/lib/systemd/system" \
+        MPDR_INSTALL_LINK=1 MPDR_PACKAGE=1 scripts/install.sh >/dev/null
+    local kib
+    kib=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+    cat > "$stage/DEBIAN/control" <<CONTROL
+Package: mpdr
+Version: $version
+Architecture: $arch
+Maintainer: mpdr developers <mpdr@localhost>
+Installed-Size: $kib
+Depends: libc6 (>= 2.28), libstdc++6, libgcc-s1, libasound2, passwd
+Section: sound
+Priority: optional
+Homepage: https://github.com/mpdr/mpdr
+Description: acoustic anomaly monitor for industrial machines (MPDR)
+ mpdr listens to machines through microphones and raises alarms (log, webhook,
+ MQTT, Modbus TCP, exec) when one starts to sound wrong. Ships the daemon, the
+ libtorch it scores with, demo models and a hardened systemd unit.
+CONTROL
+    echo /etc/mpdr/monitor.toml > "$stage/DEBIAN/conffiles"
+    cat > "$stage/DEBIAN/postinst" <<'POSTINST'
+#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    if ! getent group mpdr >/dev/null; then groupadd --system mpdr; fi
+    if ! getent passwd mpdr >/dev/null; then
+        useradd --system --gid mpdr --groups audio --home-dir /var/lib/mpdr --no-create-home \
+            --shell /usr/sbin/nologin --comment "mpdr monitor" mpdr
+    fi
+    getent group audio >/dev/null && usermod -a -G audio mpdr
+    install -d -o mpdr -g mpdr -m 0750 /var/lib/mpdr /var/lib/mpdr/models
+    install -d -m 0750 /etc/mpdr/credentials
+    if [ -d /run/systemd/system ]; then systemctl daemon-reload || true; fi
+    echo "mpdr: edit /etc/mpdr/monitor.toml (a [[stream]] per microphone), check it with"
+    echo "      sudo mpdr validate --as-service --config /etc/mpdr/monitor.toml, then"
+    echo "      sudo systemctl enable --now mpdr-monitor"
+fi
+exit 0
+POSTINST
+    cat > "$stage/DEBIAN/prerm" <<'PRERM'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
+    systemctl stop mpdr-monitor.service 'mpdr-monitor@*.service' >/dev/null 2>&1 || true
+fi
+exit 0
+PRERM
+    chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm"
+    dpkg-deb --root-owner-group -Zgzip -z6 --build "$stage" "$pkg" >/dev/null
+    rm -rf "$stage"
+    echo "deb: $pkg ($(du -h "$pkg" | cut -f1), $((kib / 1024)) MiB installed) in $((SECONDS - t0)) s"
+}
+
+base=$work/base
+new_root=$work/root
+cleanup() {
+    for m in proc dev; do mountpoint -q "$new_root/$m" 2>/dev/null && umount -l "$new_root/$m"; done
+    return 0
+}
+
+test_install() {
+    [ "$(id -u)" -eq 0 ] || { echo "deb-test: needs root (debootstrap, chroot)" >&2; exit 1; }
+    command -v debootstrap >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq debootstrap >/dev/null; }
+    local t0=$SECONDS suite
+    suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    if [ ! -f "$base/.complete" ]; then
+        rm -rf "$base"
+        debootstrap --variant=minbase --include=libasound2 "$suite" "$base" "${MPDR_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 \
+            || { echo "deb-test: debootstrap failed, see $work/debootstrap.log" >&2; exit 1; }
+        touch "$base/.complete"
+        echo "deb-test: Debian $suite root made in $((SECONDS - t0)) s"
+    fi
+    trap cleanup EXIT
+    cleanup
+    rm -rf "$new_root" && cp -a "$base" "$new_root"
+    mount -t proc proc "$new_root/proc"
+    mount --bind /dev "$new_root/dev"
+    cp "$pkg" "$new_root/tmp/mpdr.deb"
+    in_root() { chroot "$new_root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin OMP_WAIT_POLICY=PASSIVE "$@"; }
+    in_root dpkg -i /tmp/mpdr.deb
+    in_root test -x /opt/mpdr/bin/mpdr
+    in_root id mpdr
+    in_root mpdr --version
+    echo "deb-test: validate the installed /etc/mpdr/monitor.toml"
+    in_root mpdr validate --config /etc/mpdr/monitor.toml
+    in_root mpdr validate --as-service --config /etc/mpdr/monitor.toml
+    # A file stream run to its end as the service user, with the shipped pump model.
+    in_root install -d -o mpdr -g mpdr /var/lib/mpdr/site
+    in_root runuser -u mpdr -- mpdr synth --machine pump --instance 1000 --seed 7 --seconds 60 \
+        --fault bearing --fault-at 30 --ramp 5 --out /var/lib/mpdr/site/pump.wav
+    cat > "$new_root/etc/mpdr/site.toml" <<TOML
+[state]
+dir = "/var/lib/mpdr/site/state"
+
+[[stream]]
+name = "pump-1"
+model = "/opt/mpdr/models/pump"
+source = { type = "file", path = "/var/lib/mpdr/site/pump.wav", realtime = false }
+detect = { threshold = "model", on_delay_s = 3.0, off_delay_s = 5.0 }
+
+[[sink]]
+type = "file"
+path = "/var/lib/mpdr/site/events.jsonl"
+TOML
+    in_root mpdr validate --as-service --config /etc/mpdr/site.toml
+    in_root runuser -u mpdr -- mpdr monitor --config /etc/mpdr/site.toml --exit-when-done
+    local kinds
+    kinds=$(python3 -c 'import json,sys; print(",".join(sorted({json.loads(l)["kind"] for l in open(sys.argv[1])})))' "$new_root/var/lib/mpdr/site/events.jsonl")
+    echo "deb-test: event kinds in the new root: $kinds"
+    case ",$kinds," in *,raised,*) ;; *) echo "deb-test: no alarm raised on the faulty pump" >&2; exit 1;; esac
+    in_root dpkg -r mpdr >/dev/null
+    in_root test ! -e /opt/mpdr/bin/mpdr
+    echo "deb-test: passed in $((SECONDS - t0)) s (install, validate, file stream, remove)"
+}
+
+case "$mode" in
+    build) build ;;
+    test) build && test_install ;;
+    *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
