@@ -9,6 +9,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=MPDR_LINK_CUDA");
     println!("cargo:rerun-if-changed=build.rs");
+    alsa_quiet();
     let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
         return;
     };
@@ -29,5 +30,19 @@ fn main() {
     };
     if link_cuda {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-L{},-ltorch_cuda,--as-needed", lib.display());
+    }
+}
+
+/// libasound's stderr messages silenced by a constructor in `src/audio/alsa_quiet.c`: the object
+/// is given to the linker directly (not in an archive), so it is always linked and runs.
+fn alsa_quiet() {
+    println!("cargo:rerun-if-changed=src/audio/alsa_quiet.c");
+    println!("cargo:rerun-if-env-changed=MPDR_NO_ALSA_QUIET");
+    if std::env::var_os("MPDR_NO_ALSA_QUIET").is_some() {
+        return;
+    }
+    let objects = cc::Build::new().file("src/audio/alsa_quiet.c").warnings(true).compile_intermediates();
+    for o in objects {
+        println!("cargo:rustc-link-arg={}", o.display());
     }
 }

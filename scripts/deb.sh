@@ -84,6 +84,7 @@ base=$work/base
 new_root=$work/root
 cleanup() {
     for m in proc dev; do mountpoint -q "$new_root/$m" 2>/dev/null && umount -l "$new_root/$m"; done
+    mountpoint -q "$new_root" 2>/dev/null && umount -l "$new_root"
     return 0
 }
 
@@ -102,6 +103,8 @@ test_install() {
     trap cleanup EXIT
     cleanup
     rm -rf "$new_root" && cp -a "$base" "$new_root"
+    # A root that is a mount point, as on a real box (validate --as-service makes its mounts private).
+    mount --bind "$new_root" "$new_root"
     mount -t proc proc "$new_root/proc"
     mount --bind /dev "$new_root/dev"
     cp "$pkg" "$new_root/tmp/mpdr.deb"

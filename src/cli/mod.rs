@@ -281,6 +281,9 @@ pub fn eval(args: &EvalArgs) -> Result<Vec<crate::eval::report::Report>> {
             r.ids.len(),
             out.display()
         );
+        if let Some(m) = crate::eval::report::threshold_meaning(&r) {
+            println!("{}: {m}", r.machine);
+        }
         reports.push(r);
     }
     if !single {

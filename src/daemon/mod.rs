@@ -226,7 +226,11 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
         Some(addr) => {
             let ctx = http::Ctx { metrics: metrics.clone(), console: Some(console.clone()) };
             let h = http::HttpServer::start(addr, ctx, http_stop.clone())?;
-            tracing::info!(address = %h.addr, "serving /metrics, /healthz, /readyz");
+            // The URL a person opens (an unspecified address: this box's loopback works).
+            let host = if h.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { h.addr.ip().to_string() };
+            let host = if h.addr.is_ipv6() && !h.addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+            let console = format!("http://{host}:{}/", h.addr.port());
+            tracing::info!(address = %h.addr, console = %console, "serving the console at {console} and /metrics, /healthz, /readyz");
             Some(h)
         }
     };

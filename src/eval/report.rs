@@ -122,6 +122,21 @@ fn plots(report: &Report, scores: &[(DcaseFile, f64)], out: &Path) -> Result<()>
     Ok(())
 }
 
+/// What the bundle's calibrated threshold means on these test files, in words a plant engineer
+/// acts on: of 10 faults like these, how many would alarm, and how many normal files would.
+pub fn threshold_meaning(r: &Report) -> Option<String> {
+    let t = r.threshold?;
+    let (view, fa, d) = match (r.window_s, r.window_false_alarm_rate, r.window_detection_rate) {
+        (Some(w), Some(fa), Some(d)) => (format!("a {w} s window"), fa, d),
+        _ => ("the file score".to_string(), r.false_alarm_rate?, r.detection_rate?),
+    };
+    Some(format!(
+        "at its calibrated threshold ({t:.4}, {view} above it alarms) about {:.0} in 10 of these anomalous test files would alarm, and {:.1}% of the normal ones; `mpdr backtest` on a recording gives false alarms per day and detection delay",
+        d * 10.0,
+        fa * 100.0
+    ))
+}
+
 fn markdown(r: &Report) -> String {
     let mut s = format!(
         "# {} — {}\n\nPlots: `roc_<id>.png` (ROC curve), `hist_<id>.png` (file-score histograms with the threshold).\n\n| id | AUC | pAUC (0.1, McClish) | normal | anomaly |\n|---|---|---|---|---|\n",
@@ -141,6 +156,9 @@ fn markdown(r: &Report) -> String {
             );
         }
         _ => s.push_str("No calibrated threshold in this bundle.\n"),
+    }
+    if let Some(m) = threshold_meaning(r) {
+        let _ = writeln!(s, "\nIn short: {m}.");
     }
     if let (Some(w), Some(fa), Some(d)) = (r.window_s, r.window_false_alarm_rate, r.window_detection_rate) {
         let _ = writeln!(

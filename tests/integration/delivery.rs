@@ -20,7 +20,7 @@ pub fn free_port() -> u16 {
 }
 
 /// 70 s: normal, anomalous 20–40 s, normal -> events stream-up, raised, cleared.
-fn anomaly_wav(dir: &Path) -> PathBuf {
+pub fn anomaly_wav(dir: &Path) -> PathBuf {
     let w = dir.join("replay.wav");
     wav::write_pcm16(&w, RATE, 1, &machine(70.0, 99, |t| (20.0..40.0).contains(&t))).unwrap();
     w
@@ -29,15 +29,15 @@ fn anomaly_wav(dir: &Path) -> PathBuf {
 const DETECT: &str = "{ window_s = 2.0, hop_s = 0.5, threshold = \"model\", on_delay_s = 3.0, off_delay_s = 4.0 }";
 
 #[derive(Clone, Debug)]
-struct Hit {
-    status: u16,
-    id: String,
-    signature: String,
-    body: String,
+pub struct Hit {
+    pub status: u16,
+    pub id: String,
+    pub signature: String,
+    pub body: String,
 }
 
 /// A real HTTP receiver: answers 500 to the first `fail_first` requests, then 200.
-fn receiver(listener: TcpListener, fail_first: usize) -> Arc<Mutex<Vec<Hit>>> {
+pub fn receiver(listener: TcpListener, fail_first: usize) -> Arc<Mutex<Vec<Hit>>> {
     let hits = Arc::new(Mutex::new(Vec::new()));
     let h = hits.clone();
     let server = tiny_http::Server::from_listener(listener, None).unwrap();
@@ -64,7 +64,7 @@ fn receiver(listener: TcpListener, fail_first: usize) -> Arc<Mutex<Vec<Hit>>> {
     hits
 }
 
-fn delivered_ids(hits: &Mutex<Vec<Hit>>) -> BTreeSet<String> {
+pub fn delivered_ids(hits: &Mutex<Vec<Hit>>) -> BTreeSet<String> {
     hits.lock().unwrap().iter().filter(|h| h.status == 200).map(|h| h.id.clone()).collect()
 }
 

@@ -29,6 +29,20 @@ fn the_installed_binary_runs_with_the_units_environment_on_the_installed_config(
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let unit = std::fs::read_to_string(d.path().join("systemd/mpdr-monitor.service")).unwrap();
     assert!(!unit.contains("@PREFIX@"), "{unit}");
+    // The template: two daemons on one box, each with its config and its state.
+    let template = std::fs::read_to_string(d.path().join("systemd/mpdr-monitor@.service")).unwrap();
+    for want in ["--config /etc/mpdr/%i.toml", "StateDirectory=mpdr/%i", "WorkingDirectory=/var/lib/mpdr/%i"] {
+        assert!(template.contains(want), "{want}: {template}");
+    }
+    assert!(!template.contains("/etc/mpdr/monitor.toml") && !template.contains("@PREFIX@"), "{template}");
+    if Command::new("systemd-analyze").arg("--version").output().is_ok() {
+        let t = d.path().join("mpdr-monitor@line1.service");
+        std::fs::write(&t, template.replace(&format!("{}/bin/mpdr", prefix.display()), env!("CARGO_BIN_EXE_mpdr")))
+            .unwrap();
+        let o = Command::new("systemd-analyze").arg("verify").arg(&t).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && !err.contains("mpdr-monitor@line1.service:"), "{err}");
+    }
 
     // libtorch comes from the prefix, not from the build tree.
     let bin = prefix.join("bin/mpdr");

@@ -11,6 +11,7 @@ mod console;
 mod delivery;
 mod demo;
 mod dev_data;
+mod edge;
 mod fleet;
 mod fuzz_regressions;
 mod golden;

@@ -101,7 +101,7 @@ impl Monitor {
         });
         let mut m = Monitor { child, lines, addr: String::new() };
         m.addr = m
-            .wait_line(|l| l.contains("serving /metrics"), 60)
+            .wait_line(|l| l.contains("serving the console"), 60)
             .and_then(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
             .and_then(|v| v["fields"]["address"].as_str().map(String::from))
             .unwrap_or_else(|| panic!("no HTTP address logged: {:?}", m.log()));

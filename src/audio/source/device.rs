@@ -159,7 +159,12 @@ impl DeviceSource {
     }
 
     fn error(&self, message: impl Into<String>) -> SourceError {
-        SourceError::Device { device: self.cfg.device.clone(), message: message.into() }
+        let mut message = message.into();
+        // libasound's own messages are silenced (build.rs, alsa_quiet.c): say the likely cause.
+        if !std::path::Path::new("/dev/snd").exists() {
+            message.push_str(" (no sound card: /dev/snd does not exist; `mpdr devices` says more)");
+        }
+        SourceError::Device { device: self.cfg.device.clone(), message }
     }
 
     fn find(&self) -> Result<cpal::Device, SourceError> {
