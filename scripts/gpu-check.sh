@@ -7,7 +7,7 @@
 #
 # CPU half: the release build, `mpdr doctor`, scoring throughput (`mpdr doctor --bench`: the
 # shipped default bundle and the 640-D frame-level AE, vectors/s and real-time 16 kHz streams)
-# and one timed training run (`mpdr train --model ae --quick` on a generated set).
+# and one timed training run (`mpdr train --model ae --epochs 30` on 20 generated 10-s clips).
 # GPU half: the CUDA build (`make CUDA=1 build`; its libtorch from MPDR_GPU_LIBTORCH, an installed
 # CUDA PyTorch, or PyPI's wheels), `mpdr doctor` must see the GPU, the same bench and training on
 # `cuda`, and nvidia-smi must list the process while it scores (the GPU is really used).
@@ -32,10 +32,10 @@ fi
 train_once() {   # $1 = binary, $2 = device, $3 = label
     local t0 t1
     t0=$(date +%s.%N)
-    if "$1" train --data "$out/data/pump" --model ae --quick --device "$2" --seed 1 --no-cache \
+    if "$1" train --data "$out/data/pump" --model ae --epochs 30 --device "$2" --seed 1 --no-cache \
         --out "$out/bundle-$3" > "$out/train-$3.log" 2>&1; then
         t1=$(date +%s.%N)
-        say "train ($3, ae --quick, 6 clips x 10 s): $(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s"
+        say "train ($3, ae, 30 epochs, 20 clips x 10 s): $(awk "BEGIN {printf \"%.1f\", $t1 - $t0}") s"
     else
         say "train ($3): FAILED, see $out/train-$3.log"; fail=1
     fi
@@ -45,7 +45,7 @@ train_once() {   # $1 = binary, $2 = device, $3 = label
 make -s build >"$out/build-cpu.log" 2>&1 || { say "CPU build FAILED (see $out/build-cpu.log)"; exit 1; }
 cpu_bin=target/release/mpdr
 "$cpu_bin" doctor | tee "$out/doctor-cpu.txt"
-"$cpu_bin" synth dataset --out "$out/data" --machine pump --ids 1 --train 6 --test 2 --seed 4 >/dev/null
+"$cpu_bin" synth dataset --out "$out/data" --machine pump --ids 1 --train 20 --test 2 --seed 4 >/dev/null
 "$cpu_bin" doctor --bench --device cpu --seconds 10 | tee "$out/bench-cpu.txt" | grep -E '^bench' | tee -a "$summary"
 train_once "$cpu_bin" cpu cpu
 

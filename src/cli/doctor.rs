@@ -105,7 +105,7 @@ pub fn report() -> Vec<String> {
                 "libtorch: {} (version {}, {})",
                 root.display(),
                 read("build-version").unwrap_or_else(|| "unknown".into()),
-                read("build-flavour").map_or("installed outside make setup".into(), |f| format!("{f} install"))
+                flavour(root).map_or("installed outside make setup".into(), |f| format!("{f} install"))
             ));
         }
         None => out.push("libtorch: not found in this process's mappings".into()),
@@ -143,6 +143,16 @@ pub fn report() -> Vec<String> {
         Err(e) => out.push(format!("sound inputs: none ({e})")),
     }
     out
+}
+
+/// `cpu` or `cuda` for a libtorch `make setup` installed (its `build-flavour`, or the stamp
+/// beside it of an install made before that file existed).
+fn flavour(root: &Path) -> Option<String> {
+    if let Ok(f) = std::fs::read_to_string(root.join("build-flavour")) {
+        return Some(f.trim().to_string());
+    }
+    let stamps = root.parent()?;
+    ["cuda", "cpu"].into_iter().find(|f| stamps.join(format!(".installed-2.13.0-{f}")).exists()).map(String::from)
 }
 
 fn cuda_version(v: i64) -> String {

@@ -52,6 +52,15 @@ impl ModelKind {
     pub fn needs_profiles(self) -> bool {
         self.is_density() || self == ModelKind::MpdrGaussian
     }
+    /// The kind a bundle of this kind is when its MPDR stage shipped the pre-trained energy:
+    /// what it then scores with (MPDR-R: the AE; MPDR-IDNN: the IDNN).
+    pub fn pretrained(self) -> Option<ModelKind> {
+        match self {
+            ModelKind::MpdrR => Some(ModelKind::Ae),
+            ModelKind::MpdrIdnn => Some(ModelKind::Idnn),
+            _ => None,
+        }
+    }
     /// Starts MPDR from an energy of its own making, not a pre-trained network.
     pub fn skips_pretrain(self) -> bool {
         matches!(self, ModelKind::MpdrS | ModelKind::MpdrGaussian)

@@ -206,13 +206,21 @@ fn a_broken_mpdr_stage_is_not_shipped() {
     };
     // An absurd learning rate (2,000x the default) wrecks the energy within two epochs.
     let broken = run(Selection::Last, 0.02);
-    let guarded = run(Selection::Guard, 0.02);
+    let mut guarded = run(Selection::Guard, 0.02);
     let sh = broken.manifest.provenance.shipped.clone().unwrap();
     assert_eq!((sh.rule.as_str(), sh.shipped.as_str(), sh.epoch), ("last", "mpdr", 2));
     assert!(sh.score_last < sh.score_pretrained, "the broken stage scores below its start: {sh:?}");
     let g = guarded.manifest.provenance.shipped.clone().unwrap();
     assert_eq!((g.rule.as_str(), g.shipped.as_str(), g.epoch), ("guard", "pretrained", 0), "{g:?}");
     assert!(g.reason.contains("pre-trained"), "{}", g.reason);
+    // Labelled by what it scores with, without the manifold AEs it does not use (issue 26).
+    assert_eq!(guarded.manifest.kind, ModelKind::Ae);
+    assert!(guarded.manifest.manifold.is_empty() && guarded.manifold.is_empty() && guarded.manifold_vs.is_empty());
+    assert_eq!((broken.manifest.kind, broken.manifold.len()), (ModelKind::MpdrR, 1), "MPDR shipped: kept whole");
+    let saved = tempfile::tempdir().unwrap();
+    guarded.save(saved.path()).unwrap();
+    let loaded = mpdr::model::Bundle::load(saved.path(), Device::Cpu).unwrap();
+    assert_eq!((loaded.manifest.kind, loaded.manifold.len()), (ModelKind::Ae, 0), "it loads as an ae bundle");
     // The shipped weights are the ones scored: recompute the criterion of each bundle's energy
     // on the watch's own pseudo-anomalies (deterministic, independent of libtorch's generator,
     // which the tests running in parallel share).

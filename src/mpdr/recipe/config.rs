@@ -136,6 +136,10 @@ pub struct MpdrSchedule {
     /// Decay of an exponential moving average of the energy's weights during MPDR (0 = off);
     /// the epochs are validated and the stage ends with the averaged weights.
     pub ema: f64,
+    /// When the pre-trained energy is shipped (`select` chose epoch 0), keep the manifold AEs
+    /// and the MPDR kind in the bundle; by default the bundle is what it scores with (an `ae`
+    /// or `idnn` bundle, without the unused manifold AEs).
+    pub keep_manifold: bool,
 }
 
 impl Default for MpdrSchedule {
@@ -152,6 +156,7 @@ impl Default for MpdrSchedule {
             fuse: false,
             pseudo_shift: 2.0,
             ema: 0.0,
+            keep_manifold: false,
         }
     }
 }

@@ -287,7 +287,11 @@ pub fn train_with(
             metrics.insert("mpdr_selected_epoch".into(), shipped.epoch as f64);
             tracing::info!(shipped = %shipped.shipped, epoch = shipped.epoch, reason = %shipped.reason, "MPDR stage: energy shipped");
             let fuse = cfg.mpdr_schedule.fuse && shipped.shipped == "mpdr";
+            let pretrained = shipped.shipped == "pretrained";
             bundle.manifest.provenance.shipped = Some(shipped);
+            if pretrained && !cfg.mpdr_schedule.keep_manifold {
+                as_pretrained(&mut bundle);
+            }
             if let (true, Some(start), Some(h)) = (fuse, w.start_weights(), &heldout) {
                 let f = bundle.fuse_with(|vs| start.restore(vs), h)?;
                 tracing::info!(?f, "score fusion: the pre-trained energy is kept beside the MPDR energy");
@@ -295,6 +299,17 @@ pub fn train_with(
         }
     }
     Ok(finish(bundle, metrics, started))
+}
+
+/// The pre-trained energy was shipped: label the bundle by what it scores with and drop the
+/// manifold AEs it does not use (`provenance.shipped` keeps the MPDR stage's record).
+fn as_pretrained(bundle: &mut Bundle) {
+    let Some(kind) = bundle.manifest.kind.pretrained() else { return };
+    tracing::info!(from = %bundle.manifest.kind, to = %kind, manifold_aes = bundle.manifold.len(), "the pre-trained energy is shipped: the bundle is labelled by it, without the unused manifold AEs (mpdr_schedule.keep_manifold keeps them)");
+    bundle.manifest.kind = kind;
+    bundle.manifest.manifold.clear();
+    bundle.manifold.clear();
+    bundle.manifold_vs.clear();
 }
 
 /// The loop settings of one stage (`max_steps` 0 = no limit).
