@@ -12,6 +12,7 @@
 # Opt-in: not part of `make test` (a cold build takes minutes; times in BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/file-stream.sh
 root=$PWD
 mode=${1:-build}
 target=aarch64-unknown-linux-gnu
@@ -86,37 +87,20 @@ smoke() {
     run eval --bundle "$work/bundle-ae" --data "$work/data/pump" --out "$work/eval-ae" --no-cache
     # The monitor on a file source to the end of the recording, events to a file sink.
     run synth --machine pump --instance 3000 --seed 9 --seconds 60 --fault bearing --fault-at 30 --ramp 5 --out "$work/site.wav"
-    cat > "$work/monitor.toml" <<TOML
-[server]
-listen = ""
-
-[state]
-dir = "state"
-
-[[stream]]
-name = "pump-arm"
-model = "bundle"
-source = { type = "file", path = "site.wav", realtime = false }
-detect = { threshold = "model", on_delay_s = 3.0, off_delay_s = 5.0 }
-
-[[sink]]
-type = "file"
-path = "events.jsonl"
-TOML
+    file_stream_toml state pump-arm bundle site.wav events.jsonl > "$work/monitor.toml"
     run validate --config "$work/monitor.toml"
     run monitor --config "$work/monitor.toml" --exit-when-done
-    kinds() { python3 -c 'import json,sys; print(" ".join(json.loads(l)["kind"] for l in open(sys.argv[1])))' "$1"; }
     local arm x86
-    arm=$(kinds "$work/events.jsonl")
+    arm=$(event_kinds "$work/events.jsonl")
     echo "cross-aarch64-test: events on aarch64: $arm"
-    case " $arm " in *" raised "*) ;; *) echo "cross-aarch64-test: no alarm raised on the faulty pump" >&2; exit 1;; esac
+    require_raised cross-aarch64-test "$arm"
     # The same config, bundle and recording through the x86_64 build: the same events.
     local host=${CARGO_TARGET_DIR:-target}/release/mpdr
     if [ -x "$host" ]; then
         sed -e 's|"state"|"state-x86"|' -e 's|"events.jsonl"|"events-x86.jsonl"|' \
             "$work/monitor.toml" > "$work/monitor-x86.toml"
         "$host" monitor --config "$work/monitor-x86.toml" --exit-when-done 2>/dev/null
-        x86=$(kinds "$work/events-x86.jsonl")
+        x86=$(event_kinds "$work/events-x86.jsonl")
         echo "cross-aarch64-test: events on x86_64:  $x86"
         [ "$arm" = "$x86" ] || { echo "cross-aarch64-test: aarch64 and x86_64 disagree" >&2; exit 1; }
     fi

@@ -15,6 +15,7 @@
 #   MPDR_BINARY (default target/release/mpdr), MPDR_DEB_ARCH (default: dpkg's architecture)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/file-stream.sh
 root=$PWD
 mode=${1:-build}
 bin=${MPDR_BINARY:-${CARGO_TARGET_DIR:-target}/release/mpdr}
@@ -120,26 +121,14 @@ test_install() {
     in_root install -d -o mpdr -g mpdr /var/lib/mpdr/site
     in_root runuser -u mpdr -- mpdr synth --machine pump --instance 1000 --seed 7 --seconds 60 \
         --fault bearing --fault-at 30 --ramp 5 --out /var/lib/mpdr/site/pump.wav
-    cat > "$new_root/etc/mpdr/site.toml" <<TOML
-[state]
-dir = "/var/lib/mpdr/site/state"
-
-[[stream]]
-name = "pump-1"
-model = "/opt/mpdr/models/pump"
-source = { type = "file", path = "/var/lib/mpdr/site/pump.wav", realtime = false }
-detect = { threshold = "model", on_delay_s = 3.0, off_delay_s = 5.0 }
-
-[[sink]]
-type = "file"
-path = "/var/lib/mpdr/site/events.jsonl"
-TOML
+    file_stream_toml /var/lib/mpdr/site/state pump-1 /opt/mpdr/models/pump /var/lib/mpdr/site/pump.wav \
+        /var/lib/mpdr/site/events.jsonl > "$new_root/etc/mpdr/site.toml"
     in_root mpdr validate --as-service --config /etc/mpdr/site.toml
     in_root runuser -u mpdr -- mpdr monitor --config /etc/mpdr/site.toml --exit-when-done
     local kinds
-    kinds=$(python3 -c 'import json,sys; print(",".join(sorted({json.loads(l)["kind"] for l in open(sys.argv[1])})))' "$new_root/var/lib/mpdr/site/events.jsonl")
+    kinds=$(event_kinds "$new_root/var/lib/mpdr/site/events.jsonl")
     echo "deb-test: event kinds in the new root: $kinds"
-    case ",$kinds," in *,raised,*) ;; *) echo "deb-test: no alarm raised on the faulty pump" >&2; exit 1;; esac
+    require_raised deb-test "$kinds"
     in_root dpkg -r mpdr >/dev/null
     in_root test ! -e /opt/mpdr/bin/mpdr
     echo "deb-test: passed in $((SECONDS - t0)) s (install, validate, file stream, remove)"

@@ -85,9 +85,43 @@ done
 echo "setup-libtorch: downloading torch==$TORCH_VERSION ($flavour, $arch) from PyPI into $wheels"
 if [ "$flavour" = cpu ]; then
     "${pip_dl[@]}" --no-deps "torch==$TORCH_VERSION" "nvidia-cuda-runtime==$CUDART_VERSION" "nvidia-cuda-cupti==$CUPTI_VERSION"
-else
-    "${pip_dl[@]}" "torch==$TORCH_VERSION"
+elif ! "${pip_dl[@]}" "torch==$TORCH_VERSION" 2> "$dest/pip.err"; then
+    # An index (a mirror, a proxy) may lack one of torch's exact CUDA pins. The CUDA libraries
+    # keep their soname within a major version, so take each pin, or where it is missing the
+    # newest release of the same major, and say which.
+    echo "setup-libtorch: the index cannot resolve torch's pinned CUDA wheels ($(grep -m1 -o 'No matching distribution.*' "$dest/pip.err" || tail -1 "$dest/pip.err")); taking each pin, or the newest release of its major"
+    "${pip_dl[@]}" --no-deps "torch==$TORCH_VERSION"
+    "$python" - "$wheels" "$arch" > "$dest/cuda-pins" <<'PY'
+import pathlib, sys, zipfile
+from pip._vendor.packaging.requirements import Requirement
+wheels, arch = pathlib.Path(sys.argv[1]), sys.argv[2]
+whl = next(wheels.glob("torch-*.whl"))
+with zipfile.ZipFile(whl) as z:
+    meta = z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+env = {"platform_system": "Linux", "sys_platform": "linux", "platform_machine": arch,
+       "python_version": "3.11", "python_full_version": "3.11.0", "implementation_name": "cpython",
+       "platform_python_implementation": "CPython", "os_name": "posix", "extra": ""}
+for line in meta.splitlines():
+    if not line.startswith("Requires-Dist:"):
+        continue
+    r = Requirement(line.split(":", 1)[1].strip())
+    if not r.name.lower().startswith(("nvidia", "cuda")) or (r.marker and not r.marker.evaluate(env)):
+        continue
+    pins = [s.version for s in r.specifier if s.operator == "=="]
+    if pins:  # extras (cuda-toolkit[cublas,cudart,...]) pull in the libraries themselves
+        print(r.name, pins[0], ",".join(sorted(r.extras)) or "-")
+PY
+    while read -r name pin extras; do
+        deps=(--no-deps) spec=$name
+        [ "$extras" = - ] || { deps=(); spec="$name[$extras]"; }
+        "${pip_dl[@]}" "${deps[@]}" "$spec==$pin" 2>/dev/null && continue
+        major=${pin%%.*}
+        "${pip_dl[@]}" "${deps[@]}" "$spec>=$pin,<$((major + 1))" \
+            || { echo "setup-libtorch: no $name $major.x at or after $pin on this index" >&2; exit 1; }
+        echo "setup-libtorch: $name $pin is not on this index; took $(ls "$wheels" | grep -i "^${name//-/_}-" | head -1)"
+    done < "$dest/cuda-pins"
 fi
+rm -f "$dest/pip.err" "$dest/cuda-pins"
 
 echo "setup-libtorch: unpacking into $dest"
 "$python" - "$wheels" "$dest" "$flavour" <<'PY'

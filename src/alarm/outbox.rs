@@ -197,14 +197,6 @@ impl Outbox {
         tx.commit().map_err(|e| err(&self.path, e))
     }
 
-    /// Rewrite a committed event's payload (the evidence paths, added after the commit).
-    pub fn update_event(&mut self, event: &AlarmEvent) -> Result<()> {
-        self.conn
-            .execute("UPDATE events SET json = ?2 WHERE id = ?1", params![event.id, event.to_json()])
-            .map(|_| ())
-            .map_err(|e| err(&self.path, e))
-    }
-
     /// The oldest pending record of each stream of `sink`: (stream, its next attempt, ms).
     fn heads(&self, sink: &str) -> Result<Vec<(String, u64)>> {
         // SQLite gives the bare column of the row that holds the MIN().

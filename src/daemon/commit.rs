@@ -2,8 +2,10 @@
 //! that cannot be committed is *held* in memory (bounded, counted, in order) and committed
 //! as soon as the outbox takes writes again; while any is held, later events queue behind it
 //! (a stream's order is its `seq`, given at commit) and `/readyz` is not ready. Alarm
-//! evidence is written only *after* its event is committed and only with room to spare: on a
-//! short disk it is the first thing dropped, never an event.
+//! evidence is written only with room to spare (an event's worth kept free) and goes into the
+//! outbox with its event, so no sink delivers a payload without the evidence it later names;
+//! on a short disk it is the first thing dropped, never an event, and an event that cannot be
+//! committed takes its evidence files with it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -103,7 +105,7 @@ impl Committer {
         }
     }
 
-    /// Commit one event with a delivery per interested sink, add its evidence, wake the sinks.
+    /// Commit one event (with its evidence) and a delivery per interested sink, wake the sinks.
     fn commit(&mut self, ev: &mut AlarmEvent, slots: &[SinkSlot], metrics: &Metrics) -> Result<(), String> {
         // A suppressed alarm (shelved, maintenance) is recorded, not delivered.
         let wanted: Vec<&SinkSlot> = slots
@@ -113,18 +115,21 @@ impl Committer {
         let names: Vec<&str> = wanted.iter().map(|s| s.worker.name.as_str()).collect();
         // A busy database (another connection checkpointing) passes in moments: two quick
         // retries before the event is held.
+        // The evidence is written first and committed with the event: a sink never delivers a
+        // payload that names its evidence later (a delivery may start the moment it commits).
+        if let Some(e) = &self.evidence {
+            e.attach(ev);
+        }
         let mut tries = 0;
-        while let Err(e) = self.outbox.commit(ev, &names) {
+        while let Err(err) = self.outbox.commit(ev, &names) {
             tries += 1;
             if tries >= 3 {
-                return Err(e.to_string());
+                if let Some(e) = &self.evidence {
+                    e.remove(ev);
+                }
+                return Err(err.to_string());
             }
             std::thread::sleep(std::time::Duration::from_millis(50 * tries));
-        }
-        if let Some(e) = &self.evidence {
-            if e.attach(ev) && self.outbox.update_event(ev).is_err() {
-                e.remove(ev);
-            }
         }
         metrics.remember_event(ev.to_json());
         for s in wanted {

@@ -330,12 +330,14 @@ impl MonitorConfig {
                     );
                 }
             }
+            // Its window_s only sets the evidence audio's length: shorter than the profile
+            // window, the evidence would leave out part of what was judged (longer is harmless).
             if let Some(model_s) = features.as_ref().and_then(|f| f.profile_window_s()) {
-                if (model_s - s.detect.window_s).abs() > 0.5 {
+                if s.detect.window_s < model_s - 0.05 {
                     w.push(
                         format!("stream[{i}].detect.window_s"),
                         format!(
-                            "{} s, but {} decides on its own {model_s:.2}-s profile windows (what it was trained on); window_s sets only the evidence audio's length",
+                            "{} s, but {} decides on its own {model_s:.2}-s profile windows (what it was trained on) and window_s sets only the evidence audio's length: an alarm's audio would leave out part of what was judged (set window_s ≥ {model_s:.2}, or leave it at its default)",
                             s.detect.window_s,
                             s.model.display()
                         ),

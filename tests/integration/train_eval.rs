@@ -212,7 +212,12 @@ fn mpdr_idnn_trains_and_evaluates_through_the_pipeline() {
     train_ok(&machine, "mpdr-idnn", &bundle, &cfg, &["--no-cache"]);
     let b = mpdr::model::Bundle::load(&bundle, tch::Device::Cpu).unwrap();
     assert!(matches!(b.manifest.energy, mpdr::nn::EnergySpec::Idnn(_)));
-    assert_eq!(b.manifold.len(), 2);
+    // On so small a set the MPDR stage may not beat its pre-trained IDNN on the held-out
+    // pseudo-anomalies; then the bundle is the IDNN, labelled so, without the manifold AEs.
+    let shipped = b.manifest.provenance.shipped.as_ref().expect("the MPDR stage says what it shipped");
+    let (label, manifold) = if shipped.shipped == "mpdr" { ("mpdr-idnn", 2) } else { ("idnn", 0) };
+    eprintln!("mpdr-idnn: shipped {} at epoch {} ({})", shipped.shipped, shipped.epoch, shipped.reason);
+    assert_eq!(b.manifold.len(), manifold);
     let st = &b.manifest.provenance.stages;
     assert_eq!((st["manifold-1_epochs"], st["pretrain_epochs"], st["mpdr_epochs"]), (2, 5, 2));
     assert!(b.manifest.provenance.metrics.contains_key("mpdr_epoch2_manifold_uniform_auc"));
@@ -220,7 +225,7 @@ fn mpdr_idnn_trains_and_evaluates_through_the_pipeline() {
     assert!(o.status.success(), "eval failed: {}", String::from_utf8_lossy(&o.stderr));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["model"], "mpdr-idnn");
+    assert_eq!(json["model"], label);
     eprintln!("mpdr-idnn synthetic mean AUC {}", json["mean_auc"]);
     assert!(json["mean_auc"].as_f64().unwrap() > 0.5, "{json}");
 }
