@@ -21,9 +21,23 @@ install -d "$root/bin" "$root/lib" "$root/models" "$root/share/doc/mpdr" "$root/
 install -m 0755 "$BIN" "$root/bin/mpdr"
 # Every shared library the binary loads from outside the system folders (libtorch, c10, gomp,
 # CUDA when linked): their whole closure, as the loader resolves it now.
+# cuDNN and NVRTC load parts of themselves with dlopen (ldd cannot see them): a library of
+# those families brings its siblings along.
+put() {
+  if [ "${MPDR_INSTALL_LINK:-0}" = 1 ]; then ln -f "$(readlink -f "$1")" "$root/lib/$(basename "$1")" 2>/dev/null || cp -L "$1" "$root/lib/"
+  else cp -L "$1" "$root/lib/"; fi
+}
 ldd "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/' | while read -r so; do
-  if [ "${MPDR_INSTALL_LINK:-0}" = 1 ]; then ln -f "$(readlink -f "$so")" "$root/lib/$(basename "$so")" 2>/dev/null || cp -L "$so" "$root/lib/"
-  else cp -L "$so" "$root/lib/"; fi
+  put "$so"
+  case "$(basename "$so")" in
+    libcudnn.so.*) for s in "$(dirname "$so")"/libcudnn_*.so.*; do [ -e "$s" ] && put "$s"; done ;;
+    libnvrtc.so.*) for s in "$(dirname "$so")"/libnvrtc-builtins*.so*; do [ -e "$s" ] && put "$s"; done ;;
+  esac
+done
+# What `mpdr doctor` reports of the libtorch: the stamps `make setup` wrote beside it.
+torch_lib=$(ldd "$BIN" | awk '/libtorch_cpu.so => \// {print $3}')
+for f in build-version build-flavour build-arch; do
+  [ -n "$torch_lib" ] && [ -f "$(dirname "$torch_lib")/../$f" ] && install -m 0644 "$(dirname "$torch_lib")/../$f" "$root/lib/$f"
 done
 for m in models/*/; do
   install -d "$root/models/$(basename "$m")"

@@ -2,6 +2,8 @@
 //! On CPU, libtorch's default OpenMP pool is 10-40x slower on small VMs; every front door
 //! calls [`init_threads`] first.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 use tch::Device;
 
@@ -68,13 +70,46 @@ impl DeviceChoice {
                 } else {
                     Err(DeviceError {
                         requested: String::from(self),
-                        reason: format!(
-                            "libtorch sees {count} CUDA device(s) (is this a CPU-only libtorch? see README, GPU notes)"
-                        ),
+                        reason: no_such_gpu(count, loaded_torch().cuda_linked),
                     })
                 }
             }
         }
+    }
+}
+
+/// The libtorch this process has mapped: its `lib` folder, and whether libtorch_cuda is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedTorch {
+    pub lib: Option<PathBuf>,
+    pub cuda_linked: bool,
+}
+
+/// Read from `/proc/self/maps` (the loader's truth, not the build's intent).
+pub fn loaded_torch() -> LoadedTorch {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    parse_maps(&maps)
+}
+
+fn parse_maps(maps: &str) -> LoadedTorch {
+    let path_of = |name: &str| {
+        maps.lines()
+            .filter_map(|l| l.split_whitespace().nth(5))
+            .find(|p| Path::new(p).file_name().is_some_and(|f| f == name))
+            .map(PathBuf::from)
+    };
+    LoadedTorch {
+        lib: path_of("libtorch_cpu.so").and_then(|p| p.parent().map(Path::to_path_buf)),
+        cuda_linked: path_of("libtorch_cuda.so").is_some(),
+    }
+}
+
+/// Why `cuda:N` cannot be had: a CPU-only libtorch, a CUDA one that sees no GPU, or fewer GPUs.
+fn no_such_gpu(count: usize, cuda_linked: bool) -> String {
+    match (count, cuda_linked) {
+        (0, false) => "this libtorch is a CPU-only build (a GPU needs `make CUDA=1 build`; README, Edge boxes)".into(),
+        (0, true) => "the CUDA libtorch sees no GPU: no NVIDIA driver or GPU on this box, or device nodes this process may not open (`mpdr doctor` says which)".into(),
+        (n, _) => format!("libtorch sees {n} GPU(s), cuda:0 to cuda:{}", n - 1),
     }
 }
 
@@ -86,6 +121,25 @@ pub fn init_threads() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loaded_libtorch_is_read_from_the_mappings() {
+        let maps = "7f00-7f01 r-xp 00000000 fd:01 1 /opt/mpdr/lib/libtorch_cpu.so\n\
+                    7f02-7f03 r--p 00000000 fd:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n";
+        let t = parse_maps(maps);
+        assert_eq!(t.lib.as_deref(), Some(Path::new("/opt/mpdr/lib")));
+        assert!(!t.cuda_linked);
+        let t = parse_maps(&format!("{maps}7f04-7f05 r-xp 0 fd:01 3 /opt/mpdr/lib/libtorch_cuda.so\n"));
+        assert!(t.cuda_linked);
+        assert_eq!(parse_maps("").lib, None);
+    }
+
+    #[test]
+    fn a_missing_gpu_is_explained_by_the_libtorch_build() {
+        assert!(no_such_gpu(0, false).contains("CPU-only") && no_such_gpu(0, false).contains("CUDA=1"));
+        assert!(no_such_gpu(0, true).contains("no NVIDIA driver"));
+        assert_eq!(no_such_gpu(2, true), "libtorch sees 2 GPU(s), cuda:0 to cuda:1");
+    }
 
     #[test]
     fn device_choices_parse_and_print() {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use tch::{Device, Tensor};
 
-use crate::device::DeviceChoice;
+use crate::device::{loaded_torch, DeviceChoice};
 use crate::model::{Bundle, Manifest, ModelKind};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -27,32 +27,6 @@ pub struct DoctorArgs {
     /// Seconds each --bench measurement runs.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-}
-
-/// The libtorch this process has mapped: its `lib` folder, and whether libtorch_cuda is in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadedTorch {
-    pub lib: Option<PathBuf>,
-    pub cuda_linked: bool,
-}
-
-/// Read from `/proc/self/maps` (the loader's truth, not the build's intent).
-pub fn loaded_torch() -> LoadedTorch {
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
-    parse_maps(&maps)
-}
-
-fn parse_maps(maps: &str) -> LoadedTorch {
-    let path_of = |name: &str| {
-        maps.lines()
-            .filter_map(|l| l.split_whitespace().nth(5))
-            .find(|p| Path::new(p).file_name().is_some_and(|f| f == name))
-            .map(PathBuf::from)
-    };
-    LoadedTorch {
-        lib: path_of("libtorch_cpu.so").and_then(|p| p.parent().map(Path::to_path_buf)),
-        cuda_linked: path_of("libtorch_cuda.so").is_some(),
-    }
 }
 
 /// One line per GPU the driver reports: name and memory (nvidia-smi; else the kernel driver's
@@ -100,30 +74,26 @@ pub fn report() -> Vec<String> {
     match &t.lib {
         Some(lib) => {
             let root = lib.parent().unwrap_or(lib);
-            let read = |f: &str| std::fs::read_to_string(root.join(f)).ok().map(|s| s.trim().to_string());
             out.push(format!(
                 "libtorch: {} (version {}, {})",
                 root.display(),
-                read("build-version").unwrap_or_else(|| "unknown".into()),
-                flavour(root).map_or("installed outside make setup".into(), |f| format!("{f} install"))
+                stamp(lib, "build-version").unwrap_or_else(|| "unknown".into()),
+                flavour(lib).map_or("installed outside make setup".into(), |f| format!("{f} install"))
             ));
         }
         None => out.push("libtorch: not found in this process's mappings".into()),
     }
-    let build = if tch::utils::has_cuda() {
-        format!("cuda (CUDA runtime {})", cuda_version(tch::utils::version_cudart()))
-    } else if t.cuda_linked {
-        "cuda linked, but its CUDA libraries did not register".into()
-    } else {
-        "cpu (libtorch_cuda not linked: this binary scores on the CPU only)".into()
-    };
-    out.push(format!("libtorch build: {build}"));
+    let gpus = gpu_lines();
+    let cudart = if t.cuda_linked { tch::utils::version_cudart() } else { 0 };
+    out.push(format!(
+        "libtorch build: {}",
+        build_line(tch::utils::has_cuda(), t.cuda_linked, !gpus.is_empty(), cudart)
+    ));
     let visible = if tch::utils::has_cuda() { tch::Cuda::device_count() } else { 0 };
     out.push(format!(
         "GPUs visible: {visible}{}",
         if visible > 0 && tch::Cuda::cudnn_is_available() { " (cuDNN available)" } else { "" }
     ));
-    let gpus = gpu_lines();
     if gpus.is_empty() {
         out.push("driver: no NVIDIA GPU reported (no nvidia-smi, /proc/driver/nvidia or Jetson release)".into());
     }
@@ -145,13 +115,32 @@ pub fn report() -> Vec<String> {
     out
 }
 
+/// What the linked libtorch can do here: a CUDA build with a GPU, a CUDA build on a box
+/// without a driver (idle, not broken), one that sees no GPU the driver reports, or a CPU build.
+fn build_line(has_cuda: bool, cuda_linked: bool, driver_reports_gpu: bool, cudart: i64) -> String {
+    let runtime = if cudart > 0 { format!(", CUDA runtime {}", cuda_version(cudart)) } else { String::new() };
+    match (has_cuda, cuda_linked, driver_reports_gpu) {
+        (true, _, _) => format!("cuda (in use{runtime})"),
+        (false, true, false) => format!("cuda (libtorch_cuda linked{runtime}; idle: no NVIDIA driver or GPU on this box)"),
+        (false, true, true) => format!("cuda (libtorch_cuda linked{runtime}), but it sees no GPU the driver reports: a driver older than the wheels need (≥ 580 for CUDA 13, `nvidia-smi` shows it), or device nodes this process cannot open (/dev/nvidia*, the unit's DeviceAllow=)"),
+        (false, false, _) => "cpu (libtorch_cuda not linked: this binary scores on the CPU only)".into(),
+    }
+}
+
+/// A file `make setup` wrote beside a libtorch (`torch/build-*`), or `make install` copied in
+/// with its libraries (`lib/build-*`).
+fn stamp(lib: &Path, name: &str) -> Option<String> {
+    let root = lib.parent().unwrap_or(lib);
+    [root.join(name), lib.join(name)].iter().find_map(|p| std::fs::read_to_string(p).ok()).map(|s| s.trim().to_string())
+}
+
 /// `cpu` or `cuda` for a libtorch `make setup` installed (its `build-flavour`, or the stamp
 /// beside it of an install made before that file existed).
-fn flavour(root: &Path) -> Option<String> {
-    if let Ok(f) = std::fs::read_to_string(root.join("build-flavour")) {
-        return Some(f.trim().to_string());
+fn flavour(lib: &Path) -> Option<String> {
+    if let Some(f) = stamp(lib, "build-flavour") {
+        return Some(f);
     }
-    let stamps = root.parent()?;
+    let stamps = lib.parent()?.parent()?;
     ["cuda", "cpu"].into_iter().find(|f| stamps.join(format!(".installed-2.13.0-{f}")).exists()).map(String::from)
 }
 
@@ -233,15 +222,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_loaded_libtorch_is_read_from_the_mappings() {
-        let maps = "7f00-7f01 r-xp 00000000 fd:01 1 /opt/mpdr/lib/libtorch_cpu.so\n\
-                    7f02-7f03 r--p 00000000 fd:01 2 /usr/lib/x86_64-linux-gnu/libc.so.6\n";
-        let t = parse_maps(maps);
-        assert_eq!(t.lib.as_deref(), Some(Path::new("/opt/mpdr/lib")));
-        assert!(!t.cuda_linked);
-        let t = parse_maps(&format!("{maps}7f04-7f05 r-xp 0 fd:01 3 /opt/mpdr/lib/libtorch_cuda.so\n"));
-        assert!(t.cuda_linked);
-        assert_eq!(parse_maps("").lib, None);
+    fn a_cuda_build_without_a_driver_is_idle_not_broken() {
+        assert_eq!(build_line(true, true, true, 13000), "cuda (in use, CUDA runtime 13.0)");
+        let idle = build_line(false, true, false, 13000);
+        assert!(idle.contains("idle: no NVIDIA driver") && idle.contains("13.0"), "{idle}");
+        let unseen = build_line(false, true, true, 0);
+        assert!(unseen.contains("≥ 580") && unseen.contains("DeviceAllow"), "{unseen}");
+        assert!(build_line(false, false, true, 0).starts_with("cpu"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ mod service;
 pub use alarms::{alarms, AlarmsArgs, AlarmsCommand};
 pub use backtest::{backtest, calibrate, score, BacktestArgs, CalibrateArgs, ScoreArgs};
 pub use bench::{bench, BenchArgs, BenchCommand};
-pub use doctor::{doctor, loaded_torch, DoctorArgs};
+pub use doctor::{doctor, DoctorArgs};
 pub use plant::{plant, PlantArgs};
 pub use record::{record, RecordArgs};
 pub use service::validate_as_service;

@@ -177,7 +177,7 @@ fn validate_as_the_service_names_what_its_user_cannot_read() {
         return;
     }
     let exe = Path::new(env!("CARGO_BIN_EXE_mpdr"));
-    let torch = mpdr::cli::loaded_torch().lib;
+    let torch = mpdr::device::loaded_torch().lib;
     if let Some(p) = std::iter::once(exe).chain(torch.as_deref()).find(|p| !reachable_by_the_service(p)) {
         eprintln!("SKIP: {} is where the service user cannot reach it (a home or a folder without o+x)", p.display());
         return;

@@ -51,6 +51,12 @@ fn the_installed_binary_runs_with_the_units_environment_on_the_installed_config(
     let resolved = torch.split("=> ").nth(1).and_then(|r| r.split(" (").next()).unwrap_or_default();
     let resolved = std::fs::canonicalize(resolved.trim()).unwrap();
     assert_eq!(resolved, std::fs::canonicalize(prefix.join("lib/libtorch_cpu.so")).unwrap(), "{ldd}");
+    // ... and `mpdr doctor` there still says which libtorch it is (the stamps came along).
+    let doctor = Command::new(&bin).arg("doctor").env_clear().output().unwrap();
+    let doctor = String::from_utf8_lossy(&doctor.stdout).to_string();
+    let want = format!("libtorch: {} (version 2.13.0, ", prefix.display());
+    let stamped = std::env::var_os("LIBTORCH").is_some_and(|t| Path::new(&t).join("build-version").exists());
+    assert!(doctor.contains(&want) || !stamped, "{doctor}");
 
     // The unit's environment only: no PATH, HOME, LD_LIBRARY_PATH or LIBTORCH.
     let state = d.path().join("state");
