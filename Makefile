@@ -21,7 +21,7 @@ export OMP_WAIT_POLICY ?= PASSIVE
 CARGO ?= cargo
 
 .PHONY: all setup build test lint fmt bench demo models parity fuzz install clean \
-	cross-aarch64 cross-aarch64-test deb deb-test gpu-check
+	cross-aarch64 cross-aarch64-test cross-aarch64-deb deb deb-test gpu-check
 
 all: build
 
@@ -73,6 +73,11 @@ deb: build
 
 deb-test: build
 	scripts/deb.sh test
+
+# The arm64 package from the cross build, installed and run in an arm64 Debian root under qemu-user.
+cross-aarch64-deb:
+	scripts/cross-aarch64.sh build
+	MPDR_BINARY=target/aarch64-unknown-linux-gnu/release/mpdr MPDR_DEB_ARCH=arm64 scripts/deb.sh test
 
 # The prepared GPU check (<= 10 min): CUDA build, GPU really used, scoring and training timed
 # against the CPU. Runs its CPU half anywhere.

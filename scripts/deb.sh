@@ -9,13 +9,16 @@
 # The service is not enabled: the installed config monitors nothing until a stream is added.
 #
 # `make deb-test`: the package installed into a fresh Debian root made with debootstrap
-# (cached in target/deb/base), then — inside that root — `mpdr validate` of the installed
+# (cached in target/deb/base-<arch>), then — inside that root — `mpdr validate` of the installed
 # config, `validate --as-service`, and `mpdr monitor` on a file stream to its end, as the
 # service user, with a file sink. Needs root (chroot, mount) and debootstrap; opt-in.
+# An arm64 package (`make cross-aarch64-deb`: the cross build) is tested the same way on an
+# x86_64 box, in an arm64 root whose programs run under qemu-user (binfmt_misc).
 #   MPDR_BINARY (default target/release/mpdr), MPDR_DEB_ARCH (default: dpkg's architecture)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/file-stream.sh
+. scripts/lib/qemu.sh
 root=$PWD
 mode=${1:-build}
 bin=${MPDR_BINARY:-${CARGO_TARGET_DIR:-target}/release/mpdr}
@@ -81,10 +84,11 @@ PRERM
     echo "deb: $pkg ($(du -h "$pkg" | cut -f1), $((kib / 1024)) MiB installed) in $((SECONDS - t0)) s"
 }
 
-base=$work/base
+base=$work/base-$arch
 new_root=$work/root
+host_arch=$(dpkg --print-architecture)
 cleanup() {
-    for m in proc dev; do mountpoint -q "$new_root/$m" 2>/dev/null && umount -l "$new_root/$m"; done
+    for m in proc/cpuinfo proc dev; do mountpoint -q "$new_root/$m" 2>/dev/null && umount -l "$new_root/$m"; done
     mountpoint -q "$new_root" 2>/dev/null && umount -l "$new_root"
     return 0
 }
@@ -94,12 +98,20 @@ test_install() {
     command -v debootstrap >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq debootstrap >/dev/null; }
     local t0=$SECONDS suite
     suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
+    # An arm64 package on an x86_64 box: an arm64 root, its programs run by qemu-user.
+    local foreign=0
+    if [ "$arch" != "$host_arch" ]; then
+        [ "$arch" = arm64 ] || { echo "deb-test: an $arch package cannot be tested on $host_arch (arm64 can, under qemu-user)" >&2; exit 1; }
+        command -v qemu-aarch64-static >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq qemu-user-static >/dev/null; }
+        ensure_aarch64_binfmt
+        foreign=1
+    fi
     if [ ! -f "$base/.complete" ]; then
         rm -rf "$base"
-        debootstrap --variant=minbase --include=libasound2 "$suite" "$base" "${MPDR_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 \
+        debootstrap --arch="$arch" --variant=minbase --include=libasound2 "$suite" "$base" "${MPDR_DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$work/debootstrap.log" 2>&1 \
             || { echo "deb-test: debootstrap failed, see $work/debootstrap.log" >&2; exit 1; }
         touch "$base/.complete"
-        echo "deb-test: Debian $suite root made in $((SECONDS - t0)) s"
+        echo "deb-test: Debian $suite ($arch) root made in $((SECONDS - t0)) s"
     fi
     trap cleanup EXIT
     cleanup
@@ -108,12 +120,27 @@ test_install() {
     mount --bind "$new_root" "$new_root"
     mount -t proc proc "$new_root/proc"
     mount --bind /dev "$new_root/dev"
+    local qemu_env=()
+    if [ "$foreign" = 1 ]; then
+        write_cortex_a76_cpuinfo "$work/cpuinfo"
+        mount --bind "$work/cpuinfo" "$new_root/proc/cpuinfo"
+        qemu_env=(QEMU_CPU=cortex-a76)
+    fi
     cp "$pkg" "$new_root/tmp/mpdr.deb"
-    in_root() { chroot "$new_root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin OMP_WAIT_POLICY=PASSIVE "$@"; }
+    in_root() {
+        chroot "$new_root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin OMP_WAIT_POLICY=PASSIVE "${qemu_env[@]}" "$@" \
+            2> >(grep -v "Can't open MIDR_EL1 sysfs entry" >&2)
+    }
     in_root dpkg -i /tmp/mpdr.deb
     in_root test -x /opt/mpdr/bin/mpdr
     in_root id mpdr
     in_root mpdr --version
+    # The box as the installed binary sees it: its architecture and the libtorch it loaded.
+    local machine=x86_64
+    [ "$arch" = arm64 ] && machine=aarch64
+    in_root mpdr doctor | tee "$work/doctor.txt" | sed -n 1,3p
+    grep -q "^mpdr .* on $machine " "$work/doctor.txt" && grep -q "^libtorch: /opt/mpdr (version 2.13.0" "$work/doctor.txt" \
+        || { echo "deb-test: the installed mpdr is not the $machine build with its own libtorch" >&2; exit 1; }
     echo "deb-test: validate the installed /etc/mpdr/monitor.toml"
     in_root mpdr validate --config /etc/mpdr/monitor.toml
     in_root mpdr validate --as-service --config /etc/mpdr/monitor.toml

@@ -27,7 +27,18 @@ put() {
   if [ "${MPDR_INSTALL_LINK:-0}" = 1 ]; then ln -f "$(readlink -f "$1")" "$root/lib/$(basename "$1")" 2>/dev/null || cp -L "$1" "$root/lib/"
   else cp -L "$1" "$root/lib/"; fi
 }
-ldd "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/' | while read -r so; do
+# An aarch64 binary on an x86_64 box (a cross build being packaged): its own loader lists them,
+# under qemu-user, with Debian's cross sysroot for the system libraries.
+libs_of() {
+  local machine
+  machine=$(od -An -tu2 -j18 -N2 "$1" | tr -d ' ')
+  if [ "$machine" = 183 ] && [ "$(uname -m)" != aarch64 ]; then
+    QEMU_LD_PREFIX=/usr/aarch64-linux-gnu qemu-aarch64-static /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 --list "$1"
+  else
+    ldd "$1"
+  fi
+}
+libs_of "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/|^/usr/aarch64-linux-gnu/' | while read -r so; do
   put "$so"
   case "$(basename "$so")" in
     libcudnn.so.*) for s in "$(dirname "$so")"/libcudnn_*.so.*; do [ -e "$s" ] && put "$s"; done ;;
@@ -35,7 +46,7 @@ ldd "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/' | while re
   esac
 done
 # What `mpdr doctor` reports of the libtorch: the stamps `make setup` wrote beside it.
-torch_lib=$(ldd "$BIN" | awk '/libtorch_cpu.so => \// {print $3}')
+torch_lib=$(libs_of "$BIN" | awk '/libtorch_cpu.so => \// {print $3}')
 for f in build-version build-flavour build-arch; do
   [ -n "$torch_lib" ] && [ -f "$(dirname "$torch_lib")/../$f" ] && install -m 0644 "$(dirname "$torch_lib")/../$f" "$root/lib/$f"
 done
