@@ -30,6 +30,7 @@ pub mod http;
 pub mod notify;
 mod reload;
 pub mod scorer;
+mod start;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,7 +38,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use error::thread;
 pub use error::DaemonError;
 
 type Result<T, E = DaemonError> = std::result::Result<T, E>;
@@ -45,13 +45,12 @@ use crossbeam_channel::{bounded, Sender, TrySendError};
 
 use crate::alarm::AlarmEvent;
 use crate::audio::source::{sleep_unless, Next, OpenContext};
-use crate::detect::{DetectConfig, Detector, ThresholdSetting};
+use crate::detect::{DetectConfig, ThresholdSetting};
 use crate::features::stream::StreamingExtractor;
 use crate::features::FeatureParams;
-use crate::metrics::{Metrics, ModelInfo, StreamMetrics};
-use crate::model::{Bundle, Manifest};
+use crate::metrics::{Metrics, StreamMetrics};
+use crate::model::Manifest;
 use config::{Monitor, StreamConfig};
-use scorer::{profile_window, LoadedModel, ScoredStream, Scorer};
 
 /// From the stream threads to the scorer.
 #[derive(Debug)]
@@ -169,71 +168,25 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let valid = Monitor::load(config_path, true)?;
     let cfg = valid.config().clone();
     let device = cfg.scoring.device.resolve().map_err(DaemonError::Device)?;
-
-    // Models: one per distinct bundle folder, loaded on the scorer thread (tch stays there).
-    let mut model_paths: Vec<PathBuf> = Vec::new();
-    for s in &cfg.streams {
-        if !model_paths.contains(&s.model) {
-            model_paths.push(s.model.clone());
-        }
-    }
-    let manifests: Vec<Manifest> = model_paths.iter().map(|p| Bundle::read_manifest(p)).collect::<Result<_, _>>()?;
-    let mut model_slots: Vec<reload::Slot> = model_paths
-        .iter()
-        .zip(&manifests)
-        .map(|(p, m)| reload::Slot { path: p.clone(), manifest: m.clone() })
-        .collect();
-    let stream_model: Vec<usize> =
-        cfg.streams.iter().map(|s| model_paths.iter().position(|p| p == &s.model).unwrap_or(0)).collect();
-    let infos: Vec<ModelInfo> = model_paths
-        .iter()
-        .zip(&manifests)
-        .map(|(p, m)| ModelInfo {
-            id: model_id(p, m),
-            kind: m.kind.to_string(),
-            path: p.display().to_string(),
-            device: format!("{device:?}"),
-        })
-        .collect();
-    let mut metrics = Metrics::new(
-        cfg.streams.iter().zip(&stream_model).map(|(s, &m)| StreamMetrics::new(&s.name, &infos[m].id)).collect(),
-        infos.clone(),
-    );
-    metrics.identity = cfg.identity.resolve();
-    for (sm, s) in metrics.streams.iter_mut().zip(&cfg.streams) {
-        sm.priority = s.priority;
-    }
-    let metrics = Arc::new(metrics);
+    let models = start::Models::read(&cfg, device)?;
+    let metrics = start::metrics(&cfg, &models);
     let (ev_tx, ev_rx) = bounded::<EventMsg>(10_000);
     let (ctrl_tx, ctrl_rx) = bounded::<Control>(16);
-    let console = console::start(&valid, &metrics, &manifests, &stream_model, &ctrl_tx, &ev_tx)?;
+    let console = console::start(&valid, &metrics, &models.manifests, &models.stream_model, &ctrl_tx, &ev_tx)?;
     // Thresholds: the config's (or the bundle's), unless a runtime change still applies.
+    // (A window other than the threshold's calibration window is one of the config's warnings.)
     let thresholds: Vec<f64> = (cfg.streams.iter().enumerate())
         .map(|(i, s)| {
             console
                 .runtime_threshold(&s.name)
-                .unwrap_or_else(|| threshold_of(s.detect.threshold, &manifests[stream_model[i]]))
+                .unwrap_or_else(|| threshold_of(s.detect.threshold, &models.manifests[models.stream_model[i]]))
         })
         .collect();
-    // (A window other than the threshold's calibration window is one of the config's warnings.)
     for (i, t) in thresholds.iter().enumerate() {
         metrics.streams[i].threshold.set(*t);
     }
-
     let http_stop = Arc::new(AtomicBool::new(false));
-    let http = match valid.listen() {
-        None => None,
-        Some(addr) => {
-            let ctx = http::Ctx { metrics: metrics.clone(), console: Some(console.clone()) };
-            let h = http::HttpServer::start(addr, ctx, http_stop.clone())?;
-            // The URL a person opens (an unspecified address: this box's loopback works).
-            let host = if h.addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { h.addr.ip().to_string() };
-            let host = if h.addr.is_ipv6() && !h.addr.ip().is_unspecified() { format!("[{host}]") } else { host };
-            let console = format!("http://{host}:{}/", h.addr.port());
-            tracing::info!(address = %h.addr, console = %console, "serving the console at {console} and /metrics, /healthz, /readyz");
-            Some(h)
-        }
-    };
+    let http = start::serve(&valid, &metrics, &console, &http_stop)?;
 
     // Alarm delivery: the outbox, one worker per delivery sink, the event thread; the status
     // servers (Modbus).
@@ -241,12 +194,11 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     let slots = events::build_workers(&valid.sinks(), &state_dir, &metrics)?;
     let evidence = crate::alarm::evidence::Evidence::new(
         &state_dir,
-        cfg.streams
-            .iter()
-            .enumerate()
+        (cfg.streams.iter().enumerate())
             .map(|(i, s)| {
-                let features = manifests[stream_model[i]].features.clone().unwrap_or_default();
-                (s.name.clone(), crate::alarm::evidence::StreamAudio { features, window_s: s.detect.window_s })
+                let audio =
+                    crate::alarm::evidence::StreamAudio { features: models.features(i), window_s: s.detect.window_s };
+                (s.name.clone(), audio)
             })
             .collect(),
     );
@@ -254,115 +206,95 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
     tracing::info!(outbox = %state_dir.join(crate::alarm::outbox::DB_FILE).display(), "alarm outbox open");
     let servers = events::start_servers(&valid.sinks(), &metrics)?;
 
-    // Scorer thread: load the models there, report back, then run.
     let (tx, rx) = bounded::<StreamMsg>(cfg.pipeline.vector_queue);
-    let (loaded_tx, loaded_rx) = bounded::<Result<()>>(1);
-    let scorer = {
-        let (cfg, metrics, ev_tx, infos, model_paths) =
-            (cfg.clone(), metrics.clone(), ev_tx.clone(), infos, model_paths);
-        let (manifests, stream_model, thresholds) = (manifests.clone(), stream_model.clone(), thresholds.clone());
-        let tap = ctl.tap.clone();
-        std::thread::Builder::new()
-            .name("mpdr-scorer".into())
-            .spawn(move || {
-                crate::device::init_threads();
-                let mut models = Vec::new();
-                for (p, info) in model_paths.iter().zip(&infos) {
-                    match LoadedModel::load(p, info.id.clone(), device) {
-                        Ok(m) => models.push(m),
-                        Err(e) => {
-                            let _ = loaded_tx.send(Err(DaemonError::Bundle(e)));
-                            return;
-                        }
-                    }
-                }
-                let streams = cfg
-                    .streams
-                    .iter()
-                    .zip(&stream_model)
-                    .enumerate()
-                    .map(|(i, (s, &m))| {
-                        let f = manifests[m].features.clone().unwrap_or_default();
-                        let vector_s = f.hop_length as f64 / f.sample_rate as f64;
-                        ScoredStream {
-                            name: s.name.clone(),
-                            model: m,
-                            detector: Detector::new(s.detect.clone(), thresholds[i], vector_s, f.n_mels),
-                            vector_s,
-                            ended: false,
-                            audio: s.source.spec().has_audio().then(|| {
-                                let seconds = s.detect.window_s + 2.0;
-                                crate::audio::ring::AudioRing::new((seconds * f.sample_rate as f64) as usize)
-                            }),
-                            sample_rate: f.sample_rate,
-                            health: Default::default(),
-                            profile: profile_window(&f, &s.detect),
-                        }
-                    })
-                    .collect();
-                let _ = loaded_tx.send(Ok(()));
-                Scorer {
-                    models,
-                    streams,
-                    metrics,
-                    events: ev_tx,
-                    max_batch: cfg.scoring.max_batch,
-                    max_wait: Duration::from_millis(cfg.scoring.max_wait_ms),
-                    tap,
-                }
-                .run(rx, ctrl_rx)
-            })
-            .map_err(thread("scorer"))?
+    let inputs = start::ScorerInputs {
+        thresholds,
+        device,
+        metrics: metrics.clone(),
+        events: ev_tx,
+        queue: rx,
+        control: ctrl_rx,
+        tap: ctl.tap.clone(),
     };
-    drop(ev_tx);
-    match loaded_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e),
-        Err(_) => return Err(DaemonError::Scorer("the thread died while loading the models".into())),
-    }
-    tracing::info!(models = manifests.len(), device = ?device, "models loaded");
-
-    // Stream threads.
+    let scorer = start::spawn_scorer(&cfg, &models, inputs)?;
+    tracing::info!(models = models.manifests.len(), device = ?device, "models loaded");
     let stream_stop = Arc::new(AtomicBool::new(false));
-    let mut stream_threads: Vec<JoinHandle<()>> = Vec::new();
-    for (i, s) in cfg.streams.iter().enumerate() {
-        let features = manifests[stream_model[i]].features.clone().unwrap_or_default();
-        let range = manifests[stream_model[i]].levels;
-        let (s, tx, metrics, stop, pl) =
-            (s.clone(), tx.clone(), metrics.clone(), stream_stop.clone(), cfg.pipeline.clone());
-        stream_threads.push(
-            std::thread::Builder::new()
-                .name(format!("mpdr-stream-{i}"))
-                .spawn(move || stream_loop(i, &s, (&features, range), &tx, &metrics, &stop, &pl))
-                .map_err(thread("stream"))?,
-        );
-    }
-    let mut keep_tx = Some(tx);
+    let stream_threads = start::spawn_streams(&cfg, &models, &tx, &metrics, &stream_stop)?;
 
     let _ = ctl.metrics.set(metrics.clone());
     metrics.ready.store(true, Ordering::Relaxed);
     notify::notify(&format!("READY=1\nSTATUS={}", status_line(&metrics)));
     tracing::info!(streams = cfg.streams.len(), "monitoring");
+    let mut reloading =
+        Reloading { path: config_path, slots: models.slots(), stream_model: &models.stream_model, ctrl: &ctrl_tx };
+    let current = supervise(valid, &ctl, &mut reloading, &scorer, &console, &events, &metrics)?;
 
-    // Supervisor loop: signals, reload, watchdog, status.
+    // Shutdown: streams end in-band, then the queue closes and the scorer and events drain.
+    notify::notify("STOPPING=1");
+    metrics.ready.store(false, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs_f64(current.config().pipeline.shutdown_timeout_s);
+    stream_stop.store(true, Ordering::Relaxed);
+    drop(tx); // held until now: the scorer's queue closes when the last stream thread is done
+    drop(ctrl_tx);
+    // The console and the acknowledgement hook hold senders of the event thread.
+    console.close();
+    if let Ok(mut h) = metrics.on_ack.lock() {
+        h.take();
+    }
+    if let Ok(mut h) = metrics.on_command.lock() {
+        h.take();
+    }
+    let mut clean = join_until(stream_threads, deadline, "stream");
+    clean &= join_until(vec![scorer], deadline, "scorer");
+    // The event thread ends when the scorer's sender is gone; it stops the sink workers
+    // (a delivery in progress may take up to its sink's timeout).
+    clean &= join_until(vec![events.handle], deadline + Duration::from_secs(30), "events");
+    drop(servers);
+    http_stop.store(true, Ordering::Relaxed);
+    if let Some(h) = http {
+        h.join();
+    }
+    if !clean {
+        return Err(DaemonError::Shutdown);
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// What a SIGHUP needs: the config file, the model slots and the scorer's control queue.
+struct Reloading<'a> {
+    path: &'a Path,
+    slots: Vec<reload::Slot>,
+    stream_model: &'a [usize],
+    ctrl: &'a Sender<Control>,
+}
+
+/// The supervisor loop until a stop or the end of every replay: reloads, the systemd
+/// watchdog (petted only while the scorer is alive and keeping up), console expiries, status.
+/// Returns the configuration running at the end.
+fn supervise(
+    mut current: Monitor,
+    ctl: &RunControl,
+    r: &mut Reloading,
+    scorer: &JoinHandle<()>,
+    console: &console::Console,
+    events: &events::Events,
+    metrics: &Arc<Metrics>,
+) -> Result<Monitor> {
     let watchdog = notify::watchdog_interval();
-    let mut last_pet = Instant::now();
-    let mut last_status = Instant::now();
-    let mut last_expiry = Instant::now();
-    let mut current = valid;
-    let scorer_alive = || !scorer.is_finished();
+    let (mut last_pet, mut last_status, mut last_expiry) = (Instant::now(), Instant::now(), Instant::now());
     loop {
         if ctl.stop.load(Ordering::Relaxed) {
             tracing::info!("stop requested: draining");
-            break;
+            return Ok(current);
         }
         if ctl.exit_when_done && metrics.streams.iter().all(|s| s.ended.load(Ordering::Relaxed)) {
             tracing::info!("every stream has ended");
-            break;
+            return Ok(current);
         }
         if ctl.reload.swap(false, Ordering::Relaxed) {
             notify::notify("RELOADING=1");
-            match reload::reload(config_path, &current, &mut model_slots, &stream_model, &ctrl_tx, &console, &metrics) {
+            match reload::reload(r.path, &current, &mut r.slots, r.stream_model, r.ctrl, console, metrics) {
                 Ok((new, slots)) => {
                     if events.replace.send(slots).is_err() {
                         tracing::warn!("sinks not replaced: the event thread has stopped");
@@ -377,11 +309,14 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
                     tracing::error!("reload rejected, the running configuration stays: {e:#}");
                 }
             }
-            notify::notify(&format!("READY=1\nSTATUS={}", status_line(&metrics)));
+            notify::notify(&format!("READY=1\nSTATUS={}", status_line(metrics)));
         }
         if let Some(w) = watchdog {
             // Pet only while the pipeline is alive: a stalled scorer gets us restarted.
-            if last_pet.elapsed() >= w / 2 && scorer_alive() && metrics.scorer_silence_s() < w.as_secs_f64() / 2.0 {
+            if last_pet.elapsed() >= w / 2
+                && !scorer.is_finished()
+                && metrics.scorer_silence_s() < w.as_secs_f64() / 2.0
+            {
                 notify::notify("WATCHDOG=1");
                 last_pet = Instant::now();
             }
@@ -391,46 +326,14 @@ pub fn run(config_path: &Path, ctl: RunControl) -> Result<()> {
             last_expiry = Instant::now();
         }
         if last_status.elapsed() >= Duration::from_secs(5) {
-            notify::notify(&format!("STATUS={}", status_line(&metrics)));
+            notify::notify(&format!("STATUS={}", status_line(metrics)));
             last_status = Instant::now();
         }
-        if !scorer_alive() {
+        if scorer.is_finished() {
             return Err(DaemonError::Scorer("the thread stopped unexpectedly".into()));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-
-    // Shutdown: streams end in-band, then the queue closes and the scorer and events drain.
-    notify::notify("STOPPING=1");
-    metrics.ready.store(false, Ordering::Relaxed);
-    let deadline = Instant::now() + Duration::from_secs_f64(current.config().pipeline.shutdown_timeout_s);
-    stream_stop.store(true, Ordering::Relaxed);
-    keep_tx.take();
-    drop(ctrl_tx);
-    // The console and the acknowledgement hook hold senders of the event thread.
-    console.close();
-    if let Ok(mut h) = metrics.on_ack.lock() {
-        h.take();
-    }
-    if let Ok(mut h) = metrics.on_command.lock() {
-        h.take();
-    }
-    let mut clean = join_until(stream_threads, deadline, "stream");
-    clean &= join_until(vec![scorer], deadline, "scorer");
-    // The event thread may still be delivering; it ends when the scorer's sender is gone.
-    // The event thread ends when the scorer's sender is gone; it stops the sink workers
-    // (a delivery in progress may take up to its sink's timeout).
-    clean &= join_until(vec![events.handle], deadline + Duration::from_secs(30), "events");
-    drop(servers);
-    http_stop.store(true, Ordering::Relaxed);
-    if let Some(h) = http {
-        h.join();
-    }
-    if !clean {
-        return Err(DaemonError::Shutdown);
-    }
-    tracing::info!("stopped cleanly");
-    Ok(())
 }
 
 fn status_line(m: &Metrics) -> String {
