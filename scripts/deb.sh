@@ -35,13 +35,20 @@ build() {
         MPDR_INSTALL_LINK=1 MPDR_PACKAGE=1 scripts/install.sh >/dev/null
     local kib
     kib=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
+    # The oldest C and C++ runtimes it runs on: the newest symbol versions the binary and the
+    # libraries it ships ask for (a box with an older glibc refuses the package, not the start).
+    local syms glibc cxx gcc
+    syms=$(objdump -T "$stage/opt/mpdr/bin/mpdr" "$stage"/opt/mpdr/lib/*.so* 2>/dev/null)
+    glibc=$(grep -o 'GLIBC_2\.[0-9]*' <<<"$syms" | sort -V -u | tail -1 | cut -d_ -f2)
+    cxx=$(grep -o 'GLIBCXX_3\.4\.[0-9]*' <<<"$syms" | sort -V -u | tail -1 | cut -d. -f3)
+    case "${cxx:-0}" in 29) gcc=11 ;; 30) gcc=12 ;; 31) gcc=13 ;; 32) gcc=14 ;; 33) gcc=15 ;; *) gcc= ;; esac
     cat > "$stage/DEBIAN/control" <<CONTROL
 Package: mpdr
 Version: $version
 Architecture: $arch
 Maintainer: mpdr developers <mpdr@localhost>
 Installed-Size: $kib
-Depends: libc6 (>= 2.28), libstdc++6, libgcc-s1, libasound2, passwd
+Depends: libc6 (>= ${glibc:-2.28}), libstdc++6${gcc:+ (>= $gcc)}, libgcc-s1, libasound2, passwd
 Section: sound
 Priority: optional
 Homepage: https://github.com/mpdr/mpdr
@@ -81,7 +88,7 @@ PRERM
     chmod 0755 "$stage/DEBIAN/postinst" "$stage/DEBIAN/prerm"
     dpkg-deb --root-owner-group -Zgzip -z6 --build "$stage" "$pkg" >/dev/null
     rm -rf "$stage"
-    echo "deb: $pkg ($(du -h "$pkg" | cut -f1), $((kib / 1024)) MiB installed) in $((SECONDS - t0)) s"
+    echo "deb: $pkg ($(du -h "$pkg" | cut -f1), $((kib / 1024)) MiB installed; needs glibc >= ${glibc:-2.28}${gcc:+, libstdc++ of GCC >= $gcc}) in $((SECONDS - t0)) s"
 }
 
 base=$work/base-$arch
