@@ -402,33 +402,43 @@ impl MqttSink {
             .name("mpdr-mqtt".into())
             .spawn(move || {
                 let mut last_error = String::new();
+                // Birth message and re-announcements at QoS 0, so their packet ids never mix
+                // with events'. Queued without blocking (this thread drives the connection):
+                // whatever did not fit in the request queue is tried again on the next event,
+                // so a box is never left without its retained `online`.
+                let mut birth_due = false;
+                let born = || {
+                    let online = status_payload("online", None, &id2, &me, &streams, telemetry_s);
+                    let mut ok = birth.try_publish(&status, QoS::AtMostOnce, true, online).is_ok();
+                    for (topic, config) in &announce {
+                        ok &= birth.try_publish(topic, QoS::AtMostOnce, true, config.clone()).is_ok();
+                    }
+                    let states: Vec<(String, String)> =
+                        again.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
+                    for (topic, body) in states {
+                        ok &= birth.try_publish(topic, QoS::AtMostOnce, true, body).is_ok();
+                    }
+                    // Our own status topic: a live `online` from another client means two
+                    // daemons share this box name.
+                    ok &= birth.try_subscribe(&status, QoS::AtMostOnce).is_ok();
+                    for f in command_base.iter().flat_map(|b| super::mqtt_command::filters(b)) {
+                        ok &= birth.try_subscribe(f, QoS::AtLeastOnce).is_ok();
+                    }
+                    ok
+                };
                 for n in connection.iter() {
                     if stop2.load(Ordering::Relaxed) {
                         break;
+                    }
+                    if birth_due && c2.load(Ordering::Relaxed) && born() {
+                        birth_due = false;
                     }
                     match n {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
                             c2.store(true, Ordering::Relaxed);
                             last_error.clear();
                             tracing::info!(topic = %status, "MQTT connected");
-                            // Birth message and re-announcements at QoS 0, so their packet
-                            // ids never mix with events'.
-                            let online = status_payload("online", None, &id2, &me, &streams, telemetry_s);
-                            let _ = birth.try_publish(&status, QoS::AtMostOnce, true, online);
-                            for (topic, config) in &announce {
-                                let _ = birth.try_publish(topic, QoS::AtMostOnce, true, config.clone());
-                            }
-                            let states: Vec<(String, String)> =
-                                again.lock().map(|m| m.values().cloned().collect()).unwrap_or_default();
-                            for (topic, body) in states {
-                                let _ = birth.try_publish(topic, QoS::AtMostOnce, true, body);
-                            }
-                            // Our own status topic: a live `online` from another client means
-                            // two daemons share this box name.
-                            let _ = birth.try_subscribe(&status, QoS::AtMostOnce);
-                            for f in command_base.iter().flat_map(|b| super::mqtt_command::filters(b)) {
-                                let _ = birth.try_subscribe(f, QoS::AtLeastOnce);
-                            }
+                            birth_due = !born();
                         }
                         Ok(Event::Incoming(Packet::Publish(p)))
                             if command_base.as_ref().is_some_and(|b| p.topic.starts_with(b.as_str()))
