@@ -38,7 +38,8 @@ libs_of() {
     ldd "$1"
   fi
 }
-libs_of "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/|^/usr/aarch64-linux-gnu/' | while read -r so; do
+libs=$(libs_of "$BIN")
+awk '/=> \// {print $3}' <<<"$libs" | grep -Ev '^/(usr/)?lib(64)?/|^/usr/aarch64-linux-gnu/' | while read -r so; do
   put "$so"
   case "$(basename "$so")" in
     libcudnn.so.*) for s in "$(dirname "$so")"/libcudnn_*.so.*; do [ -e "$s" ] && put "$s"; done ;;
@@ -46,7 +47,7 @@ libs_of "$BIN" | awk '/=> \// {print $3}' | grep -Ev '^/(usr/)?lib(64)?/|^/usr/a
   esac
 done
 # What `mpdr doctor` reports of the libtorch: the stamps `make setup` wrote beside it.
-torch_lib=$(libs_of "$BIN" | awk '/libtorch_cpu.so => \// {print $3}')
+torch_lib=$(awk '/libtorch_cpu.so => \// {print $3}' <<<"$libs")
 for f in build-version build-flavour build-arch; do
   [ -n "$torch_lib" ] && [ -f "$(dirname "$torch_lib")/../$f" ] && install -m 0644 "$(dirname "$torch_lib")/../$f" "$root/lib/$f"
 done
